@@ -1,0 +1,362 @@
+//! `PhoneSystem`: one PBX or cloud telephony account that switchboard keeps in line.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{BackendKind, Error};
+
+/// The fields that belong to a whole phone system: where it is, how to log in, and how
+/// carefully switchboard may change it.
+///
+/// Exactly one backend block (`mikopbx`, `thulium`, `apio`, `telphin`, `ringostat`) is set.
+// kube-derive expands `printcolumn(...)` into repeated `type_` attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "switchboard.dev",
+    version = "v1alpha1",
+    kind = "PhoneSystem",
+    namespaced,
+    status = "PhoneSystemStatus",
+    shortname = "pbx",
+    category = "switchboard",
+    doc = "A PBX or cloud telephony account whose user accounts switchboard manages.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".status.backend"),
+    printcolumn(name = "Declared", type_ = "integer", json_path = ".status.counts.declared"),
+    printcolumn(name = "InSync", type_ = "integer", json_path = ".status.counts.inSync"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new(
+    "[has(self.mikopbx), has(self.thulium), has(self.apio), has(self.telphin), has(self.ringostat)].filter(x, x).size() == 1"
+).message("exactly one backend block must be set: mikopbx, thulium, apio, telphin or ringostat"))]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneSystemSpec {
+    /// A MikoPBX server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mikopbx: Option<MikoPbx>,
+    /// A Thulium contact-center account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thulium: Option<Thulium>,
+    /// A BroadWorks group, managed through Netaxis APIO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apio: Option<Apio>,
+    /// A Telphin (Ringme APILink) client account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telphin: Option<Telphin>,
+    /// A Ringostat project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ringostat: Option<Ringostat>,
+
+    /// The Secret (in this namespace) that holds the credentials. Keys by backend:
+    /// mikopbx `apiKey`, or `username` + `password`; thulium `username` + `password`;
+    /// apio `token`, or `username` + `password`; telphin `clientId` + `clientSecret`;
+    /// ringostat `authKey`. Only a MikoPBX reached on a loopback URL needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+
+    /// What switchboard may do to accounts it owns: `sync` creates, updates and deletes;
+    /// `upsert-only` never deletes; `create-only` never updates or deletes.
+    #[serde(default)]
+    pub policy: Policy,
+
+    /// What to do when an account switchboard does not own already has an Employee's
+    /// extension: `adopt` takes it over (and updates it), `refuse` reports a conflict.
+    #[serde(default)]
+    pub adoption: Adoption,
+
+    /// How often every account is listed and drift is corrected, as a Go duration
+    /// (`30s`, `5m`, `1h`). Changes to Employees are applied at once regardless.
+    #[serde(default = "default_resync_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub resync_interval: String,
+
+    /// The most requests per second switchboard sends to this system, and the burst above
+    /// it. Unset: no limit beyond `maxConcurrency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+
+    /// How many requests may be in flight to this system at once.
+    #[serde(default = "default_max_concurrency")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_concurrency: u32,
+
+    /// The mass-deletion guard: one sync deletes at most this many accounts. Past it,
+    /// the rest wait until the limit is raised or the annotation
+    /// `switchboard.dev/allow-deletions: "<n>"` allows them.
+    #[serde(default = "default_max_deletions")]
+    #[schemars(range(max = 100000))]
+    pub max_deletions_per_sync: u32,
+
+    /// Stop every write to this system (listing and status continue).
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_resync_interval() -> String {
+    "5m".to_owned()
+}
+fn default_max_concurrency() -> u32 {
+    4
+}
+fn default_max_deletions() -> u32 {
+    10
+}
+
+/// A URL of an HTTP API: `http://` or `https://`, no spaces.
+const URL_PATTERN: &str = r"^https?://[^\s/?#]+(/[^\s]*)?$";
+
+/// MikoPBX: REST API, either generation.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MikoPbx {
+    /// Base URL of the PBX web interface, e.g. `https://pbx.example.com`.
+    #[schemars(regex(pattern = URL_PATTERN), length(max = 2048))]
+    pub url: String,
+    /// Which REST API the PBX speaks: `legacy` for 2023.2 / 2024.1
+    /// (`/pbxcore/api/extensions/*`), `v3` for 2026.1 and later (`/pbxcore/api/v3/employees`).
+    #[serde(default)]
+    pub api_generation: MikoPbxApiGeneration,
+}
+
+/// The two incompatible MikoPBX API lines.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MikoPbxApiGeneration {
+    /// 2023.2 / 2024.1: `/pbxcore/api/extensions/*`, admin session login.
+    Legacy,
+    /// 2026.1 and later: `/pbxcore/api/v3/employees`, Bearer API key or JWT.
+    #[default]
+    V3,
+}
+
+/// Thulium: REST API with HTTP Basic authentication.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Thulium {
+    /// Base URL, e.g. `https://acme.thulium.com`.
+    #[schemars(regex(pattern = URL_PATTERN), length(max = 2048))]
+    pub url: String,
+}
+
+/// Netaxis APIO in front of BroadWorks: users of one group.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Apio {
+    /// Base URL of the APIO gateway.
+    #[schemars(regex(pattern = URL_PATTERN), length(max = 2048))]
+    pub url: String,
+    /// Path prefix of the provisioning API; deployments differ (`/api/v01`, `/api/v1`).
+    #[serde(default = "default_apio_prefix")]
+    #[schemars(regex(pattern = r"^(/[A-Za-z0-9._~-]+)*$"), length(max = 128))]
+    pub path_prefix: String,
+    /// BroadWorks tenant (service provider / enterprise) id.
+    #[schemars(regex(pattern = r"^[^\s/]+$"), length(min = 1, max = 80))]
+    pub tenant: String,
+    /// BroadWorks group id inside the tenant.
+    #[schemars(regex(pattern = r"^[^\s/]+$"), length(min = 1, max = 80))]
+    pub group: String,
+}
+
+fn default_apio_prefix() -> String {
+    "/api/v01".to_owned()
+}
+
+/// Telphin (Ringme APILink): OAuth2 client credentials.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Telphin {
+    /// Base URL, e.g. `https://apiproxy.telphin.ru`.
+    #[schemars(regex(pattern = URL_PATTERN), length(max = 2048))]
+    pub url: String,
+    /// The client whose extensions are managed; `@me` is the application's own client.
+    #[serde(default = "default_telphin_client")]
+    #[schemars(regex(pattern = r"^(@me|[0-9]+)$"), length(max = 20))]
+    pub client_id: String,
+}
+
+fn default_telphin_client() -> String {
+    "@me".to_owned()
+}
+
+/// Ringostat: JSON-RPC API of one project.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ringostat {
+    /// Base URL, e.g. `https://api.ringostat.net`.
+    #[schemars(regex(pattern = URL_PATTERN), length(max = 2048))]
+    pub url: String,
+    /// The Ringostat project id.
+    #[schemars(regex(pattern = r"^[0-9]+$"), length(min = 1, max = 20))]
+    pub project_id: String,
+    /// The id of the Ringostat user recorded as the creator of new employees.
+    #[schemars(regex(pattern = r"^[0-9]+$"), length(min = 1, max = 20))]
+    pub creator_id: String,
+}
+
+/// A Secret in the same namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(regex(pattern = super::DNS_SUBDOMAIN), length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What switchboard may do to the accounts it owns (as external-dns `--policy`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Create, update and delete.
+    #[default]
+    Sync,
+    /// Create and update, never delete.
+    UpsertOnly,
+    /// Create only: existing accounts are never changed or deleted.
+    CreateOnly,
+}
+
+/// What to do with an unowned account that already has an Employee's extension.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Adoption {
+    /// Take the account over and bring it in line with the Employee.
+    Adopt,
+    /// Leave it alone and report a conflict on the Employee.
+    #[default]
+    Refuse,
+}
+
+/// A token bucket: `requestsPerSecond` sustained, `burst` at once.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    #[schemars(range(min = 1, max = 10000))]
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the sustained rate; defaults to `requestsPerSecond`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub burst: Option<u32>,
+}
+
+/// What switchboard last saw and did on this system.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneSystemStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the system is reachable and its credentials work. `Synced`: the last sync
+    /// applied every planned change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Which backend block the spec uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendKind>,
+    /// Account counts from the last sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<AccountCounts>,
+    /// When the last sync finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// How long the last sync took, as a Go duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_duration: Option<String>,
+}
+
+/// Account counts from one sync.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountCounts {
+    /// Employees that list this system.
+    pub declared: u32,
+    /// Accounts that match their Employee.
+    pub in_sync: u32,
+    /// Accounts waiting for a change (including deletions held by the guard).
+    pub pending: u32,
+    /// Employees whose account could not be brought in line.
+    pub failed: u32,
+    /// Accounts on the system that no Employee owns (left alone).
+    pub unmanaged: u32,
+}
+
+impl PhoneSystemSpec {
+    /// The one backend block, or an error naming the rule when there are none or several
+    /// (the CRD's CEL rule rejects those at admission; this guards manifests read from
+    /// files and clusters without the CRD's validation).
+    pub fn backend(&self) -> Result<Backend<'_>, Error> {
+        let mut found = Vec::with_capacity(1);
+        if let Some(b) = &self.mikopbx {
+            found.push(Backend::MikoPbx(b));
+        }
+        if let Some(b) = &self.thulium {
+            found.push(Backend::Thulium(b));
+        }
+        if let Some(b) = &self.apio {
+            found.push(Backend::Apio(b));
+        }
+        if let Some(b) = &self.telphin {
+            found.push(Backend::Telphin(b));
+        }
+        if let Some(b) = &self.ringostat {
+            found.push(Backend::Ringostat(b));
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            n => Err(Error::BackendBlocks { found: n }),
+        }
+    }
+
+    /// `resyncInterval` parsed.
+    pub fn resync_interval(&self) -> Result<std::time::Duration, Error> {
+        parse_duration("spec.resyncInterval", &self.resync_interval)
+    }
+}
+
+/// Parses a Go duration as Kubernetes writes them, naming the field on error.
+pub(crate) fn parse_duration(field: &'static str, value: &str) -> Result<std::time::Duration, Error> {
+    value
+        .parse::<kube::core::Duration>()
+        .ok()
+        .map(std::time::Duration::from)
+        .ok_or_else(|| Error::Duration { field, value: value.to_owned() })
+}
+
+/// The backend block of a `PhoneSystem`, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Backend<'a> {
+    MikoPbx(&'a MikoPbx),
+    Thulium(&'a Thulium),
+    Apio(&'a Apio),
+    Telphin(&'a Telphin),
+    Ringostat(&'a Ringostat),
+}
+
+impl Backend<'_> {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Backend::MikoPbx(_) => BackendKind::Mikopbx,
+            Backend::Thulium(_) => BackendKind::Thulium,
+            Backend::Apio(_) => BackendKind::Apio,
+            Backend::Telphin(_) => BackendKind::Telphin,
+            Backend::Ringostat(_) => BackendKind::Ringostat,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Backend::MikoPbx(b) => &b.url,
+            Backend::Thulium(b) => &b.url,
+            Backend::Apio(b) => &b.url,
+            Backend::Telphin(b) => &b.url,
+            Backend::Ringostat(b) => &b.url,
+        }
+    }
+}

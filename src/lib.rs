@@ -1,0 +1,5 @@
+//! switchboard: keeps the user accounts of phone systems in line with `Employee`
+//! manifests. See `README.md` for what it does and `DESIGN` notes for how.
+
+pub mod api;
+pub mod plan;
