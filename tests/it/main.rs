@@ -3,3 +3,8 @@
 
 mod crds;
 mod schema;
+mod sim_apio;
+mod sim_common;
+mod sim_ringostat;
+mod sim_telphin;
+mod sim_thulium;
