@@ -19,6 +19,7 @@
 //! a second account.
 
 pub mod apio;
+pub mod mikopbx;
 pub mod ringostat;
 pub mod telphin;
 pub mod thulium;
@@ -85,11 +86,6 @@ pub struct OpName(pub &'static str);
 
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The `kind()` of every simulator, in the order the docs list the systems.
-pub fn all_kinds() -> [&'static str; 5] {
-    ["mikopbx", "thulium", "apio", "telphin", "ringostat"]
 }
 
 /// Faults injected into the simulator's API (never into `/_sim`). All rates are
@@ -575,7 +571,8 @@ pub async fn spawn(sim: Arc<dyn Simulator>, addr: SocketAddr) -> Result<Running,
         .merge(control_router(control));
     let mut signal = stopped;
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
+        // MikoPBX trusts loopback callers: the simulators need the peer address.
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = signal.wait_for(|stop| *stop).await;
             })
@@ -616,4 +613,17 @@ pub(crate) fn is_valid_email(s: &str) -> bool {
         })
         && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
     local_ok && domain_ok
+}
+
+/// The simulator of `kind` with its default configuration (the credentials `switchboard
+/// sim` prints and `examples/` uses).
+pub fn default_simulator(kind: crate::api::BackendKind) -> Arc<dyn Simulator> {
+    use crate::api::BackendKind;
+    match kind {
+        BackendKind::Mikopbx => mikopbx::MikoPbxSim::new(mikopbx::MikoPbxConfig::default()),
+        BackendKind::Thulium => thulium::ThuliumSim::new(thulium::ThuliumConfig::default()),
+        BackendKind::Apio => apio::ApioSim::new(apio::ApioConfig::default()),
+        BackendKind::Telphin => telphin::TelphinSim::new(telphin::TelphinConfig::default()),
+        BackendKind::Ringostat => ringostat::RingostatSim::new(ringostat::RingostatConfig::default()),
+    }
 }

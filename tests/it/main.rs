@@ -5,6 +5,7 @@ mod crds;
 mod schema;
 mod sim_apio;
 mod sim_common;
+mod sim_mikopbx;
 mod sim_ringostat;
 mod sim_telphin;
 mod sim_thulium;

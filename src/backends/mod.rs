@@ -1,0 +1,191 @@
+//! The five phone systems behind one interface.
+//!
+//! The planner never knows which system it plans for: every backend lists its accounts in
+//! the neutral [`Account`] model, says what it can do in [`Capabilities`], and carries out
+//! creates, updates and deletes. The HTTP policy they share (timeouts, retries, rate limit,
+//! concurrency cap, size caps, redaction) is written once, in [`http`].
+
+pub mod http;
+
+use std::{collections::BTreeMap, fmt, future::Future, time::Duration};
+
+use crate::{
+    api::{BackendKind, EmployeeSpec, Membership},
+    plan::{Account, Attributes, Capabilities, Change, Desired},
+};
+
+/// A password, token or key. Never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The data of a PhoneSystem's credentials Secret.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials(BTreeMap<String, Secret>);
+
+impl Credentials {
+    pub fn new(data: impl IntoIterator<Item = (String, String)>) -> Self {
+        Credentials(data.into_iter().map(|(k, v)| (k, Secret::new(v))).collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Secret> {
+        self.0.get(key).filter(|s| !s.expose().is_empty())
+    }
+
+    /// The value of `key`, or an error naming the key the Secret lacks.
+    pub fn require(&self, key: &'static str) -> Result<&Secret, Error> {
+        self.get(key).ok_or(Error::Credentials { key })
+    }
+
+    /// Every value, so errors and logs can be scrubbed of them.
+    pub fn values(&self) -> impl Iterator<Item = &Secret> {
+        self.0.values()
+    }
+}
+
+/// What went wrong talking to a phone system. Every message has been scrubbed of the
+/// credentials and passwords in play before it is built.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Worth trying again later: timeouts, dropped connections, 5xx, 429.
+    #[error("{system} unreachable: {detail}")]
+    Transient { system: BackendKind, detail: String, retry_after: Option<Duration> },
+    /// The credentials were refused.
+    #[error("{system} refused the credentials: {detail}")]
+    Auth { system: BackendKind, detail: String },
+    /// The system refused the data; `field` is the system's own field name when known.
+    #[error("{system} rejected {}: {message}", field.as_deref().unwrap_or("the request"))]
+    Validation { system: BackendKind, field: Option<String>, message: String },
+    #[error("{system}: no account {id}")]
+    NotFound { system: BackendKind, id: String },
+    /// Something already holds what we tried to take (an extension, a login).
+    #[error("{system}: {detail}")]
+    Conflict { system: BackendKind, detail: String },
+    #[error("{system} has no API to {operation}")]
+    Unsupported { system: BackendKind, operation: &'static str },
+    /// The answer made no sense: not JSON, wrong types, too large, claims success but
+    /// holds nothing.
+    #[error("{system} gave an unexpected answer: {detail}")]
+    Protocol { system: BackendKind, detail: String },
+    /// The credentials Secret lacks a key this backend needs.
+    #[error("the credentials Secret has no key {key:?}")]
+    Credentials { key: &'static str },
+    /// The Employee cannot be represented on this system (e.g. a 6-digit extension on
+    /// Ringostat). `field` is the Employee's field.
+    #[error("{field}: {rule} on {system}")]
+    Unfit { system: BackendKind, field: String, rule: String },
+    /// The PhoneSystem's own settings are unusable (e.g. a malformed URL).
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient { .. })
+    }
+}
+
+/// What `list` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub accounts: Vec<Account>,
+    /// `false` when the system said the list was cut short.
+    pub complete: bool,
+}
+
+/// A phone system's API, in neutral terms.
+///
+/// Implementations must make `update` and `delete` safe to repeat, and must not retry a
+/// `create` on their own after an unclear failure: [`create_once`] does that, checking by
+/// extension first, so a retry never makes a second account.
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+
+    fn capabilities(&self) -> &Capabilities;
+
+    /// The neutral attributes of `employee` on this system, or why it cannot be there.
+    /// Pure; checks the system's own rules (lengths, alphabets, number ranges).
+    fn desired(&self, employee: &EmployeeSpec, membership: &Membership) -> Result<Attributes, Error>;
+
+    /// A password that meets this system's rules, for Employees without one.
+    fn generate_password(&self) -> Secret;
+
+    /// Every account, all pages.
+    fn list(&self) -> impl Future<Output = Result<Listing, Error>> + Send;
+
+    /// The account on `extension`, if any (the natural-key lookup behind safe creates).
+    fn find(&self, extension: &str) -> impl Future<Output = Result<Option<Account>, Error>> + Send;
+
+    /// Creates the account; returns it as the system now holds it.
+    fn create(
+        &self,
+        desired: &Desired,
+        password: Option<&Secret>,
+    ) -> impl Future<Output = Result<Account, Error>> + Send;
+
+    /// Writes `changes` to `account`. `password` is set when `changes` has the password.
+    fn update(
+        &self,
+        account: &Account,
+        desired: &Desired,
+        changes: &[Change],
+        password: Option<&Secret>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Deletes the account; an account already gone is not an error.
+    fn delete(&self, account: &Account) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// How many times [`create_once`] tries.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Creates an account so that unclear failures never make two: after a transient error
+/// (the create may have reached the system), it looks the extension up and takes what it
+/// finds before trying again.
+pub async fn create_once<B: Backend>(
+    backend: &B,
+    desired: &Desired,
+    password: Option<&Secret>,
+) -> Result<Account, Error> {
+    let mut last = None;
+    for attempt in 0..CREATE_ATTEMPTS {
+        if attempt > 0 {
+            match backend.find(&desired.extension).await {
+                Ok(Some(account)) => return Ok(account),
+                Ok(None) => {}
+                Err(err) => {
+                    last = Some(err);
+                    continue;
+                }
+            }
+        }
+        match backend.create(desired, password).await {
+            Ok(account) => return Ok(account),
+            Err(err) if err.is_transient() => last = Some(err),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(last.unwrap_or(Error::Config("create was never attempted".into())))
+}

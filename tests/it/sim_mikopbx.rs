@@ -1,0 +1,1037 @@
+//! The MikoPBX simulator against what the sources say the real one does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, StatusCode};
+use serde_json::{Map, Value, json};
+use switchboard::sim::mikopbx::{LegacyRelease, MikoPbxConfig, MikoPbxSim, RestrictedUser};
+use switchboard::sim::{self, Running, SimError, Simulator};
+
+/// The template the seed document shows (2023.2).
+const SEED_TEMPLATE: &str = r#"{"type":"SIP","show_in_phonebook":"1","is_general_user_number":"1","public_access":"0",
+  "number":"275","user_id":"","user_avatar":"","user_username":"","user_email":"",
+  "mobile_uniqid":"EXTERNAL-7870338E","mobile_number":"","mobile_dialstring":"",
+  "sip_uniqid":"SIP-PHONE-5A230111","sip_secret":"Nk9oOFI2ZXdDMEU9","sip_type":"peer",
+  "sip_qualify":"1","sip_qualifyfreq":60,"sip_enableRecording":"1","sip_dtmfmode":"auto",
+  "sip_transport":" ","sip_networkfilterid":"none","sip_manualattributes":"",
+  "fwd_ringlength":45,"fwd_forwarding":"","fwd_forwardingonbusy":"","fwd_forwardingonunavailable":""}"#;
+
+const STRONG: &str = "Vq7#pL2m!xR9zT4w";
+
+struct H {
+    sim: Arc<MikoPbxSim>,
+    _running: Running,
+    url: String,
+    http: Client,
+}
+
+async fn start(cfg: MikoPbxConfig) -> H {
+    let sim = MikoPbxSim::new(cfg);
+    let running = sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = running.url.clone();
+    let http = Client::builder().no_proxy().build().unwrap();
+    H { sim, _running: running, url, http }
+}
+
+async fn start_default() -> H {
+    start(MikoPbxConfig::default()).await
+}
+
+fn form_of(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("PHPSESSID="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+}
+
+impl H {
+    fn u(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.http.get(self.u(path)).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn template(&self) -> Value {
+        let (status, body) = self.get_json("/pbxcore/api/extensions/getRecord?id=").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["result"], true, "{body}");
+        body["data"].clone()
+    }
+
+    async fn get_record(&self, id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/pbxcore/api/extensions/getRecord?id={id}")).await;
+        assert_eq!(status, 200);
+        body["data"].clone()
+    }
+
+    async fn save(&self, record: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.u("/pbxcore/api/extensions/saveRecord"))
+            .form(&form_of(record))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Template + the given fields, saved; returns the saved record.
+    async fn create(&self, fields: Value) -> Value {
+        let mut t = self.template().await;
+        for (k, v) in fields.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        let (status, body) = self.save(&t).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["result"], true, "{body}");
+        body["data"].clone()
+    }
+
+    async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let r = self.http.post(self.u(path)).form(form).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    async fn delete(&self, id: &str) -> (StatusCode, Value) {
+        self.post_form("/pbxcore/api/extensions/deleteRecord", &[("id", id)]).await
+    }
+
+    async fn login(&self, login: &str, password: &str) -> (Value, Option<String>) {
+        let r = self
+            .http
+            .post(self.u("/admin-cabinet/session/start"))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .form(&[("login", login), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let cookie = session_cookie(r.headers());
+        (r.json().await.unwrap(), cookie)
+    }
+
+    async fn v3(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.u(path));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn v3_create(&self, number: &str, name: &str) -> Value {
+        let (status, body) = self
+            .v3(
+                reqwest::Method::POST,
+                "/pbxcore/api/v3/employees",
+                None,
+                Some(json!({"number": number, "user_username": name, "sip_secret": STRONG})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["data"].clone()
+    }
+}
+
+fn is_upper_hex8(s: &str) -> bool {
+    s.len() == 8 && s.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+}
+
+// ---------------------------------------------------------------------------------------
+// Legacy API
+
+#[tokio::test]
+async fn legacy_seed_flow_template_then_save() {
+    let h = start_default().await;
+    let r = h.http.get(h.u("/pbxcore/api/extensions/getRecord?id=")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers().get("e-tag").unwrap().to_str().unwrap().to_string();
+    assert_eq!(etag.len(), 40);
+    let body: Value = r.json().await.unwrap();
+    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    for k in ["jsonapi", "result", "data", "messages", "function", "processor", "pid", "meta"] {
+        assert!(keys.contains(&k), "envelope lacks {k}: {body}");
+    }
+    assert_eq!(body["jsonapi"], json!({"version": "1.0"}));
+    assert_eq!(body["messages"], json!([]));
+    assert_eq!(body["function"], "getRecord");
+    assert_eq!(body["processor"], "MikoPBX\\PBXCoreREST\\Lib\\Extensions\\GetRecordAction::main");
+    assert!(body["pid"].is_u64());
+    assert_eq!(body["meta"]["hash"].as_str().unwrap().len(), 40);
+    assert!(body["meta"]["timestamp"].as_str().unwrap().ends_with("+00:00"));
+
+    // Same keys and JSON types as the seed's template, no `id`.
+    let tpl = &body["data"];
+    let seed: Value = serde_json::from_str(SEED_TEMPLATE).unwrap();
+    let mut ours: Vec<&String> = tpl.as_object().unwrap().keys().collect();
+    let mut theirs: Vec<&String> = seed.as_object().unwrap().keys().collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs);
+    for (k, v) in seed.as_object().unwrap() {
+        assert_eq!(v.is_string(), tpl[k].is_string(), "type of {k}");
+        assert_eq!(v.is_u64(), tpl[k].is_u64(), "type of {k}");
+    }
+    for k in [
+        "type",
+        "show_in_phonebook",
+        "is_general_user_number",
+        "public_access",
+        "user_id",
+        "sip_type",
+        "sip_qualify",
+        "sip_qualifyfreq",
+        "sip_enableRecording",
+        "sip_dtmfmode",
+        "sip_networkfilterid",
+        "fwd_ringlength",
+        "mobile_number",
+    ] {
+        assert_eq!(tpl[k], seed[k], "{k}");
+    }
+    assert_eq!(tpl["sip_transport"], "", "2024.1 default");
+    assert_eq!(tpl["number"], "201");
+    let sip_uniqid = tpl["sip_uniqid"].as_str().unwrap().to_string();
+    let mobile_uniqid = tpl["mobile_uniqid"].as_str().unwrap().to_string();
+    assert!(is_upper_hex8(sip_uniqid.strip_prefix("SIP-PHONE-").unwrap()));
+    assert!(is_upper_hex8(mobile_uniqid.strip_prefix("EXTERNAL-").unwrap()));
+    assert_eq!(tpl["sip_secret"].as_str().unwrap().len(), 16);
+
+    // Save the template the way the seed's script does.
+    let mut rec = tpl.clone();
+    rec["user_username"] = json!("Анна Петрова");
+    rec["user_email"] = json!("anna@example.com");
+    rec["mobile_number"] = json!("79991234567");
+    rec["fwd_forwarding"] = json!("79991234567");
+    rec["fwd_forwardingonbusy"] = json!("79991234567");
+    let (status, saved) = h.save(&rec).await;
+    assert_eq!(status, 200);
+    assert_eq!(saved["result"], true, "{saved}");
+    assert_eq!(saved["function"], "saveRecord");
+    let data = &saved["data"];
+    let id = data["id"].as_str().unwrap().to_string();
+    assert_ne!(data["user_id"], "");
+    assert_ne!(data["user_id"].as_str(), Some(id.as_str()), "two different ids");
+
+    let got = h.get_record(&id).await;
+    assert_eq!(&got, data);
+    assert_eq!(got["user_username"], "Анна Петрова");
+    assert_eq!(got["user_email"], "anna@example.com");
+    assert_eq!(got["mobile_number"], "79991234567");
+    assert_eq!(got["mobile_dialstring"], "79991234567");
+    assert_eq!(got["mobile_uniqid"], mobile_uniqid.as_str());
+    assert_eq!(got["sip_uniqid"], sip_uniqid.as_str());
+    assert_eq!(got["sip_secret"], tpl["sip_secret"]);
+    assert_eq!(got["fwd_forwarding"], "79991234567");
+    assert_eq!(got["fwd_forwardingonbusy"], "79991234567");
+    assert_eq!(got["fwd_ringlength"], 45);
+
+    // The mobile is an extension of its own.
+    let counts = h.sim.row_counts();
+    assert_eq!(counts["extensions"], 2);
+    assert_eq!(counts["external_phones"], 1);
+    let (_, phones) = h.get_json("/pbxcore/api/extensions/getForSelect?type=phones").await;
+    let values: Vec<&str> =
+        phones["data"].as_array().unwrap().iter().map(|i| i["value"].as_str().unwrap()).collect();
+    assert_eq!(values, vec!["201", "79991234567"]);
+    assert_eq!(h.sim.dump().as_array().unwrap().len(), 1);
+    assert_eq!(h.template().await["number"], "202");
+
+    // 2023.2 flavour: the seed's own values.
+    let old =
+        start(MikoPbxConfig { legacy_release: LegacyRelease::V2023_2, ..MikoPbxConfig::default() }).await;
+    let (_, body) = old.get_json("/pbxcore/api/extensions/getRecord?id=").await;
+    assert_eq!(body["data"]["sip_transport"], " ");
+    assert_eq!(body["processor"], "MikoPBX\\PBXCoreREST\\Lib\\Extensions\\GetRecord::main");
+}
+
+#[tokio::test]
+async fn legacy_save_has_full_record_semantics() {
+    let h = start_default().await;
+    let rec =
+        h.create(json!({"user_username": "Bob", "mobile_number": "79990000001", "fwd_ringlength": 30})).await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(rec["fwd_ringlength"], 30);
+
+    // Without sip_secret: a new random secret, and the omitted fwd_ringlength is back to 45.
+    let mut partial = rec.clone();
+    partial.as_object_mut().unwrap().remove("sip_secret");
+    partial.as_object_mut().unwrap().remove("fwd_ringlength");
+    let (_, body) = h.save(&partial).await;
+    assert_eq!(body["result"], true, "{body}");
+    let after = h.get_record(&id).await;
+    assert_ne!(after["sip_secret"], rec["sip_secret"]);
+    assert_eq!(after["sip_secret"].as_str().unwrap().len(), 16);
+    assert_eq!(after["fwd_ringlength"], 45);
+    assert_eq!(after["mobile_number"], "79990000001");
+
+    // Without mobile_number: the mobile is deleted.
+    let mut partial = after.clone();
+    partial.as_object_mut().unwrap().remove("mobile_number");
+    let (_, body) = h.save(&partial).await;
+    assert_eq!(body["result"], true);
+    let after = h.get_record(&id).await;
+    assert_eq!(after["mobile_number"], "");
+    assert_eq!(h.sim.row_counts()["extensions"], 1);
+    assert_eq!(h.sim.row_counts()["external_phones"], 0);
+
+    // Without sip_uniqid: a second Sip row; reads still show the first one.
+    let mut partial = after.clone();
+    partial.as_object_mut().unwrap().remove("sip_uniqid");
+    partial["sip_secret"] = json!("changed-secret");
+    let (_, body) = h.save(&partial).await;
+    assert_eq!(body["result"], true);
+    assert_eq!(h.sim.row_counts()["sip"], 2);
+    let again = h.get_record(&id).await;
+    assert_eq!(again["sip_uniqid"], after["sip_uniqid"]);
+    assert_eq!(again["sip_secret"], after["sip_secret"]);
+
+    // Without user_id: a new user, whose number collides with the existing one.
+    let mut partial = again.clone();
+    partial.as_object_mut().unwrap().remove("user_id");
+    let (status, body) = h.save(&partial).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"], false);
+    assert_eq!(h.sim.dump().as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn legacy_duplicate_numbers_are_rejected_with_http_200() {
+    let h = start_default().await;
+    h.create(json!({"user_username": "First", "mobile_number": "79990000002"})).await;
+    let mut second = h.template().await;
+    second["number"] = json!("201");
+    second["user_username"] = json!("Second");
+    let (status, body) = h.save(&second).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"], false);
+    assert_eq!(body["data"], json!([]));
+    let msg = body["messages"]["error"][0].as_str().unwrap();
+    assert!(msg.contains("<201>"), "{msg}");
+
+    // A mobile number is an extension number too.
+    let mut third = h.template().await;
+    third["user_username"] = json!("Third");
+    third["mobile_number"] = json!("79990000002");
+    let (status, body) = h.save(&third).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"], false, "{body}");
+    assert_eq!(h.sim.dump().as_array().unwrap().len(), 1);
+    assert_eq!(h.sim.row_counts()["users"], 1, "the failed save rolled back");
+}
+
+#[tokio::test]
+async fn legacy_save_rejects_a_json_body() {
+    let h = start_default().await;
+    let mut t = h.template().await;
+    t["user_username"] = json!("Json Client");
+    let r = h.http.post(h.u("/pbxcore/api/extensions/saveRecord")).json(&t).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["result"], false);
+    assert_eq!(body["messages"]["error"], json!(["Empty number value in POST/GET data"]));
+    assert_eq!(h.sim.dump(), json!([]));
+}
+
+#[tokio::test]
+async fn legacy_remote_callers_need_a_session() {
+    let h = start(MikoPbxConfig {
+        trust_loopback: false,
+        restricted_users: vec![RestrictedUser {
+            login: "reader".into(),
+            password: "reader-pass".into(),
+            allowed_actions: vec!["getRecord".into()],
+        }],
+        ..MikoPbxConfig::default()
+    })
+    .await;
+    let (status, body) = h.get_json("/pbxcore/api/extensions/getRecord?id=").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["errors"], json!(["The user isn't authenticated."]));
+    assert!(body.get("result").is_none());
+    assert_eq!(body["jsonapi"]["version"], "1.0");
+
+    let (status, body) = h.get_json("/pbxcore/api/nothing/here").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["errors"], json!(["404 (Not Found)"]));
+
+    let (answer, cookie) = h.login("sim-admin", "wrong").await;
+    assert_eq!(answer["success"], false);
+    assert!(cookie.is_none());
+
+    let creds = h.sim.credentials();
+    let (answer, cookie) = h.login(&creds["username"], &creds["password"]).await;
+    assert_eq!(answer["success"], true, "{answer}");
+    let cookie = cookie.unwrap();
+    let r = h
+        .http
+        .get(h.u("/pbxcore/api/extensions/getRecord?id="))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["result"], true);
+
+    let r = h
+        .http
+        .get(h.u("/pbxcore/api/extensions/getRecord?id="))
+        .header("Cookie", "PHPSESSID=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A module user may only call its actions.
+    let (_, reader) = h.login("reader", "reader-pass").await;
+    let r = h
+        .http
+        .post(h.u("/pbxcore/api/extensions/deleteRecord"))
+        .header("Cookie", reader.unwrap())
+        .form(&[("id", "1001")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"], json!(["The route is not allowed"]));
+
+    h.sim.expire_tokens();
+    let r = h
+        .http
+        .get(h.u("/pbxcore/api/extensions/getRecord?id="))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn legacy_session_idles_out() {
+    let h = start(MikoPbxConfig {
+        trust_loopback: false,
+        session_lifetime: Duration::from_millis(1000),
+        ..MikoPbxConfig::default()
+    })
+    .await;
+    let (_, cookie) = h.login("sim-admin", "sim-admin-password").await;
+    let cookie = cookie.unwrap();
+    let get = || h.http.get(h.u("/pbxcore/api/extensions/getForSelect")).header("Cookie", &cookie).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get().await.unwrap().status(), 200, "use keeps it alive");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get().await.unwrap().status(), 200, "use keeps it alive");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(get().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn legacy_login_is_throttled_in_2024_1_only() {
+    let h = start_default().await;
+    for _ in 0..10 {
+        let (answer, _) = h.login("sim-admin", "wrong").await;
+        assert_eq!(answer["success"], false);
+    }
+    let (answer, cookie) = h.login("sim-admin", "sim-admin-password").await;
+    assert_eq!(answer["success"], false, "locked out after 10 failures");
+    assert!(answer["message"].as_str().unwrap().contains("Too many"));
+    assert!(cookie.is_none());
+
+    let old =
+        start(MikoPbxConfig { legacy_release: LegacyRelease::V2023_2, ..MikoPbxConfig::default() }).await;
+    for _ in 0..10 {
+        old.login("sim-admin", "wrong").await;
+    }
+    let (answer, cookie) = old.login("sim-admin", "sim-admin-password").await;
+    assert_eq!(answer["success"], true);
+    assert!(cookie.is_some());
+}
+
+#[tokio::test]
+async fn legacy_delete_record() {
+    let h = start_default().await;
+    let a = h.create(json!({"user_username": "A"})).await;
+    let b = h.create(json!({"user_username": "B", "fwd_forwardingonunavailable": "201"})).await;
+    let a_id = a["id"].as_str().unwrap().to_string();
+    let b_id = b["id"].as_str().unwrap().to_string();
+
+    // B forwards to A: A cannot go first.
+    let (status, body) = h.delete(&a_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"], false, "{body}");
+    // Users.id is not the id deleteRecord takes.
+    let (_, body) = h.delete(a["user_id"].as_str().unwrap()).await;
+    assert_eq!(body["result"], false);
+    assert_eq!(
+        body["messages"]["error"][0],
+        format!("Extension with id {} does not exist", a["user_id"].as_str().unwrap())
+    );
+
+    let (_, body) = h.delete(&b_id).await;
+    assert_eq!(body["result"], true, "{body}");
+    assert_eq!(body["data"], json!({"id": b_id}));
+    let (_, body) = h.delete(&a_id).await;
+    assert_eq!(body["result"], true);
+    assert_eq!(h.sim.dump(), json!([]));
+    assert_eq!(h.sim.row_counts().values().sum::<usize>(), 0, "cascade");
+
+    let (_, body) = h.delete("").await;
+    assert_eq!(body["messages"]["error"], json!(["Empty ID in POST/GET data"]));
+    // The id is a form field, not a query parameter.
+    let (_, body) = h.post_form(&format!("/pbxcore/api/extensions/deleteRecord?id={a_id}"), &[]).await;
+    assert_eq!(body["result"], false);
+    // getRecord of a deleted id is a template again.
+    assert!(h.get_record(&a_id).await.get("id").is_none());
+}
+
+#[tokio::test]
+async fn legacy_get_for_select_and_available() {
+    let h = start_default().await;
+    let rec = h.create(json!({"user_username": "Carol Smith", "mobile_number": "79990000003"})).await;
+    let (_, body) = h.get_json("/pbxcore/api/extensions/getForSelect?type=internal").await;
+    assert_eq!(body["result"], true);
+    let items = body["data"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["value"], "201");
+    assert_eq!(items[0]["type"], "_USER");
+    let name = items[0]["name"].as_str().unwrap();
+    assert!(name.contains("<i class=") && name.ends_with("Carol Smith <201>"), "{name}");
+    let (_, body) = h.get_json("/pbxcore/api/extensions/getForSelect").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+
+    let (_, body) = h.get_json("/pbxcore/api/extensions/available?number=201").await;
+    assert_eq!(body["result"], true);
+    assert_eq!(body["data"]["available"], false);
+    assert_eq!(body["data"]["userId"], rec["user_id"]);
+    let (_, body) = h.get_json("/pbxcore/api/extensions/available?number=79990000003").await;
+    assert_eq!(body["data"]["available"], false);
+    let (_, body) = h.get_json("/pbxcore/api/extensions/available?number=555").await;
+    assert_eq!(body["data"], json!({"available": true}));
+    let (_, body) = h.get_json("/pbxcore/api/extensions/available").await;
+    assert_eq!(body["result"], false);
+
+    // Actions exist per method only.
+    let (status, body) = h.get_json("/pbxcore/api/extensions/saveRecord?number=300").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"], false);
+    assert!(body["messages"]["error"][0].as_str().unwrap().starts_with("Unknown action"));
+}
+
+#[tokio::test]
+async fn admin_table_maps_numbers_to_extension_ids() {
+    let h = start_default().await;
+    let mut ids = Vec::new();
+    for (name, mobile) in [("Dave", "79990000004"), ("Eve", ""), ("Frank", "")] {
+        let rec = h.create(json!({"user_username": name, "mobile_number": mobile})).await;
+        ids.push((rec["number"].clone(), rec["id"].clone()));
+    }
+    let table = |cookie: Option<String>, form: Vec<(&'static str, &'static str)>| {
+        let mut req = h
+            .http
+            .post(h.u("/admin-cabinet/extensions/getNewRecords"))
+            .header("X-Requested-With", "XMLHttpRequest")
+            .form(&form);
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        req.send()
+    };
+    // The admin UI wants a session even from loopback.
+    let r = table(None, vec![("draw", "1")]).await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    let (_, cookie) = h.login("sim-admin", "sim-admin-password").await;
+    let r = table(cookie.clone(), vec![("draw", "7"), ("start", "0"), ("length", "-1")]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["draw"], 7);
+    assert_eq!(body["recordsFiltered"], 3);
+    let rows = body["data"].as_array().unwrap();
+    for (number, id) in &ids {
+        let row = rows.iter().find(|r| &r["number"] == number).unwrap();
+        assert_eq!(&row["id"], id);
+        assert_eq!(&row["DT_RowId"], id);
+    }
+    assert_eq!(rows[0]["mobile"], "79990000004");
+
+    let r = table(
+        cookie.clone(),
+        vec![("draw", "2"), ("search[value]", "eve"), ("start", "0"), ("length", "10")],
+    )
+    .await
+    .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["recordsFiltered"], 1);
+    assert_eq!(body["data"][0]["username"], "Eve");
+
+    let r = table(cookie.clone(), vec![("start", "2"), ("length", "2")]).await.unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["recordsFiltered"], 3);
+
+    // Without X-Requested-With the admin UI answers HTML.
+    let r = h
+        .http
+        .post(h.u("/admin-cabinet/extensions/getNewRecords"))
+        .header("Cookie", cookie.unwrap())
+        .form(&[("draw", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}
+
+// ---------------------------------------------------------------------------------------
+// v3
+
+use reqwest::Method;
+
+#[tokio::test]
+async fn v3_crud_and_status_codes() {
+    let h = start_default().await;
+    let (status, body) = h
+        .v3(
+            Method::POST,
+            "/pbxcore/api/v3/employees",
+            None,
+            Some(json!({"number": "201", "user_username": "John Doe", "user_email": "jd@example.com",
+                        "sip_secret": STRONG, "mobile_number": "79991234567"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["httpCode"], 201);
+    assert_eq!(body["function"], "create");
+    assert!(body.get("jsonapi").is_none());
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["reload"], format!("extensions/modify/{id}"));
+    assert_eq!(body["data"]["sip_transport"], "udp");
+    assert_eq!(body["data"]["sip_enableRecording"], true);
+    assert_eq!(body["data"]["fwd_ringlength"], 45);
+
+    let (status, body) = h.v3(Method::GET, &format!("/pbxcore/api/v3/employees/{id}"), None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["user_username"], "John Doe");
+    assert_eq!(body["data"]["sip_secret"], STRONG);
+    assert_eq!(body["data"]["mobile_number"], "79991234567");
+
+    // Duplicate number: 422, not 409.
+    let (status, body) = h
+        .v3(
+            Method::POST,
+            "/pbxcore/api/v3/employees",
+            None,
+            Some(json!({"number": "201", "user_username": "Other", "sip_secret": STRONG})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["messages"]["error"], json!(["Extension already occupied"]));
+
+    // PUT without mobile_number drops the mobile; the secret is kept.
+    let path = format!("/pbxcore/api/v3/employees/{id}");
+    let (status, body) = h
+        .v3(
+            Method::PUT,
+            &path,
+            None,
+            Some(json!({"number": "202", "user_username": "John Doe", "user_email": "j@example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["number"], "202");
+    assert_eq!(body["data"]["mobile_number"], "");
+    assert_eq!(body["data"]["sip_secret"], STRONG);
+    assert_eq!(body["data"]["fwd_ringlength"], 0);
+
+    // PATCH touches only what it is sent.
+    let (status, body) = h
+        .v3(
+            Method::PATCH,
+            &path,
+            None,
+            Some(json!({"mobile_number": "79990001122", "fwd_forwarding": "79990001122"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["number"], "202");
+    assert_eq!(body["data"]["user_email"], "j@example.com");
+    assert_eq!(body["data"]["fwd_ringlength"], 45);
+    let (status, body) =
+        h.v3(Method::PATCH, &path, None, Some(json!({"user_email": "new@example.com"}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["mobile_number"], "79990001122");
+    assert_eq!(body["data"]["user_email"], "new@example.com");
+
+    let (status, body) = h.v3(Method::DELETE, &path, None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"], json!({"deleted_id": id}));
+
+    // Not found, as the code reads: GET/DELETE 422, PUT/PATCH 404.
+    let (status, _) = h.v3(Method::GET, &path, None, None).await;
+    assert_eq!(status, 422);
+    let (status, _) = h.v3(Method::DELETE, &path, None, None).await;
+    assert_eq!(status, 422);
+    let put = json!({"number": "203", "user_username": "X"});
+    let (status, body) = h.v3(Method::PUT, &path, None, Some(put.clone())).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["httpCode"], 404);
+    assert_eq!(body["messages"]["error"], json!(["Employee not found"]));
+    let (status, _) = h.v3(Method::PATCH, &path, None, Some(put)).await;
+    assert_eq!(status, 404);
+    let (status, _) = h.v3(Method::GET, "/pbxcore/api/v3/employees/abc", None, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = h.v3(Method::PUT, "/pbxcore/api/v3/employees", None, None).await;
+    assert_eq!(status, 405);
+
+    let strict = start(MikoPbxConfig { v3_not_found_always_404: true, ..MikoPbxConfig::default() }).await;
+    let (status, _) = strict.v3(Method::GET, "/pbxcore/api/v3/employees/9", None, None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn v3_list_paginates() {
+    let h = start_default().await;
+    for i in 0..5 {
+        h.v3_create(&format!("30{i}"), &format!("Person {i}")).await;
+    }
+    let list = |q: &'static str| h.v3(Method::GET, q, None, None);
+    let mut seen = Vec::new();
+    for offset in [0, 2, 4] {
+        let path = format!("/pbxcore/api/v3/employees?limit=2&offset={offset}");
+        let (status, body) = h.v3(Method::GET, &path, None, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["recordsTotal"], 5);
+        assert_eq!(body["data"]["recordsFiltered"], 5);
+        for item in body["data"]["data"].as_array().unwrap() {
+            assert!(item["id"].is_u64(), "list ids are ints");
+            seen.push(item["number"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(seen, vec!["300", "301", "302", "303", "304"]);
+    let (_, body) = list("/pbxcore/api/v3/employees").await;
+    assert_eq!(body["data"]["data"].as_array().unwrap().len(), 5);
+    let (_, body) = list("/pbxcore/api/v3/employees?limit=0").await;
+    assert_eq!(body["data"]["data"].as_array().unwrap().len(), 5);
+    let (_, body) = list("/pbxcore/api/v3/employees?search=number:303").await;
+    assert_eq!(body["data"]["recordsTotal"], 1);
+    assert_eq!(body["data"]["data"][0]["user_username"], "Person 3");
+    let (_, body) = list("/pbxcore/api/v3/employees?search=person%204").await;
+    assert_eq!(body["data"]["data"][0]["number"], "304");
+    let (_, body) = list("/pbxcore/api/v3/employees?order_by=number&order_direction=DESC&limit=1").await;
+    assert_eq!(body["data"]["data"][0]["number"], "304");
+}
+
+#[tokio::test]
+async fn v3_validation() {
+    let h = start_default().await;
+    let post = |body: Value| h.v3(Method::POST, "/pbxcore/api/v3/employees", None, Some(body));
+
+    let (status, body) = post(json!({})).await;
+    assert_eq!(status, 422);
+    let errors = body["messages"]["error"].as_object().unwrap();
+    assert_eq!(errors["number"], "ex_ValidateNumberIsEmpty");
+    assert!(errors.contains_key("user_username") && errors.contains_key("sip_secret"));
+
+    let base = json!({"number": "201", "user_username": "Val", "sip_secret": STRONG});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let cases = [
+        (
+            with("sip_transport", json!("sctp")),
+            "Field 'sip_transport' must be one of: udp, tcp, tls, udp,tcp",
+        ),
+        (with("fwd_ringlength", json!(200)), "Field 'fwd_ringlength' must be at most 180 (got 200)"),
+        (with("sip_secret", json!("abc")), "SIP password must be longer than 4 characters"),
+        (with("sip_secret", json!("password")), "Password is too weak for security requirements"),
+        (with("user_email", json!("not-an-email")), "Likely the email address is invalid"),
+        (with("mobile_number", json!("0123")), "Check the correctness of entering the mobile number"),
+        (with("number", json!("1")), "Field 'number' does not match the required pattern ^[0-9]{2,8}$"),
+        (with("fwd_forwarding", json!("201")), "You cannot set up forwarding to your own number"),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = post(body.clone()).await;
+        assert_eq!(status, 422, "{body} -> {answer}");
+        let errors = answer["messages"]["error"].as_array().unwrap();
+        assert!(errors.iter().any(|e| e == expected), "{body} -> {answer}");
+    }
+    assert_eq!(h.sim.dump(), json!([]));
+
+    // The sanitiser truncates a 9-digit number instead of rejecting it.
+    let (status, body) = post(with("number", json!("123456789"))).await;
+    assert_eq!(status, 201);
+    assert_eq!(body["data"]["number"], "12345678");
+}
+
+#[tokio::test]
+async fn v3_authentication() {
+    let h = start(MikoPbxConfig { trust_loopback: false, ..MikoPbxConfig::default() }).await;
+    let list = "/pbxcore/api/v3/employees";
+    let (status, body) = h.v3(Method::GET, list, None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["messages"]["error"], json!(["The user isn't authenticated."]));
+    let (status, _) = h.v3(Method::GET, list, Some("not-a-key"), None).await;
+    assert_eq!(status, 401);
+    let key = h.sim.credentials()["apiKey"].clone();
+    let (status, _) = h.v3(Method::GET, list, Some(&key), None).await;
+    assert_eq!(status, 200);
+
+    // The legacy session cookie does not count in v3.
+    let (_, cookie) = h.login("sim-admin", "sim-admin-password").await;
+    let r = h.http.get(h.u(list)).header("Cookie", cookie.unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // JWT login, form body like the maintainers' client.
+    let login = |pw: &'static str| {
+        h.http
+            .post(h.u("/pbxcore/api/v3/auth:login"))
+            .form(&[("login", "sim-admin"), ("password", pw)])
+            .send()
+    };
+    let r = login("wrong").await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = h
+        .http
+        .post(h.u("/pbxcore/api/v3/auth:login"))
+        .json(&json!({"login": "sim-admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = login("sim-admin-password").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let refresh =
+        r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(refresh.starts_with("refreshToken="));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["tokenType"], "Bearer");
+    assert_eq!(body["data"]["expiresIn"], 900);
+    let jwt = body["data"]["accessToken"].as_str().unwrap().to_string();
+    assert_eq!(jwt.split('.').count(), 3);
+    let (status, _) = h
+        .v3(
+            Method::POST,
+            list,
+            Some(&jwt),
+            Some(json!({"number": "201", "user_username": "J", "sip_secret": STRONG})),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    // expire_tokens kills the access token; the refresh cookie is gone too.
+    h.sim.expire_tokens();
+    let (status, _) = h.v3(Method::GET, list, Some(&jwt), None).await;
+    assert_eq!(status, 401);
+    let r = h.http.post(h.u("/pbxcore/api/v3/auth:refresh")).header("Cookie", &refresh).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A fresh login can be refreshed; the old refresh token is rotated out.
+    let r = login("sim-admin-password").await.unwrap();
+    let refresh = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let refreshed =
+        h.http.post(h.u("/pbxcore/api/v3/auth:refresh")).header("Cookie", &refresh).send().await.unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let body: Value = refreshed.json().await.unwrap();
+    let jwt2 = body["data"]["accessToken"].as_str().unwrap().to_string();
+    let (status, _) = h.v3(Method::GET, list, Some(&jwt2), None).await;
+    assert_eq!(status, 200);
+    let again =
+        h.http.post(h.u("/pbxcore/api/v3/auth:refresh")).header("Cookie", &refresh).send().await.unwrap();
+    assert_eq!(again.status(), 401);
+
+    // Throttling: 10 failures, then even the right password gets 429.
+    for _ in 0..10 {
+        assert_eq!(login("wrong").await.unwrap().status(), 401);
+    }
+    assert_eq!(login("sim-admin-password").await.unwrap().status(), 429);
+
+    // With loopback trusted, a bad bearer is still refused.
+    let trusting = start_default().await;
+    let (status, _) = trusting.v3(Method::GET, list, None, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = trusting.v3(Method::GET, list, Some("garbage"), None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn v3_get_default_template() {
+    let h = start_default().await;
+    let (status, body) = h.v3(Method::GET, "/pbxcore/api/v3/employees:getDefault", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["number"], "201");
+    assert_eq!(body["data"]["id"], "");
+    let secret = body["data"]["sip_secret"].as_str().unwrap();
+    // The template's own secret passes the create rules.
+    let (status, _) = h
+        .v3(
+            Method::POST,
+            "/pbxcore/api/v3/employees",
+            None,
+            Some(json!({"number": "201", "user_username": "T", "sip_secret": secret})),
+        )
+        .await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn both_generations_share_one_store() {
+    let h = start_default().await;
+    let legacy = h.create(json!({"user_username": "Legacy Lena", "mobile_number": "79990000005"})).await;
+    let v3 = h.v3_create("250", "Modern Max").await;
+
+    let (_, body) = h.v3(Method::GET, "/pbxcore/api/v3/employees", None, None).await;
+    let items = body["data"]["data"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let lena = items.iter().find(|i| i["user_username"] == "Legacy Lena").unwrap();
+    assert_eq!(lena["id"].to_string(), legacy["user_id"].as_str().unwrap());
+    assert_eq!(lena["mobile"], "79990000005");
+
+    let dump = h.sim.dump();
+    let max = dump.as_array().unwrap().iter().find(|r| r["user_id"] == v3["id"]).unwrap();
+    let rec = h.get_record(max["id"].as_str().unwrap()).await;
+    assert_eq!(rec["user_username"], "Modern Max");
+    assert_eq!(rec["number"], "250");
+    assert_eq!(rec["public_access"], "1");
+}
+
+#[tokio::test]
+async fn simulator_trait_seed_tamper_remove() {
+    let sim = MikoPbxSim::new(MikoPbxConfig::default());
+    let id = sim
+        .seed(&json!({"number": "240", "user_username": "Seeded", "sip_secret": "s3cret-Seed", "mobile_number": "79990000006"}))
+        .unwrap();
+    assert!(matches!(
+        sim.seed(&json!({"number": "240", "user_username": "Twin"})),
+        Err(SimError::Invalid(_))
+    ));
+    assert!(matches!(sim.seed(&json!({"user_username": "No number"})), Err(SimError::Invalid(_))));
+
+    let patch = json!({"sip_secret": "drifted", "user_email": "x@example.com", "mobile_number": "", "fwd_ringlength": 20});
+    sim.tamper(&id, patch.as_object().unwrap()).unwrap();
+    let dump = sim.dump();
+    let rec = &dump[0];
+    assert_eq!(rec["id"], id.as_str());
+    assert_eq!(rec["sip_secret"], "drifted");
+    assert_eq!(rec["user_email"], "x@example.com");
+    assert_eq!(rec["mobile_number"], "");
+    assert_eq!(rec["fwd_ringlength"], 20);
+    assert!(matches!(sim.tamper("999", &Map::new()), Err(SimError::NotFound(_))));
+    let bad = json!({"sip_uniqid": "SIP-PHONE-00000000"});
+    assert!(matches!(sim.tamper(&id, bad.as_object().unwrap()), Err(SimError::Invalid(_))));
+
+    sim.remove(&id).unwrap();
+    assert_eq!(sim.dump(), json!([]));
+    assert!(matches!(sim.remove(&id), Err(SimError::NotFound(_))));
+    let creds = sim.credentials();
+    for k in ["apiKey", "username", "password"] {
+        assert!(!creds[k].is_empty());
+    }
+    assert_eq!(sim.kind(), "mikopbx");
+}
+
+// ---------------------------------------------------------------------------------------
+// The seed's own script
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_python_script_creates_50_accounts() {
+    let check = tokio::process::Command::new("python3").args(["-c", "import faker, requests"]).output().await;
+    match check {
+        Err(e) => panic!("python3 is required for this test (CI installs it): {e}"),
+        Ok(out) => assert!(
+            out.status.success(),
+            "python3 lacks faker/requests; run `pip install faker requests`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+    let h = start_default().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/mikopbx_seed_script.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .env("MIKOPBX_URL", &h.url)
+            .env("NO_PROXY", "*")
+            .env("no_proxy", "*")
+            .output(),
+    )
+    .await
+    .expect("the seed script did not finish in 180 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "script failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let created: Vec<(String, String, String)> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Created user "))
+        .map(|l| {
+            let rest = l.split_once(" -> Username: ").unwrap().1;
+            let (name, rest) = rest.rsplit_once(", Email: ").unwrap();
+            let (email, mobile) = rest.rsplit_once(", Mobile: ").unwrap();
+            (name.to_string(), email.to_string(), mobile.to_string())
+        })
+        .collect();
+    assert_eq!(created.len(), 50, "{stdout}");
+
+    let dump = h.sim.dump();
+    let accounts = dump.as_array().unwrap();
+    assert_eq!(accounts.len(), 50);
+    let mut held: Vec<(String, String, String)> = accounts
+        .iter()
+        .map(|a| {
+            assert_eq!(a["fwd_forwarding"], a["mobile_number"]);
+            assert_eq!(a["fwd_forwardingonbusy"], a["mobile_number"]);
+            (
+                a["user_username"].as_str().unwrap().to_string(),
+                a["user_email"].as_str().unwrap().to_string(),
+                a["mobile_number"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut printed = created.clone();
+    held.sort();
+    printed.sort();
+    assert_eq!(held, printed);
+    let mut numbers: Vec<&str> = accounts.iter().map(|a| a["number"].as_str().unwrap()).collect();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 50);
+    assert_eq!(numbers[0], "201");
+    assert_eq!(numbers[49], "250");
+}
