@@ -2,5 +2,6 @@
 //! manifests. See `README.md` for what it does and `DESIGN` notes for how.
 
 pub mod api;
+pub mod backends;
 pub mod plan;
 pub mod sim;

@@ -1,0 +1,440 @@
+//! The HTTP policy every backend shares, written once: timeouts, retries with backoff and
+//! jitter, `Retry-After`, a token-bucket rate limit and a concurrency cap per phone
+//! system, a cap on answer sizes, and scrubbing of secrets from every error.
+//!
+//! Retries: an idempotent request (a read, a PUT, a DELETE) is retried on every transient
+//! failure. A request that may create something ([`Retry::Unsafe`]) is retried only when
+//! it surely did not reach the system (connection refused, 429); any other unclear
+//! failure goes back to the caller, which checks by natural key before trying again
+//! ([`super::create_once`]).
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use reqwest::{Client, RequestBuilder, StatusCode, header::HeaderMap};
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use super::{Error, Secret};
+use crate::api::BackendKind;
+
+/// Knobs of the HTTP policy. Defaults suit a PBX on a WAN.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Whole request, answer included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Tries per request, the first included.
+    pub attempts: u32,
+    /// First backoff; doubles per retry, with full jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured; longer ones fail the request as transient.
+    pub max_retry_after: Duration,
+    /// Larger answers are refused: a PBX (or something posing as one) cannot make us
+    /// hold unbounded memory.
+    pub max_body_bytes: usize,
+    /// Sustained requests per second and burst; `None`: unlimited.
+    pub rate: Option<(u32, u32)>,
+    pub max_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            attempts: 4,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(60),
+            max_body_bytes: 32 * 1024 * 1024,
+            rate: None,
+            max_concurrency: 4,
+        }
+    }
+}
+
+/// Whether a request may be sent again after an unclear failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Reads, PUTs, DELETEs: repeating them changes nothing.
+    Idempotent,
+    /// Creates: only when the request surely did not arrive.
+    Unsafe,
+}
+
+/// An answer, read in full (within the size cap).
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Replaces every known secret in a text with `***`.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    secrets: Vec<Secret>,
+}
+
+/// Shorter values would scrub ordinary words; no credential is that short.
+const MIN_REDACTED_LEN: usize = 4;
+
+impl Redactor {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+        let mut r = Redactor::default();
+        r.extend(secrets);
+        r
+    }
+
+    pub fn extend<'a>(&mut self, secrets: impl IntoIterator<Item = &'a Secret>) {
+        for s in secrets {
+            if s.expose().len() >= MIN_REDACTED_LEN && !self.secrets.contains(s) {
+                self.secrets.push(s.clone());
+            }
+        }
+        // Longest first, so a secret that contains another is scrubbed whole.
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if out.contains(s.expose()) {
+                out = out.replace(s.expose(), "***");
+            }
+            // Form and URL encodings of the same value.
+            let encoded: String = url_encode(s.expose());
+            if encoded != s.expose() && out.contains(&encoded) {
+                out = out.replace(&encoded, "***");
+            }
+        }
+        out
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// One phone system's HTTP client.
+#[derive(Clone, Debug)]
+pub struct Http {
+    system: BackendKind,
+    base: String,
+    client: Client,
+    settings: Settings,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    permits: Arc<Semaphore>,
+    redactor: Redactor,
+}
+
+impl Http {
+    /// `base` is the system's URL without a trailing slash; `secrets` are scrubbed from
+    /// every error this client builds.
+    pub fn new<'a>(
+        system: BackendKind,
+        base: &str,
+        settings: Settings,
+        secrets: impl IntoIterator<Item = &'a Secret>,
+    ) -> Result<Self, Error> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Config(format!("{system}: url {base:?} is not http(s)")));
+        }
+        // Several clients may race to install it; the first one wins and that is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("{system}: cannot build an HTTP client: {e}")))?;
+        let limiter = match settings.rate {
+            Some((rps, burst)) => {
+                let rps = NonZeroU32::new(rps).ok_or_else(|| Error::Config("rate of 0 requests/s".into()))?;
+                let burst = NonZeroU32::new(burst.max(1)).unwrap_or(rps);
+                Some(Arc::new(RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))))
+            }
+            None => None,
+        };
+        let permits = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
+        Ok(Http {
+            system,
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+            settings,
+            limiter,
+            permits,
+            redactor: Redactor::new(secrets),
+        })
+    }
+
+    pub fn system(&self) -> BackendKind {
+        self.system
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Sends the request `build` makes (called once per try), under the rate limit and
+    /// concurrency cap, retrying as `retry` allows. 4xx answers come back as replies for
+    /// the backend to read; 5xx, 429, timeouts and broken connections are retried and
+    /// end as [`Error::Transient`]. `secrets` are values in this request (a password
+    /// being set) to scrub from errors, besides the credentials.
+    pub async fn send(
+        &self,
+        retry: Retry,
+        secrets: &[&Secret],
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Reply, Error> {
+        let mut redactor = self.redactor.clone();
+        if !secrets.is_empty() {
+            redactor.extend(secrets.iter().copied());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.try_once(&build, &redactor).await;
+            let (err, arrived) = match outcome {
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Final(err)) => return Err(err),
+                Err(Failure::Retryable { error, arrived }) => (error, arrived),
+            };
+            let retry_after = match &err {
+                Error::Transient { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let may_retry = attempt < self.settings.attempts && (retry == Retry::Idempotent || !arrived);
+            if !may_retry {
+                return Err(err);
+            }
+            let wait = match retry_after {
+                Some(after) if after > self.settings.max_retry_after => return Err(err),
+                Some(after) => after,
+                None => self.backoff(attempt),
+            };
+            tracing::debug!(system = %self.system, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Full jitter: a random wait up to the exponential bound.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.settings.backoff.saturating_mul(1 << attempt.min(16));
+        let bound = exp.min(self.settings.max_backoff);
+        let millis = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX).max(1);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+
+    async fn try_once(
+        &self,
+        build: &impl Fn(&Client) -> RequestBuilder,
+        redactor: &Redactor,
+    ) -> Result<Reply, Failure> {
+        let _permit =
+            self.permits.acquire().await.map_err(|_| Failure::Final(self.transient("client closed")))?;
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        let response = match build(&self.client).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let arrived = !e.is_connect();
+                let detail = if e.is_timeout() {
+                    format!("no answer within {}s", self.settings.timeout.as_secs())
+                } else if e.is_connect() {
+                    "cannot connect".to_owned()
+                } else {
+                    format!("connection failed: {}", redactor.redact(&error_chain(&e)))
+                };
+                return Err(Failure::Retryable { error: self.transient(&detail), arrived });
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = self.read_capped(response, redactor).await?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = retry_after(&headers);
+            return Err(Failure::Retryable {
+                error: Error::Transient {
+                    system: self.system,
+                    detail: "rate limited (429)".into(),
+                    retry_after,
+                },
+                // A 429 was refused before any work was done.
+                arrived: false,
+            });
+        }
+        if status.is_server_error() {
+            let detail = format!("HTTP {}: {}", status.as_u16(), snippet(&body, redactor));
+            return Err(Failure::Retryable { error: self.transient(&detail), arrived: true });
+        }
+        Ok(Reply { status, headers, body })
+    }
+
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+        redactor: &Redactor,
+    ) -> Result<Bytes, Failure> {
+        let max = self.settings.max_body_bytes;
+        if response.content_length().is_some_and(|len| len > max as u64) {
+            return Err(Failure::Final(self.protocol(&format!("answer larger than {max} bytes"))));
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > max {
+                        return Err(Failure::Final(
+                            self.protocol(&format!("answer larger than {max} bytes")),
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(Bytes::from(body)),
+                Err(e) => {
+                    let detail =
+                        format!("connection dropped mid-answer: {}", redactor.redact(&error_chain(&e)));
+                    return Err(Failure::Retryable { error: self.transient(&detail), arrived: true });
+                }
+            }
+        }
+    }
+
+    /// Parses a JSON answer; garbage becomes [`Error::Protocol`] with a scrubbed snippet.
+    pub fn json<T: DeserializeOwned>(&self, reply: &Reply) -> Result<T, Error> {
+        serde_json::from_slice(&reply.body).map_err(|e| {
+            self.protocol(&format!(
+                "HTTP {} with a body that is not the expected JSON ({e}): {}",
+                reply.status.as_u16(),
+                snippet(&reply.body, &self.redactor)
+            ))
+        })
+    }
+
+    /// A short, scrubbed excerpt of a body, for error messages.
+    pub fn snippet(&self, body: &[u8]) -> String {
+        snippet(body, &self.redactor)
+    }
+
+    pub fn transient(&self, detail: &str) -> Error {
+        Error::Transient { system: self.system, detail: self.redactor.redact(detail), retry_after: None }
+    }
+
+    pub fn protocol(&self, detail: &str) -> Error {
+        Error::Protocol { system: self.system, detail: self.redactor.redact(detail) }
+    }
+
+    pub fn auth(&self, detail: &str) -> Error {
+        Error::Auth { system: self.system, detail: self.redactor.redact(detail) }
+    }
+
+    pub fn validation(&self, field: Option<&str>, message: &str) -> Error {
+        Error::Validation {
+            system: self.system,
+            field: field.map(str::to_owned),
+            message: self.redactor.redact(message),
+        }
+    }
+
+    pub fn conflict(&self, detail: &str) -> Error {
+        Error::Conflict { system: self.system, detail: self.redactor.redact(detail) }
+    }
+
+    pub fn not_found(&self, id: &str) -> Error {
+        Error::NotFound { system: self.system, id: id.to_owned() }
+    }
+}
+
+enum Failure {
+    Final(Error),
+    Retryable { error: Error, arrived: bool },
+}
+
+/// How much of a body an error message quotes.
+const SNIPPET_CHARS: usize = 200;
+
+fn snippet(body: &[u8], redactor: &Redactor) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut cut: String = text.chars().filter(|c| !c.is_control()).take(SNIPPET_CHARS).collect();
+    if text.chars().count() > SNIPPET_CHARS {
+        cut.push('…');
+    }
+    redactor.redact(&cut)
+}
+
+/// reqwest's own message is terse; its sources say what happened.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare on APIs and treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_scrubs_plain_and_encoded_secrets() {
+        let r = Redactor::new(&[Secret::new("p@ss word!"), Secret::new("tok")]);
+        assert_eq!(r.redact("password=p%40ss%20word%21&x=1"), "password=***&x=1");
+        assert_eq!(r.redact("got p@ss word! back"), "got *** back");
+        assert_eq!(r.redact("tok stays: too short to scrub safely"), "tok stays: too short to scrub safely");
+    }
+
+    #[test]
+    fn longer_secrets_are_scrubbed_before_the_ones_they_contain() {
+        let r = Redactor::new(&[Secret::new("abcd"), Secret::new("abcdefgh")]);
+        assert_eq!(r.redact("x abcdefgh y"), "x *** y");
+    }
+
+    #[test]
+    fn snippets_are_short_and_single_line() {
+        let body = format!("<html>\n{}</html>", "x".repeat(1000));
+        let s = snippet(body.as_bytes(), &Redactor::default());
+        assert!(s.chars().count() <= SNIPPET_CHARS + 1);
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn retry_after_seconds_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}
