@@ -3,5 +3,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod engine;
+pub mod manifests;
 pub mod plan;
 pub mod sim;
