@@ -197,6 +197,15 @@ impl Http {
         &self.redactor
     }
 
+    /// This client with `secrets` (a password being set) scrubbed from its errors too, for
+    /// the requests that carry them: reading their answers then scrubs them as well.
+    /// The copy shares the rate limit and the concurrency cap.
+    pub fn with_secrets(&self, secrets: &[&Secret]) -> Http {
+        let mut http = self.clone();
+        http.redactor.extend(secrets.iter().copied());
+        http
+    }
+
     /// Sends the request `build` makes (called once per try), under the rate limit and
     /// concurrency cap, retrying as `retry` allows. 4xx answers come back as replies for
     /// the backend to read; 5xx, 429, timeouts and broken connections are retried and

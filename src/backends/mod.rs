@@ -6,6 +6,8 @@
 //! concurrency cap, size caps, redaction) is written once, in [`http`].
 
 pub mod http;
+pub mod ringostat;
+pub mod thulium;
 
 use std::{collections::BTreeMap, fmt, future::Future, time::Duration};
 
@@ -188,4 +190,32 @@ pub async fn create_once<B: Backend>(
         }
     }
     Err(last.unwrap_or(Error::Config("create was never attempted".into())))
+}
+
+/// The Employee field that holds the extension on `membership`: its override when set.
+pub fn extension_field(membership: &Membership) -> String {
+    match membership.extension {
+        Some(_) => format!("spec.phoneSystems[name={}].extension", membership.name),
+        None => "spec.extension".to_owned(),
+    }
+}
+
+/// `Unfit` when `membership` carries a settings block for a system other than `kind`
+/// (e.g. `ringostat:` settings on an entry that names a Thulium PhoneSystem).
+pub fn check_settings_block(kind: BackendKind, membership: &Membership) -> Result<(), Error> {
+    let blocks = [
+        (BackendKind::Mikopbx, membership.mikopbx.is_some()),
+        (BackendKind::Thulium, membership.thulium.is_some()),
+        (BackendKind::Apio, membership.apio.is_some()),
+        (BackendKind::Telphin, membership.telphin.is_some()),
+        (BackendKind::Ringostat, membership.ringostat.is_some()),
+    ];
+    match blocks.into_iter().find(|(other, set)| *set && *other != kind) {
+        Some((other, _)) => Err(Error::Unfit {
+            system: kind,
+            field: format!("spec.phoneSystems[name={}].{other}", membership.name),
+            rule: format!("holds {other} settings, but this PhoneSystem is {kind}"),
+        }),
+        None => Ok(()),
+    }
 }
