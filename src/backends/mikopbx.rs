@@ -13,7 +13,10 @@
 //!   FULL record from `getRecord`. Records are addressed by `Extensions.id`, which no
 //!   `/pbxcore` list returns: listing goes through the admin UI's DataTables endpoint
 //!   `POST /admin-cabinet/extensions/getNewRecords` (2024.1; session only, even on
-//!   loopback), then `getRecord` per id for the fields the table lacks.
+//!   loopback), then `getRecord` per id for the fields the table lacks. So a legacy PBX on
+//!   loopback creates, updates and deletes without credentials, but lists (and finds)
+//!   only with `username` + `password`; 2023.2 has no such table at all, and its list is
+//!   `Unsupported`.
 //! - **v3** (2026.1+, [`MikoPbxV3`]): `/pbxcore/api/v3/employees` (id = `Users.id`) with
 //!   `Authorization: Bearer` (API key, or a JWT from `auth:login`), paged list, 201 create,
 //!   PATCH that merges into the stored record, DELETE. Failures are 422 by default;
