@@ -6,6 +6,7 @@
 //! concurrency cap, size caps, redaction) is written once, in [`http`].
 
 pub mod http;
+pub mod mikopbx;
 pub mod ringostat;
 pub mod thulium;
 
