@@ -9,3 +9,8 @@ mod sim_mikopbx;
 mod sim_ringostat;
 mod sim_telphin;
 mod sim_thulium;
+
+// Test support (the fake API server) in `tests/support/`; not every helper is used yet.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
