@@ -1,6 +1,7 @@
 //! One integration-test binary (each file in `tests/` would be a separate binary to link,
 //! and linking is the slow part on two cores).
 
+mod apiserver;
 mod crds;
 mod schema;
 mod sim_apio;
