@@ -531,6 +531,16 @@ async fn metadata_requests_and_discovery() {
     let secrets: Api<Secret> = Api::namespaced(server.client(), NS);
     assert!(secrets.list(&ListParams::default()).await.unwrap().items.is_empty());
 
+    // Built-in list items come without apiVersion and kind, as from a real server.
+    server.insert(
+        &serde_json::from_value::<Secret>(json!({"metadata": {"name": "s", "namespace": NS}})).unwrap(),
+    );
+    let request = axum::http::Request::get(format!("/api/v1/namespaces/{NS}/secrets")).body(vec![]).unwrap();
+    let raw: Value = server.client().request(request).await.unwrap();
+    assert_eq!(raw["kind"], "SecretList");
+    assert!(raw["items"][0].get("kind").is_none() && raw["items"][0]["metadata"]["name"] == "s", "{raw}");
+    assert_eq!(secrets.list(&ListParams::default()).await.unwrap().items[0].name_any(), "s");
+
     let client = server.client();
     assert_eq!(client.apiserver_version().await.unwrap().minor, "33");
     let groups = client.list_api_groups().await.unwrap();
