@@ -1,0 +1,3 @@
+//! Test-only support code shared by the integration tests.
+
+pub mod apiserver;
