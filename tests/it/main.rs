@@ -1,8 +1,10 @@
 //! One integration-test binary (each file in `tests/` would be a separate binary to link,
 //! and linking is the slow part on two cores).
 
+mod backend_apio;
 mod backend_mikopbx;
 mod backend_ringostat;
+mod backend_telphin;
 mod backend_thulium;
 mod crds;
 mod schema;

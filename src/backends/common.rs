@@ -1,0 +1,92 @@
+//! Helpers the backends share beyond HTTP: error scrubbing with per-request secrets,
+//! checks every `desired` makes, password generation.
+
+use rand::{Rng, seq::SliceRandom};
+
+use super::{Error, Secret, http::Redactor};
+use crate::{
+    api::{BackendKind, Membership},
+    plan::Field,
+};
+
+/// Scrubs every text of an error with `r` (the Http constructors only know the
+/// credentials; a request may also carry a token or a password).
+pub fn scrub(err: Error, r: &Redactor) -> Error {
+    match err {
+        Error::Transient { system, detail, retry_after } => {
+            Error::Transient { system, detail: r.redact(&detail), retry_after }
+        }
+        Error::Auth { system, detail } => Error::Auth { system, detail: r.redact(&detail) },
+        Error::Validation { system, field, message } => {
+            Error::Validation { system, field, message: r.redact(&message) }
+        }
+        Error::NotFound { system, id } => Error::NotFound { system, id: r.redact(&id) },
+        Error::Conflict { system, detail } => Error::Conflict { system, detail: r.redact(&detail) },
+        Error::Protocol { system, detail } => Error::Protocol { system, detail: r.redact(&detail) },
+        Error::Config(detail) => Error::Config(r.redact(&detail)),
+        other @ (Error::Unsupported { .. } | Error::Credentials { .. } | Error::Unfit { .. }) => other,
+    }
+}
+
+/// A settings block for another kind of system in this membership.
+pub fn foreign_settings(m: &Membership, system: BackendKind) -> Result<(), Error> {
+    let blocks = [
+        (BackendKind::Mikopbx, m.mikopbx.is_some()),
+        (BackendKind::Thulium, m.thulium.is_some()),
+        (BackendKind::Apio, m.apio.is_some()),
+        (BackendKind::Telphin, m.telphin.is_some()),
+        (BackendKind::Ringostat, m.ringostat.is_some()),
+    ];
+    match blocks.into_iter().find(|(kind, set)| *set && *kind != system) {
+        Some((kind, _)) => Err(Error::Unfit {
+            system,
+            field: format!("spec.phoneSystems[{}].{kind}", m.name),
+            rule: format!("{kind} settings do not apply to a {system} system"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The Employee field an extension came from.
+pub fn extension_field(m: &Membership) -> String {
+    match m.extension {
+        Some(_) => format!("spec.phoneSystems[{}].extension", m.name),
+        None => "spec.extension".to_owned(),
+    }
+}
+
+/// A password of `len` characters with at least two of each class.
+pub fn random_password(len: usize, specials: &[u8]) -> Secret {
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const LOWER: &[u8] = b"abcdefghijkmnpqrstuvwxyz";
+    const DIGITS: &[u8] = b"23456789";
+    let mut rng = rand::rng();
+    let mut pick = |set: &[u8]| char::from(set[rng.random_range(0..set.len())]);
+    let mut chars: Vec<char> = Vec::with_capacity(len);
+    for set in [UPPER, LOWER, DIGITS, specials] {
+        chars.push(pick(set));
+        chars.push(pick(set));
+    }
+    let all = [UPPER, LOWER, DIGITS].concat();
+    while chars.len() < len {
+        chars.push(pick(&all));
+    }
+    chars.shuffle(&mut rand::rng());
+    Secret::new(chars.into_iter().collect::<String>())
+}
+
+/// The operation an unwritable field would need, for [`Error::Unsupported`].
+pub fn unsupported(field: &Field) -> &'static str {
+    match field {
+        Field::DisplayName => "change a display name",
+        Field::GivenName => "change a given name",
+        Field::FamilyName => "change a family name",
+        Field::Email => "change an e-mail address",
+        Field::Mobile => "change a mobile number",
+        Field::Login => "change a login",
+        Field::Enabled => "enable or disable an account",
+        Field::Extension => "change an extension",
+        Field::Password => "change a password",
+        Field::Setting(_) => "change this setting",
+    }
+}
