@@ -386,12 +386,13 @@ enum Failure {
 const SNIPPET_CHARS: usize = 200;
 
 fn snippet(body: &[u8], redactor: &Redactor) -> String {
-    let text = String::from_utf8_lossy(body);
+    // Scrubbed before the cut: a cut through a secret would leave its start unscrubbed.
+    let text = redactor.redact(&String::from_utf8_lossy(body));
     let mut cut: String = text.chars().filter(|c| !c.is_control()).take(SNIPPET_CHARS).collect();
     if text.chars().count() > SNIPPET_CHARS {
         cut.push('…');
     }
-    redactor.redact(&cut)
+    cut
 }
 
 /// reqwest's own message is terse; its sources say what happened.
@@ -454,6 +455,13 @@ mod tests {
         let s = snippet(body.as_bytes(), &Redactor::default());
         assert!(s.chars().count() <= SNIPPET_CHARS + 1);
         assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_snippet_does_not_leave_its_start() {
+        let r = Redactor::new(&[Secret::new("secret-value-123")]);
+        let body = format!("{}secret-value-123 and more", "x".repeat(SNIPPET_CHARS - 5));
+        assert!(!snippet(body.as_bytes(), &r).contains("secr"));
     }
 
     #[test]
