@@ -46,14 +46,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use reqwest::{Client, RequestBuilder, StatusCode};
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
 use super::{
     Backend, Credentials, Error, Listing, Secret,
-    common::{extension_field, foreign_settings, random_password, scrub, unsupported},
-    http::{Http, Redactor, Reply, Retry, Settings},
+    common::{Answer, extension_field, foreign_settings, random_password, unsupported},
+    http::{Http, Retry, Settings},
 };
 use crate::{
     api::{BackendKind, EmployeeSpec, Membership, phone_system},
@@ -117,13 +117,6 @@ struct Session {
     stale: bool,
     refresh: Option<Secret>,
     refresh_until: Option<Instant>,
-}
-
-/// An answer with the redactor that knows every secret of its request (credentials,
-/// the token used, a password being set), for the errors built from it.
-struct Answer {
-    reply: Reply,
-    redactor: Redactor,
 }
 
 /// What a request addressed, for reading a 404.
@@ -291,13 +284,12 @@ impl Apio {
     fn session(&self, answer: Answer, old_refresh: Option<&Secret>, what: &str) -> Result<Session, Error> {
         let status = answer.reply.status;
         if matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            let message =
-                error_message(&answer.reply.body).unwrap_or_else(|| self.http.snippet(&answer.reply.body));
+            let message = answer.text(error_message(&answer.reply.body).as_deref());
             return Err(answer
                 .scrub(self.http.auth(&format!("{what} refused (HTTP {}): {message}", status.as_u16()))));
         }
         if !status.is_success() {
-            return Err(answer.unexpected(&self.http));
+            return Err(answer.unexpected(&self.http, error_message(&answer.reply.body).as_deref()));
         }
         let tokens: Tokens = answer.json(&self.http)?;
         let Some(access) = tokens.access_token.filter(|t| !t.is_empty()) else {
@@ -341,7 +333,7 @@ impl Apio {
                 return Ok(answer);
             }
             if renewed || matches!(self.auth, Auth::M2m(_)) {
-                let message = error_message(&answer.reply.body).unwrap_or_default();
+                let message = answer.text(error_message(&answer.reply.body).as_deref());
                 return Err(answer.scrub(self.http.auth(&format!("token refused: {message}"))));
             }
             // A 401 was refused before any work was done, so even a create may go again.
@@ -439,7 +431,7 @@ impl Apio {
     fn fail(&self, answer: &Answer, target: Target<'_>) -> Error {
         let status = answer.reply.status;
         let message = error_message(&answer.reply.body);
-        let text = message.clone().unwrap_or_else(|| self.http.snippet(&answer.reply.body));
+        let text = answer.text(message.as_deref());
         let err = match (status, target) {
             (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY, _) => {
                 self.http.validation(field_of(&text), &text)
@@ -458,24 +450,9 @@ impl Apio {
                  /api/v01/<gateway>, e.g. /api/v01/p1; the bare API /api/v1), tenant and group",
                 self.group_path
             )),
-            _ => return answer.unexpected(&self.http),
+            _ => return answer.unexpected(&self.http, message.as_deref()),
         };
         answer.scrub(err)
-    }
-}
-
-impl Answer {
-    fn json<T: DeserializeOwned>(&self, http: &Http) -> Result<T, Error> {
-        http.json(&self.reply).map_err(|e| self.scrub(e))
-    }
-
-    fn unexpected(&self, http: &Http) -> Error {
-        let text = error_message(&self.reply.body).unwrap_or_else(|| http.snippet(&self.reply.body));
-        self.scrub(http.protocol(&format!("HTTP {}: {text}", self.reply.status.as_u16())))
-    }
-
-    fn scrub(&self, err: Error) -> Error {
-        scrub(err, &self.redactor)
     }
 }
 

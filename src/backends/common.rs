@@ -2,8 +2,12 @@
 //! checks every `desired` makes, password generation.
 
 use rand::{Rng, seq::SliceRandom};
+use serde::de::DeserializeOwned;
 
-use super::{Error, Secret, http::Redactor};
+use super::{
+    Error, Secret,
+    http::{Http, Redactor, Reply},
+};
 use crate::{
     api::{BackendKind, Membership},
     plan::Field,
@@ -88,5 +92,59 @@ pub fn unsupported(field: &Field) -> &'static str {
         Field::Extension => "change an extension",
         Field::Password => "change a password",
         Field::Setting(_) => "change this setting",
+    }
+}
+
+/// The most of a server's own message an error quotes: enough to read, not enough for
+/// a server to fill a status condition.
+const MESSAGE_CHARS: usize = 300;
+
+/// `message`, cut to [`MESSAGE_CHARS`] on one line.
+pub fn clip(message: &str) -> String {
+    let mut cut: String = message.chars().filter(|c| !c.is_control()).take(MESSAGE_CHARS).collect();
+    if message.chars().count() > MESSAGE_CHARS {
+        cut.push('…');
+    }
+    cut
+}
+
+/// An answer with the redactor that knows every secret of its request (credentials,
+/// the token used, a password being set), for the errors built from it.
+pub struct Answer {
+    pub reply: Reply,
+    pub redactor: Redactor,
+}
+
+impl Answer {
+    /// The server's own `message`, else the body, scrubbed of every secret of the
+    /// request and then cut short (in that order: a cut through a secret would leave its
+    /// start).
+    pub fn text(&self, message: Option<&str>) -> String {
+        let raw = match message {
+            Some(m) => m.to_owned(),
+            None => String::from_utf8_lossy(&self.reply.body).into_owned(),
+        };
+        clip(&self.redactor.redact(&raw))
+    }
+
+    /// The body as `T`; anything else is [`Error::Protocol`].
+    pub fn json<T: DeserializeOwned>(&self, http: &Http) -> Result<T, Error> {
+        serde_json::from_slice(&self.reply.body).map_err(|e| {
+            let detail = format!(
+                "HTTP {} with a body that is not the expected JSON ({e}): {}",
+                self.reply.status.as_u16(),
+                self.text(None)
+            );
+            self.scrub(http.protocol(&detail))
+        })
+    }
+
+    /// A status the API does not use for this request.
+    pub fn unexpected(&self, http: &Http, message: Option<&str>) -> Error {
+        self.scrub(http.protocol(&format!("HTTP {}: {}", self.reply.status.as_u16(), self.text(message))))
+    }
+
+    pub fn scrub(&self, err: Error) -> Error {
+        scrub(err, &self.redactor)
     }
 }

@@ -49,8 +49,8 @@ use tokio::sync::Mutex;
 
 use super::{
     Backend, Credentials, Error, Listing, Secret,
-    common::{extension_field, foreign_settings, random_password, scrub, unsupported},
-    http::{Http, Redactor, Reply, Retry, Settings},
+    common::{Answer, extension_field, foreign_settings, random_password, unsupported},
+    http::{Http, Retry, Settings},
 };
 use crate::{
     api::{BackendKind, EmployeeSpec, Membership, employee::TelphinAccess, phone_system},
@@ -98,11 +98,6 @@ struct Token {
     /// `None`: the answer gave no `expires_in`; used until refused.
     renew_at: Option<Instant>,
     stale: bool,
-}
-
-struct Answer {
-    reply: Reply,
-    redactor: Redactor,
 }
 
 #[derive(Clone, Copy)]
@@ -233,13 +228,13 @@ impl Telphin {
                 .filter_map(|k| v.get(k).and_then(Value::as_str))
                 .collect::<Vec<_>>()
                 .join(": ");
-            let text = if text.is_empty() { self.http.snippet(&answer.reply.body) } else { text };
+            let text = answer.text(Some(text.as_str()).filter(|t| !t.is_empty()));
             return Err(
                 answer.scrub(self.http.auth(&format!("token refused (HTTP {}): {text}", status.as_u16())))
             );
         }
         if !status.is_success() {
-            return Err(answer.unexpected(&self.http));
+            return Err(answer.unexpected(&self.http, error_of(&answer.reply.body).0.as_deref()));
         }
         let t: TokenAnswer = answer.json(&self.http)?;
         if t.access_token.is_empty() {
@@ -423,7 +418,7 @@ impl Telphin {
     fn fail(&self, answer: &Answer, target: Target<'_>) -> Error {
         let status = answer.reply.status;
         let (message, code) = error_of(&answer.reply.body);
-        let text = message.unwrap_or_else(|| self.http.snippet(&answer.reply.body));
+        let text = answer.text(message.as_deref());
         let err = match (status, code.as_deref(), target) {
             (StatusCode::BAD_REQUEST, Some("already_exists"), _) => self.http.conflict(&text),
             (StatusCode::BAD_REQUEST, Some("extension_not_found"), _) => {
@@ -441,24 +436,9 @@ impl Telphin {
                 self.client_path
             )),
             (StatusCode::NOT_FOUND, _, Target::Item(id)) => self.http.not_found(id),
-            _ => return answer.unexpected(&self.http),
+            _ => return answer.unexpected(&self.http, Some(&text)),
         };
         answer.scrub(err)
-    }
-}
-
-impl Answer {
-    fn json<T: DeserializeOwned>(&self, http: &Http) -> Result<T, Error> {
-        http.json(&self.reply).map_err(|e| self.scrub(e))
-    }
-
-    fn unexpected(&self, http: &Http) -> Error {
-        let text = error_of(&self.reply.body).0.unwrap_or_else(|| http.snippet(&self.reply.body));
-        self.scrub(http.protocol(&format!("HTTP {}: {text}", self.reply.status.as_u16())))
-    }
-
-    fn scrub(&self, err: Error) -> Error {
-        scrub(err, &self.redactor)
     }
 }
 
