@@ -1,5 +1,6 @@
-//! Helpers the backends share beyond HTTP: error scrubbing with per-request secrets,
-//! checks every `desired` makes, password generation.
+//! Helpers the APIO and Telphin backends share beyond HTTP: answers read with every
+//! secret of their request scrubbed, password generation, the operation an unwritable
+//! field would need.
 
 use rand::{Rng, seq::SliceRandom};
 use serde::de::DeserializeOwned;
@@ -8,10 +9,7 @@ use super::{
     Error, Secret,
     http::{Http, Redactor, Reply},
 };
-use crate::{
-    api::{BackendKind, Membership},
-    plan::Field,
-};
+use crate::plan::Field;
 
 /// Scrubs every text of an error with `r` (the Http constructors only know the
 /// credentials; a request may also carry a token or a password).
@@ -29,33 +27,6 @@ pub fn scrub(err: Error, r: &Redactor) -> Error {
         Error::Protocol { system, detail } => Error::Protocol { system, detail: r.redact(&detail) },
         Error::Config(detail) => Error::Config(r.redact(&detail)),
         other @ (Error::Unsupported { .. } | Error::Credentials { .. } | Error::Unfit { .. }) => other,
-    }
-}
-
-/// A settings block for another kind of system in this membership.
-pub fn foreign_settings(m: &Membership, system: BackendKind) -> Result<(), Error> {
-    let blocks = [
-        (BackendKind::Mikopbx, m.mikopbx.is_some()),
-        (BackendKind::Thulium, m.thulium.is_some()),
-        (BackendKind::Apio, m.apio.is_some()),
-        (BackendKind::Telphin, m.telphin.is_some()),
-        (BackendKind::Ringostat, m.ringostat.is_some()),
-    ];
-    match blocks.into_iter().find(|(kind, set)| *set && *kind != system) {
-        Some((kind, _)) => Err(Error::Unfit {
-            system,
-            field: format!("spec.phoneSystems[{}].{kind}", m.name),
-            rule: format!("{kind} settings do not apply to a {system} system"),
-        }),
-        None => Ok(()),
-    }
-}
-
-/// The Employee field an extension came from.
-pub fn extension_field(m: &Membership) -> String {
-    match m.extension {
-        Some(_) => format!("spec.phoneSystems[{}].extension", m.name),
-        None => "spec.extension".to_owned(),
     }
 }
 

@@ -48,8 +48,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
 use super::{
-    Backend, Credentials, Error, Listing, Secret,
-    common::{Answer, extension_field, foreign_settings, random_password, unsupported},
+    Backend, Credentials, Error, Listing, Secret, check_settings_block,
+    common::{Answer, random_password, unsupported},
+    extension_field,
     http::{Http, Retry, Settings},
 };
 use crate::{
@@ -530,7 +531,7 @@ impl Backend for Telphin {
     }
 
     fn desired(&self, employee: &EmployeeSpec, membership: &Membership) -> Result<Attributes, Error> {
-        foreign_settings(membership, SYSTEM)?;
+        check_settings_block(SYSTEM, membership)?;
         let extension = employee.extension_on(membership);
         if !EXTENSION_DIGITS.contains(&extension.len()) || !extension.bytes().all(|b| b.is_ascii_digit()) {
             return Err(unfit(&extension_field(membership), "must be 2 to 4 digits"));

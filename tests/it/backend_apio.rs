@@ -523,7 +523,7 @@ async fn employees_that_apio_cannot_hold_are_unfit_before_any_call() {
     }
     let foreign = employee(json!({"phoneSystems": [{"name": "broadworks", "telphin": {"access": "full"}}]}));
     match b.desired(&foreign, &foreign.phone_systems[0]) {
-        Err(Error::Unfit { field, .. }) => assert_eq!(field, "spec.phoneSystems[broadworks].telphin"),
+        Err(Error::Unfit { field, .. }) => assert_eq!(field, "spec.phoneSystems[name=broadworks].telphin"),
         other => panic!("{other:?}"),
     }
     assert_eq!(fx.run.stats().requests, 0);

@@ -377,13 +377,13 @@ async fn employees_that_telphin_cannot_hold_are_unfit_before_any_call() {
     check(json!({"extension": "20001"}), "spec.extension");
     check(
         json!({"phoneSystems": [{"name": "cloud-pbx", "extension": "12345"}]}),
-        "spec.phoneSystems[cloud-pbx].extension",
+        "spec.phoneSystems[name=cloud-pbx].extension",
     );
     check(json!({"login": "ab"}), "spec.login");
     check(json!({"email": "x@example.com"}), "spec.email");
     check(
         json!({"phoneSystems": [{"name": "cloud-pbx", "apio": {"language": "English"}}]}),
-        "spec.phoneSystems[cloud-pbx].apio",
+        "spec.phoneSystems[name=cloud-pbx].apio",
     );
     assert_eq!(fx.run.stats().requests, 0);
 }
