@@ -386,12 +386,13 @@ enum Failure {
 const SNIPPET_CHARS: usize = 200;
 
 fn snippet(body: &[u8], redactor: &Redactor) -> String {
-    let text = String::from_utf8_lossy(body);
+    // Scrubbed before the cut: a cut through a secret would leave its start unscrubbed.
+    let text = redactor.redact(&String::from_utf8_lossy(body));
     let mut cut: String = text.chars().filter(|c| !c.is_control()).take(SNIPPET_CHARS).collect();
     if text.chars().count() > SNIPPET_CHARS {
         cut.push('…');
     }
-    redactor.redact(&cut)
+    cut
 }
 
 /// reqwest's own message is terse; its sources say what happened.
@@ -407,10 +408,28 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare on APIs and treated as absent).
+/// Without one, a quota answer that says it is spent (`X-RateLimit-Remaining: 0`) gives
+/// the wait in `X-RateLimit-Reset`: Telphin's hourly quota answers 429 that way, and
+/// retrying it after a short backoff would only burn the attempts.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let header = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if headers.contains_key(reqwest::header::RETRY_AFTER) {
+        return header(reqwest::header::RETRY_AFTER.as_str()).map(Duration::from_secs);
+    }
+    if header("x-ratelimit-remaining")? != 0 {
+        return None;
+    }
+    let reset = header("x-ratelimit-reset")?;
+    // Some APIs give the reset as a Unix time rather than seconds from now.
+    if reset >= UNIX_TIME_FLOOR {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        return Some(Duration::from_secs(reset.saturating_sub(now)));
+    }
+    Some(Duration::from_secs(reset))
 }
+
+/// A reset value this large is a Unix time (2001-09-09), not a number of seconds.
+const UNIX_TIME_FLOOR: u64 = 1_000_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -439,11 +458,31 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_cut_by_the_snippet_does_not_leave_its_start() {
+        let r = Redactor::new(&[Secret::new("secret-value-123")]);
+        let body = format!("{}secret-value-123 and more", "x".repeat(SNIPPET_CHARS - 5));
+        assert!(!snippet(body.as_bytes(), &r).contains("secr"));
+    }
+
+    #[test]
     fn retry_after_seconds_are_read() {
         let mut h = HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_spent_quota_waits_for_its_reset() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit", "1000".parse().unwrap());
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        h.insert("x-ratelimit-reset", "1800".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(1800)));
+        h.insert("x-ratelimit-remaining", "3".parse().unwrap());
+        assert_eq!(retry_after(&h), None, "a quota not spent says nothing about this 429");
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)), "Retry-After wins");
     }
 }

@@ -5,9 +5,12 @@
 //! creates, updates and deletes. The HTTP policy they share (timeouts, retries, rate limit,
 //! concurrency cap, size caps, redaction) is written once, in [`http`].
 
+pub mod apio;
+pub mod common;
 pub mod http;
 pub mod mikopbx;
 pub mod ringostat;
+pub mod telphin;
 pub mod thulium;
 
 use std::{collections::BTreeMap, fmt, future::Future, time::Duration};

@@ -2,8 +2,10 @@
 //! and linking is the slow part on two cores).
 
 mod apiserver;
+mod backend_apio;
 mod backend_mikopbx;
 mod backend_ringostat;
+mod backend_telphin;
 mod backend_thulium;
 mod crds;
 mod schema;

@@ -1,0 +1,505 @@
+//! The Telphin backend against the Telphin simulator, over HTTP: CRUD with the number
+//! found or made first, the ownership marker, pagination, token expiry, the hourly
+//! quota, every fault mode, and secrets kept out of errors.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use switchboard::{
+    api::{EmployeeSpec, phone_system},
+    backends::{
+        Backend, Credentials, Error, Secret, create_once,
+        telphin::{self, Telphin},
+    },
+    plan::{Account, Change, Desired, Field},
+    sim::{
+        self, FaultConfig, Running, Simulator,
+        telphin::{TelphinConfig, TelphinSim},
+    },
+};
+
+use crate::backend_apio::{
+    ECHO_TOKEN, assert_clean, echo, eventually, eventually_create, fault_modes, owner, settings,
+};
+
+struct Fx {
+    run: Running,
+    sim: Arc<TelphinSim>,
+}
+
+async fn start(cfg: TelphinConfig) -> Fx {
+    let sim = TelphinSim::new(cfg);
+    let run = sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    Fx { run, sim }
+}
+
+fn block(url: &str) -> phone_system::Telphin {
+    phone_system::Telphin { url: url.to_owned(), client_id: "@me".into() }
+}
+
+impl Fx {
+    fn backend(&self) -> Telphin {
+        let c = self.sim.credentials();
+        let creds = Credentials::new([
+            ("clientId".to_string(), c["clientId"].clone()),
+            ("clientSecret".to_string(), c["clientSecret"].clone()),
+        ]);
+        Telphin::new(&block(&self.run.url), &creds, settings()).unwrap()
+    }
+
+    fn users(&self) -> Vec<Value> {
+        let Value::Array(all) = self.sim.dump() else { panic!("dump is not an array") };
+        all
+    }
+
+    fn extensions(&self) -> Vec<Value> {
+        let Value::Array(all) = self.sim.extensions() else { panic!("not an array") };
+        all
+    }
+
+    /// The user on number `n` (`0001*n`), exactly one.
+    fn user(&self, n: &str) -> Value {
+        let ext = self.extension(n);
+        let found: Vec<Value> = self.users().into_iter().filter(|u| u["extension_id"] == ext["id"]).collect();
+        assert_eq!(found.len(), 1, "users on {n}: {found:?}");
+        found.into_iter().next().unwrap()
+    }
+
+    fn extension(&self, n: &str) -> Value {
+        let name = format!("0001*{n}");
+        let found: Vec<Value> = self.extensions().into_iter().filter(|e| e["name"] == json!(name)).collect();
+        assert_eq!(found.len(), 1, "extensions {n}: {found:?}");
+        found.into_iter().next().unwrap()
+    }
+}
+
+fn employee(spec: Value) -> EmployeeSpec {
+    let mut base = json!({
+        "givenName": "Anna",
+        "familyName": "Nowak",
+        "email": "anna.nowak@example.com",
+        "extension": "301",
+        "phoneSystems": [{"name": "cloud-pbx"}],
+    });
+    if let (Value::Object(b), Value::Object(s)) = (&mut base, spec) {
+        b.extend(s);
+    }
+    serde_json::from_value(base).unwrap()
+}
+
+fn desired(b: &Telphin, name: &str, e: &EmployeeSpec) -> Desired {
+    let m = &e.phone_systems[0];
+    Desired {
+        owner: owner(name),
+        rank: 0,
+        extension: e.extension_on(m).to_owned(),
+        attributes: b.desired(e, m).unwrap(),
+        password_fingerprint: None,
+    }
+}
+
+fn person(b: &Telphin, name: &str, extension: &str) -> Desired {
+    let e =
+        employee(json!({"email": format!("{name}@example.com"), "extension": extension, "givenName": name}));
+    desired(b, name, &e)
+}
+
+fn password() -> Secret {
+    Secret::new("Tp-pass-Word-91")
+}
+
+#[tokio::test]
+async fn create_list_update_delete_round_trip_with_the_marker() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let e = employee(json!({
+        "givenName": "Иван",
+        "familyName": "Петренко",
+        "email": "ivan.petrenko@example.com",
+        "extension": "201",
+        "login": "ivan.p",
+        "phoneSystems": [{"name": "cloud-pbx", "telphin": {"access": "read_only", "timeZone": "Europe/Kyiv"}}],
+    }));
+    let d = desired(&b, "ivan-petrenko", &e);
+    let pw = b.generate_password();
+    let created = create_once(&b, &d, Some(&pw)).await.unwrap();
+    assert_eq!(created.extension, "201");
+    assert_eq!(created.marker, Some(owner("ivan-petrenko")));
+
+    let ext = fx.extension("201");
+    assert_eq!(ext["type"], json!("phone"));
+    assert_eq!(ext["status"], json!("active"));
+    let held = fx.user("201");
+    assert_eq!(held["id"].to_string(), created.id);
+    assert_eq!(held["name"], json!("Иван Петренко"));
+    assert_eq!(held["login"], json!("ivan.p"));
+    assert_eq!(held["password"], json!(pw.expose()));
+    assert_eq!(held["status"], json!("active"));
+    assert_eq!(held["access"], json!("read_only"));
+    assert_eq!(held["timezone"], json!("Europe/Kyiv"));
+    assert_eq!(held["extra_params"], json!("switchboard:default/ivan-petrenko"));
+
+    let listing = b.list().await.unwrap();
+    assert!(listing.complete);
+    assert_eq!(listing.accounts, vec![created.clone()]);
+    assert_eq!(listing.accounts[0].attributes, d.attributes, "everything declared reads back equal");
+    assert_eq!(b.find("201").await.unwrap(), Some(created.clone()));
+    assert_eq!(b.find("299").await.unwrap(), None);
+
+    let later = employee(json!({
+        "givenName": "Ivan",
+        "familyName": "Petrenko",
+        "email": "i.petrenko@example.com",
+        "extension": "202",
+        "login": "ivan.p",
+        "enabled": false,
+        "phoneSystems": [{"name": "cloud-pbx", "telphin": {"access": "full", "timeZone": "Europe/Warsaw"}}],
+    }));
+    let d2 = desired(&b, "ivan-petrenko", &later);
+    let changes = vec![
+        Change { field: Field::Extension, from: Some("201".into()), to: Some("202".into()) },
+        Change { field: Field::DisplayName, from: None, to: Some("Ivan Petrenko".into()) },
+        Change { field: Field::Email, from: None, to: Some("i.petrenko@example.com".into()) },
+        Change { field: Field::Enabled, from: Some("true".into()), to: Some("false".into()) },
+        Change { field: Field::Setting(telphin::ACCESS.into()), from: None, to: Some("full".into()) },
+        Change {
+            field: Field::Setting(telphin::TIMEZONE.into()),
+            from: None,
+            to: Some("Europe/Warsaw".into()),
+        },
+        Change { field: Field::Password, from: None, to: None },
+    ];
+    let pw2 = Secret::new("Second-Pass-88");
+    b.update(&created, &d2, &changes, Some(&pw2)).await.unwrap();
+    let held = fx.user("202");
+    assert_eq!(held["id"].to_string(), created.id, "the same user, moved to a new number");
+    assert_eq!(held["status"], json!("blocked"));
+    assert_eq!(held["password"], json!("Second-Pass-88"));
+    assert_eq!(held["timezone"], json!("Europe/Warsaw"));
+    let listed = b.list().await.unwrap().accounts;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].attributes, d2.attributes);
+
+    b.delete(&listed[0]).await.unwrap();
+    assert!(fx.users().is_empty());
+    b.delete(&listed[0]).await.unwrap();
+    assert_eq!(fx.extensions().len(), 2, "numbers stay for the next user");
+
+    // A number left behind is reused, not made twice.
+    let again = create_once(&b, &d, Some(&pw)).await.unwrap();
+    assert_eq!(again.extension, "201");
+    assert_eq!(fx.extensions().len(), 2);
+}
+
+#[tokio::test]
+async fn the_marker_is_set_on_adoption_but_foreign_content_is_kept() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let base = json!({"name": "Old", "login": "old.one", "password": "secret-1", "email": "o@example.com"});
+    let mut mine = base.clone();
+    mine["extension"] = json!("301");
+    fx.sim.seed(&mine).unwrap();
+    let mut theirs =
+        json!({"name": "CRM", "login": "crm.user", "password": "secret-2", "email": "c@example.com"});
+    theirs["extension"] = json!("302");
+    theirs["extra_params"] = json!("{\"crm_id\": 17}");
+    fx.sim.seed(&theirs).unwrap();
+
+    let listing = b.list().await.unwrap();
+    assert!(listing.accounts.iter().all(|a| a.marker.is_none()));
+    let change = |name: &str| vec![Change { field: Field::DisplayName, from: None, to: Some(name.into()) }];
+    for (ext, who) in [("301", "anna"), ("302", "bob")] {
+        let account = listing.accounts.iter().find(|a| a.extension == ext).unwrap();
+        b.update(account, &person(&b, who, ext), &change(who), None).await.unwrap();
+    }
+    assert_eq!(fx.user("301")["extra_params"], json!("switchboard:default/anna"));
+    assert_eq!(fx.user("302")["extra_params"], json!("{\"crm_id\": 17}"));
+    let markers: Vec<_> =
+        b.list().await.unwrap().accounts.into_iter().map(|a| (a.extension, a.marker)).collect();
+    assert_eq!(markers, vec![("301".to_string(), Some(owner("anna"))), ("302".to_string(), None)]);
+}
+
+#[tokio::test]
+async fn list_reads_every_page() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend().with_per_page(50);
+    for n in 0..120 {
+        let ext = format!("{}", 100 + n);
+        fx.sim
+            .seed(&json!({
+                "name": format!("User {n}"),
+                "login": format!("user{n}"),
+                "password": "secret-pw",
+                "email": format!("user{n}@example.com"),
+                "extension": ext,
+            }))
+            .unwrap();
+    }
+    // A number without a user is not an account.
+    fx.sim.seed_extension(None, &json!({"name": "999"})).unwrap();
+    let listing = b.list().await.unwrap();
+    assert!(listing.complete);
+    assert_eq!(listing.accounts.len(), 120);
+    let numbers: BTreeSet<String> = listing.accounts.iter().map(|a| a.extension.clone()).collect();
+    assert_eq!(numbers, (100..220).map(|n| n.to_string()).collect());
+    assert_eq!(fx.run.stats().total("listUsers"), 3, "pages of 50, 50 and 20");
+}
+
+#[tokio::test]
+async fn a_token_expired_mid_run_is_fetched_again_once() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    b.list().await.unwrap();
+    fx.sim.expire_tokens();
+    let d = person(&b, "anna", "301");
+    create_once(&b, &d, Some(&password())).await.unwrap();
+    let stats = fx.run.stats();
+    assert_eq!(stats.count("token", 200), 2);
+    assert_eq!(fx.users().len(), 1);
+    assert_eq!(fx.extensions().len(), 1);
+
+    // Credentials that stop working are an auth error, not a loop.
+    let creds = Credentials::new([
+        ("clientId".to_string(), "sim-telphin-app".to_string()),
+        ("clientSecret".to_string(), "a-wrong-client-secret".to_string()),
+    ]);
+    let err = Telphin::new(&block(&fx.run.url), &creds, settings()).unwrap().list().await.unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    assert_clean(&err, &["a-wrong-client-secret"]);
+}
+
+#[tokio::test]
+async fn a_token_is_renewed_before_expires_in_runs_out() {
+    let fx =
+        start(TelphinConfig { token_lifetime: Duration::from_secs(2), ..TelphinConfig::default() }).await;
+    let b = fx.backend();
+    b.list().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    b.list().await.unwrap();
+    let stats = fx.run.stats();
+    assert_eq!(stats.count("token", 200), 2);
+    let refused: u64 = stats.by_operation.values().map(|m| m.get(&401).copied().unwrap_or(0)).sum();
+    assert_eq!(refused, 0, "renewed before the server refused it");
+}
+
+#[tokio::test]
+async fn the_hourly_quota_waits_for_its_reset() {
+    // A short window: the wait is honoured and the work completes.
+    let fx = start(TelphinConfig {
+        hourly_quota: 3,
+        quota_window: Duration::from_secs(1),
+        ..TelphinConfig::default()
+    })
+    .await;
+    let b = fx.backend();
+    let started = Instant::now();
+    for _ in 0..3 {
+        b.list().await.unwrap();
+    }
+    let limited: u64 = fx.run.stats().by_operation.values().map(|m| m.get(&429).copied().unwrap_or(0)).sum();
+    assert!(limited >= 1);
+    assert!(started.elapsed() >= Duration::from_millis(900), "waited for X-RateLimit-Reset");
+
+    // An hour-long wait is not slept through: it fails at once and says how long.
+    let fx = start(TelphinConfig { hourly_quota: 2, ..TelphinConfig::default() }).await;
+    let b = fx.backend();
+    let started = Instant::now();
+    b.list().await.unwrap();
+    match b.list().await {
+        Err(Error::Transient { retry_after: Some(wait), .. }) => assert!(wait > Duration::from_secs(3000)),
+        other => panic!("expected a transient error with a wait, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn refusals_map_to_precise_errors() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let d = person(&b, "anna", "301");
+    create_once(&b, &d, Some(&password())).await.unwrap();
+
+    let mut twin = person(&b, "bob", "302");
+    twin.attributes.login = d.attributes.login.clone();
+    let err = b.create(&twin, Some(&password())).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(fx.extensions().len(), 1, "the number made for a refused user is taken back");
+
+    match b.create(&person(&b, "carl", "303"), Some(&Secret::new("abc"))).await.unwrap_err() {
+        Error::Validation { field, .. } => assert_eq!(field.as_deref(), Some("password")),
+        err => panic!("{err:?}"),
+    }
+    match b.create(&person(&b, "dora", "3044"), Some(&password())).await.unwrap_err() {
+        Error::Validation { .. } => {}
+        err => panic!("a 4-digit number on a 3-digit client: {err:?}"),
+    }
+    assert!(matches!(b.create(&person(&b, "eve", "305"), None).await, Err(Error::Validation { .. })));
+    assert_eq!(fx.users().len(), 1);
+
+    let account = b.find("301").await.unwrap().unwrap();
+    let login = [Change { field: Field::Login, from: None, to: Some("new.login".into()) }];
+    assert!(matches!(b.update(&account, &d, &login, None).await, Err(Error::Unsupported { .. })));
+    assert!(!b.capabilities().writable.contains(&Field::Login));
+    assert!(!b.capabilities().readable.contains(&Field::Password));
+
+    let ghost = Account { id: "99999".into(), ..account };
+    let change = [Change { field: Field::Email, from: None, to: Some("x@example.com".into()) }];
+    assert!(matches!(b.update(&ghost, &d, &change, None).await, Err(Error::NotFound { .. })));
+    b.delete(&ghost).await.unwrap();
+
+    let other_client = phone_system::Telphin { url: fx.run.url.clone(), client_id: "424242".into() };
+    let c = fx.sim.credentials();
+    let creds = Credentials::new([
+        ("clientId".to_string(), c["clientId"].clone()),
+        ("clientSecret".to_string(), c["clientSecret"].clone()),
+    ]);
+    assert!(matches!(
+        Telphin::new(&other_client, &creds, settings()).unwrap().list().await,
+        Err(Error::Config(_))
+    ));
+}
+
+#[tokio::test]
+async fn employees_that_telphin_cannot_hold_are_unfit_before_any_call() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let check = |spec: Value, want: &str| {
+        let e = employee(spec);
+        match b.desired(&e, &e.phone_systems[0]) {
+            Err(Error::Unfit { field, .. }) => assert_eq!(field, want),
+            other => panic!("{want}: {other:?}"),
+        }
+    };
+    check(json!({"extension": "20001"}), "spec.extension");
+    check(
+        json!({"phoneSystems": [{"name": "cloud-pbx", "extension": "12345"}]}),
+        "spec.phoneSystems[name=cloud-pbx].extension",
+    );
+    check(json!({"login": "ab"}), "spec.login");
+    check(json!({"email": "x@example.com"}), "spec.email");
+    check(
+        json!({"phoneSystems": [{"name": "cloud-pbx", "apio": {"language": "English"}}]}),
+        "spec.phoneSystems[name=cloud-pbx].apio",
+    );
+    assert_eq!(fx.run.stats().requests, 0);
+}
+
+/// Creates three, lists, updates one, deletes one, all under `fault`; then, faults off,
+/// the simulator must hold exactly the two expected users, each on its own number.
+async fn survives(mode: &str, fault: FaultConfig) {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    fx.run.set_faults(fault);
+    let started = Instant::now();
+    let people = [person(&b, "anna", "301"), person(&b, "bob", "302"), person(&b, "carl", "303")];
+    for d in &people {
+        eventually_create(&b, d, &password()).await;
+    }
+    let listing = eventually("list", || b.list()).await;
+    assert!(listing.complete);
+    assert_eq!(listing.accounts.len(), 3, "{mode}: {:?}", listing.accounts);
+    let on = |ext: &str| listing.accounts.iter().find(|a| a.extension == ext).unwrap().clone();
+    let change = [Change { field: Field::Email, from: None, to: Some("anna.new@example.com".into()) }];
+    let (anna, carl) = (on("301"), on("303"));
+    eventually("update", || b.update(&anna, &people[0], &change, None)).await;
+    eventually("delete", || b.delete(&carl)).await;
+
+    let injected = fx.run.stats().fault_count(mode);
+    fx.run.set_faults(FaultConfig::default());
+    if mode == "hang" {
+        // A hanging request is counted only when it ends, seconds from now; the time
+        // spent waiting for answers that never came shows it happened.
+        assert!(started.elapsed() >= settings().timeout, "no request hung");
+    } else {
+        assert!(injected > 0, "{mode} was never injected");
+    }
+    let users = fx.users();
+    assert_eq!(users.len(), 2, "{mode}: {users:?}");
+    assert_eq!(fx.user("301")["email"], json!("anna.new@example.com"), "{mode}");
+    fx.user("302");
+    assert_eq!(fx.extensions().len(), 3, "{mode}: one number each, none twice");
+    let listed = b.list().await.unwrap().accounts;
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|a| a.marker.is_some()), "{mode}");
+}
+
+#[tokio::test]
+async fn every_fault_mode_ends_with_exactly_the_expected_users() {
+    let runs = fault_modes().into_iter().map(|(mode, fault)| survives(mode, fault));
+    futures_util::future::join_all(runs).await;
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    fx.run.set_faults(FaultConfig { rate_limit_rate: 1.0, retry_after_secs: 1, ..FaultConfig::default() });
+    let run = &fx.run;
+    let started = Instant::now();
+    let (listed, ()) = tokio::join!(b.list(), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        run.set_faults(FaultConfig::default());
+    });
+    listed.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "retried after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn garbage_is_never_taken_for_an_answer() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let d = person(&b, "anna", "301");
+    let account = create_once(&b, &d, Some(&password())).await.unwrap();
+    fx.run.set_faults(FaultConfig { garbage_rate: 1.0, ..FaultConfig::default() });
+    assert!(matches!(b.list().await, Err(Error::Protocol { .. })));
+    assert!(matches!(b.delete(&account).await, Err(Error::Protocol { .. })));
+    let change = [Change { field: Field::Email, from: None, to: Some("x@example.com".into()) }];
+    assert!(matches!(b.update(&account, &d, &change, None).await, Err(Error::Protocol { .. })));
+    fx.run.set_faults(FaultConfig::default());
+    assert_eq!(fx.users().len(), 1);
+}
+
+#[tokio::test]
+async fn no_password_or_credential_shows_in_any_error() {
+    const ID: &str = "telphin-app-identifier";
+    const SECRET: &str = "telphin-app-secret-value";
+    let pw = Secret::new("User-Pass-Word-55");
+    let secrets = [ID, SECRET, ECHO_TOKEN, pw.expose()];
+    let creds = Credentials::new([
+        ("clientId".to_string(), ID.to_string()),
+        ("clientSecret".to_string(), SECRET.to_string()),
+    ]);
+    let server = echo().await;
+    let mut errors = Vec::new();
+    for (status, grant) in
+        [200, 400, 401, 403, 404, 500, 502].into_iter().flat_map(|s| [(s, false), (s, true)])
+    {
+        server.status.store(status, Ordering::SeqCst);
+        server.grant.store(grant, Ordering::SeqCst);
+        let b = Telphin::new(&block(&server.url), &creds, settings()).unwrap();
+        let d = person(&b, "anna", "301");
+        let account =
+            Account { id: "5".into(), extension: "301".into(), attributes: Default::default(), marker: None };
+        let change = [Change { field: Field::Password, from: None, to: None }];
+        errors.extend(b.list().await.err());
+        errors.extend(b.create(&d, Some(&pw)).await.err());
+        errors.extend(create_once(&b, &d, Some(&pw)).await.err());
+        errors.extend(b.update(&account, &d, &change, Some(&pw)).await.err());
+        errors.extend(b.delete(&account).await.err());
+    }
+    // The token works, the API echoes: the bearer token must not show either.
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let d = person(&b, "anna", "301");
+    fx.run.set_faults(FaultConfig { error_rate: 0.5, garbage_rate: 0.5, ..FaultConfig::default() });
+    errors.extend(b.create(&d, Some(&pw)).await.err());
+    errors.extend(b.list().await.err());
+    assert!(errors.len() > 30, "the failure paths were taken: {}", errors.len());
+    for err in &errors {
+        assert_clean(err, &secrets);
+    }
+}
