@@ -514,75 +514,85 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     let width = usize::try_from(spec.max_concurrency.max(1)).unwrap_or(1);
     let mut out = Outcome::default();
 
-    let deletes = stream::iter(&plan.deletes)
-        .map(|d| async move {
-            let result = match backend.delete(&d.account).await {
-                Ok(()) => Applied::Gone {
-                    event: ("Deleted", format!("deleted account {} on {name}", d.account.id)),
-                },
-                Err(e) => Applied::Failed { message: format!("delete failed: {e}") },
-            };
-            (d.owner.clone(), result)
-        })
-        .buffer_unordered(width)
-        .collect::<Vec<_>>()
-        .await;
+    let deletes = bounded(
+        plan.deletes
+            .iter()
+            .map(|d| async move {
+                let result = match backend.delete(&d.account).await {
+                    Ok(()) => Applied::Gone {
+                        event: ("Deleted", format!("deleted account {} on {name}", d.account.id)),
+                    },
+                    Err(e) => Applied::Failed { message: format!("delete failed: {e}") },
+                };
+                (d.owner.clone(), result)
+            })
+            .collect(),
+        width,
+    )
+    .await;
     out.writes += plan.deletes.len();
     out.results.extend(deletes);
 
-    let updates = stream::iter(&plan.updates)
-        .map(|u| async move {
-            let password = password_for(vault, &u.desired, &u.changes);
-            let result = match backend.update(&u.account, &u.desired, &u.changes, password.as_ref()).await {
-                Ok(()) => Applied::Present {
-                    id: u.account.id.clone(),
-                    extension: u.desired.extension.clone(),
-                    fingerprint: password.as_ref().map(|p| fingerprint(&u.desired.owner, p)),
-                    event: ("Updated", format!("updated {} on {name}", describe_changes(&u.changes))),
-                },
-                Err(e) => Applied::Failed { message: format!("update failed: {e}") },
-            };
-            (u.desired.owner.clone(), result)
-        })
-        .buffer_unordered(width)
-        .collect::<Vec<_>>()
-        .await;
+    let updates = bounded(
+        plan.updates
+            .iter()
+            .map(|u| async move {
+                let password = password_for(vault, &u.desired, &u.changes);
+                let result = match backend.update(&u.account, &u.desired, &u.changes, password.as_ref()).await
+                {
+                    Ok(()) => Applied::Present {
+                        id: u.account.id.clone(),
+                        extension: u.desired.extension.clone(),
+                        fingerprint: password.as_ref().map(|p| fingerprint(&u.desired.owner, p)),
+                        event: ("Updated", format!("updated {} on {name}", describe_changes(&u.changes))),
+                    },
+                    Err(e) => Applied::Failed { message: format!("update failed: {e}") },
+                };
+                (u.desired.owner.clone(), result)
+            })
+            .collect(),
+        width,
+    )
+    .await;
     out.writes += plan.updates.len();
     out.results.extend(updates);
 
-    let adoptions = stream::iter(&plan.adoptions)
-        .map(|a| async move {
-            let password = password_for(vault, &a.desired, &a.changes);
-            let written = if a.changes.is_empty() {
-                Ok(())
-            } else {
-                backend.update(&a.account, &a.desired, &a.changes, password.as_ref()).await
-            };
-            let before = match a.reason {
-                plan::AdoptReason::PendingCreate => {
-                    previous.get(&a.desired.owner).and_then(|s| s.password_fingerprint.clone())
-                }
-                _ => None,
-            };
-            let result = match written {
-                Ok(()) => Applied::Present {
-                    id: a.account.id.clone(),
-                    extension: a.desired.extension.clone(),
-                    fingerprint: password.as_ref().map(|p| fingerprint(&a.desired.owner, p)).or(before),
-                    event: (
-                        "Adopted",
-                        format!("took over account {} on {name} ({:?})", a.account.id, a.reason),
-                    ),
-                },
-                Err(e) => {
-                    Applied::Failed { message: format!("adopting account {} failed: {e}", a.account.id) }
-                }
-            };
-            (a.desired.owner.clone(), result)
-        })
-        .buffer_unordered(width)
-        .collect::<Vec<_>>()
-        .await;
+    let adoptions = bounded(
+        plan.adoptions
+            .iter()
+            .map(|a| async move {
+                let password = password_for(vault, &a.desired, &a.changes);
+                let written = if a.changes.is_empty() {
+                    Ok(())
+                } else {
+                    backend.update(&a.account, &a.desired, &a.changes, password.as_ref()).await
+                };
+                let before = match a.reason {
+                    plan::AdoptReason::PendingCreate => {
+                        previous.get(&a.desired.owner).and_then(|s| s.password_fingerprint.clone())
+                    }
+                    _ => None,
+                };
+                let result = match written {
+                    Ok(()) => Applied::Present {
+                        id: a.account.id.clone(),
+                        extension: a.desired.extension.clone(),
+                        fingerprint: password.as_ref().map(|p| fingerprint(&a.desired.owner, p)).or(before),
+                        event: (
+                            "Adopted",
+                            format!("took over account {} on {name} ({:?})", a.account.id, a.reason),
+                        ),
+                    },
+                    Err(e) => {
+                        Applied::Failed { message: format!("adopting account {} failed: {e}", a.account.id) }
+                    }
+                };
+                (a.desired.owner.clone(), result)
+            })
+            .collect(),
+        width,
+    )
+    .await;
     out.writes += plan.adoptions.iter().filter(|a| !a.changes.is_empty()).count();
     out.results.extend(adoptions);
 
@@ -606,41 +616,47 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         .collect();
     store.record_intents(name, &intents).await.map_err(Error::Intents)?;
 
-    let creates = stream::iter(&plan.creates)
-        .map(|c| async move {
-            let (password, generated) = match vault.password(&c.desired.owner) {
-                Some(p) => (p, false),
-                None => (backend.generate_password(), true),
-            };
-            let result = match backends::create_once(backend, &c.desired, Some(&password)).await {
-                Ok(account) => Applied::Present {
-                    id: account.id.clone(),
-                    extension: account.extension.clone(),
-                    fingerprint: (!generated).then(|| fingerprint(&c.desired.owner, &password)),
-                    event: (
-                        "Created",
-                        format!("created account {} on {name} (extension {})", account.id, account.extension),
-                    ),
-                },
-                Err(e) if e.is_transient() || matches!(e, backends::Error::Protocol { .. }) => {
-                    Applied::Unclear {
-                        extension: c.desired.extension.clone(),
-                        message: format!(
-                            "{}: create may not have reached {name}: {e}; checked before retrying",
-                            reason::PBX_UNREACHABLE
+    let creates = bounded(
+        plan.creates
+            .iter()
+            .map(|c| async move {
+                let (password, generated) = match vault.password(&c.desired.owner) {
+                    Some(p) => (p, false),
+                    None => (backend.generate_password(), true),
+                };
+                let result = match backends::create_once(backend, &c.desired, Some(&password)).await {
+                    Ok(account) => Applied::Present {
+                        id: account.id.clone(),
+                        extension: account.extension.clone(),
+                        fingerprint: (!generated).then(|| fingerprint(&c.desired.owner, &password)),
+                        event: (
+                            "Created",
+                            format!(
+                                "created account {} on {name} (extension {})",
+                                account.id, account.extension
+                            ),
                         ),
+                    },
+                    Err(e) if e.is_transient() || matches!(e, backends::Error::Protocol { .. }) => {
+                        Applied::Unclear {
+                            extension: c.desired.extension.clone(),
+                            message: format!(
+                                "{}: create may not have reached {name}: {e}; checked before retrying",
+                                reason::PBX_UNREACHABLE
+                            ),
+                        }
                     }
-                }
-                Err(e) => {
-                    Applied::Failed { message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED) }
-                }
-            };
-            let keep = generated && matches!(result, Applied::Present { .. });
-            (c.desired.owner.clone(), result, keep.then_some(password))
-        })
-        .buffer_unordered(width)
-        .collect::<Vec<_>>()
-        .await;
+                    Err(e) => Applied::Failed {
+                        message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
+                    },
+                };
+                let keep = generated && matches!(result, Applied::Present { .. });
+                (c.desired.owner.clone(), result, keep.then_some(password))
+            })
+            .collect(),
+        width,
+    )
+    .await;
     out.writes += plan.creates.len();
     for (owner, result, generated) in creates {
         if let Some(secret) = generated {
@@ -649,6 +665,12 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         out.results.push((owner, result));
     }
     Ok(out)
+}
+
+/// Runs `futures` at most `width` at a time. (Collected first: a lazily mapped stream
+/// of borrowing closures trips the compiler's `Send` inference inside spawned tasks.)
+async fn bounded<F: Future>(futures: Vec<F>, width: usize) -> Vec<F::Output> {
+    stream::iter(futures).buffer_unordered(width).collect().await
 }
 
 fn password_for<V: Vault>(vault: &V, desired: &Desired, changes: &[plan::Change]) -> Option<Secret> {

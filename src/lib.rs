@@ -3,7 +3,11 @@
 
 pub mod api;
 pub mod backends;
+pub mod cli;
+pub mod controller;
+pub mod demo;
 pub mod engine;
 pub mod manifests;
 pub mod plan;
 pub mod sim;
+pub mod state;

@@ -1,6 +1,6 @@
 //! The `switchboard` binary: thin wiring around the library.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -21,8 +21,43 @@ struct Cli {
 enum Command {
     /// Print the Employee and PhoneSystem CRDs as YAML (what `crds/` holds).
     Crd,
+    /// Run the operator: watch Employees and PhoneSystems and keep the PBXs in line.
+    Run(RunArgs),
+    /// The whole job on the built-in examples and simulators: no cluster, no set-up.
+    Demo,
+    /// Show what a sync of the manifests in a folder would do. Exit 0: nothing; 2: changes;
+    /// 1: errors.
+    Plan(FolderArgs),
+    /// Apply the manifests in a folder to the phone systems, without a cluster.
+    Sync(FolderArgs),
     /// Serve simulators of the five PBX APIs on loopback until interrupted.
     Sim(SimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Watch only this namespace (default: all).
+    #[arg(long, env = "SWITCHBOARD_NAMESPACE")]
+    namespace: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct FolderArgs {
+    /// Folder of Employee, PhoneSystem and Secret manifests (read recursively).
+    #[arg(short = 'f', long = "filename")]
+    dir: PathBuf,
+    /// Where claims (which Employee owns which account) are kept between runs.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,7 +131,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => serve_simulators(args).await,
+        Command::Demo => {
+            switchboard::demo::run(&mut std::io::stdout().lock()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => folder(args, false).await,
+        Command::Sync(args) => {
+            anyhow::ensure!(args.state.is_some(), "sync needs --state FILE: claims must outlive the run");
+            folder(args, true).await
+        }
+        Command::Run(args) => {
+            let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+            let config = switchboard::controller::Config { namespace: args.namespace, ..Default::default() };
+            let shutdown = Box::pin(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            switchboard::controller::run(client, config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn folder(args: FolderArgs, apply: bool) -> anyhow::Result<ExitCode> {
+    let format = match args.output {
+        OutputFormat::Text => switchboard::cli::Format::Text,
+        OutputFormat::Json => switchboard::cli::Format::Json,
+    };
+    let env = std::env::vars().collect();
+    let verdict = switchboard::cli::run(
+        &args.dir,
+        args.state.as_deref(),
+        apply,
+        format,
+        &env,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    )
+    .await?;
+    Ok(ExitCode::from(verdict.code()))
 }
 
 async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {

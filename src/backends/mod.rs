@@ -5,6 +5,7 @@
 //! creates, updates and deletes. The HTTP policy they share (timeouts, retries, rate limit,
 //! concurrency cap, size caps, redaction) is written once, in [`http`].
 
+pub mod any;
 pub mod apio;
 pub mod common;
 pub mod http;
@@ -12,6 +13,8 @@ pub mod mikopbx;
 pub mod ringostat;
 pub mod telphin;
 pub mod thulium;
+
+pub use any::{AnyBackend, connect};
 
 use std::{collections::BTreeMap, fmt, future::Future, time::Duration};
 

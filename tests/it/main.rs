@@ -8,6 +8,7 @@ mod backend_ringostat;
 mod backend_telphin;
 mod backend_thulium;
 mod crds;
+mod demo;
 mod schema;
 mod sim_apio;
 mod sim_common;

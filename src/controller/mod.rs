@@ -1,0 +1,506 @@
+//! `switchboard run`: the Kubernetes front end of the sync engine.
+//!
+//! Two controllers share three watch caches (Employees, PhoneSystems, Secrets):
+//! - the PhoneSystem controller is the unit of work: one engine pass per system,
+//!   triggered by the system itself, by any Employee that lists it (or holds an account on
+//!   it), and by the Secrets they read; debounced, so a `kubectl apply` of 700 Employees is
+//!   a handful of passes; requeued every `resyncInterval` for drift correction;
+//! - the Employee controller keeps the finalizer (an Employee leaves only once its accounts
+//!   are deleted or released) and the Employee's `Ready`/`Synced` conditions, computed from
+//!   the per-system entries the passes write.
+//!
+//! Writes are made only when something changed, so a converged system costs no status
+//! patch and no event.
+
+mod status;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::{StreamExt, future::BoxFuture};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{ObjectReference, Secret},
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        events::{Event as KubeEvent, EventType, Recorder, Reporter},
+        finalizer::{self, Event as FinalizerEvent},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+
+use crate::{
+    api::{Employee, PhoneSystem, conditions::reason},
+    backends::{self, AnyBackend, Credentials, Secret as Password, http::Settings},
+    engine::{self, EmployeeView, IntentStore, Options, Vault},
+    plan::Owner,
+};
+
+/// The finalizer that holds an Employee until its accounts are deleted or released.
+pub const FINALIZER: &str = "switchboard.dev/accounts";
+/// PhoneSystem annotation allowing a one-off number of deletions past the guard.
+pub const ALLOW_DELETIONS: &str = "switchboard.dev/allow-deletions";
+/// The field manager of every write.
+pub const MANAGER: &str = "switchboard";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("waiting for: {0}")]
+    Waiting(String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    #[error("object without a namespace or name")]
+    Unnamed,
+}
+
+/// What a controller run needs from outside, so tests control it.
+#[derive(Clone)]
+pub struct Config {
+    /// Watch one namespace, or all.
+    pub namespace: Option<String>,
+    /// Settings of every backend's HTTP client.
+    pub http: Settings,
+    /// Quiet period before a triggered pass runs, gathering a burst of changes.
+    pub debounce: Duration,
+    /// The clock: status times come from it.
+    pub now: Arc<dyn Fn() -> Time + Send + Sync>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: None,
+            http: Settings::default(),
+            debounce: Duration::from_secs(2),
+            now: Arc::new(|| Time(Timestamp::now())),
+        }
+    }
+}
+
+/// A backend kept between passes, so its token cache and rate limiter persist; rebuilt
+/// when the spec or the credentials change.
+struct CachedBackend {
+    generation: Option<i64>,
+    secret_version: Option<String>,
+    backend: Arc<AnyBackend>,
+}
+
+struct Context {
+    client: Client,
+    config: Config,
+    employees: Store<Employee>,
+    systems: Store<PhoneSystem>,
+    secrets: Store<Secret>,
+    recorder: Recorder,
+    backends: Mutex<HashMap<ObjectRef<PhoneSystem>, CachedBackend>>,
+    /// Serialises writes of one Employee's status across concurrent passes.
+    status_locks: Mutex<HashMap<Owner, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Context {
+    fn now(&self) -> Time {
+        (self.config.now)()
+    }
+
+    fn employee_lock(&self, owner: &Owner) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.status_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(owner.clone()).or_default().clone()
+    }
+}
+
+fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves.
+pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()>) -> Result<(), Error> {
+    let ns = config.namespace.as_deref();
+    let employees_api: Api<Employee> = api_for(&client, ns);
+    let systems_api: Api<PhoneSystem> = api_for(&client, ns);
+    let secrets_api: Api<Secret> = api_for(&client, ns);
+
+    let (employees, employees_writer) = reflector::store();
+    let (secrets, secrets_writer) = reflector::store();
+    // The caches the passes read; the controllers below keep their own watches to be
+    // triggered by the same objects.
+    let employee_cache =
+        reflector::reflector(employees_writer, watcher(employees_api.clone(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {});
+    let secret_cache =
+        reflector::reflector(secrets_writer, watcher(secrets_api.clone(), watcher::Config::default()))
+            .default_backoff()
+            .for_each(|_| async {});
+
+    let systems_controller = Controller::new(systems_api, watcher::Config::default())
+        .with_config(controller::Config::default().debounce(config.debounce));
+    let systems_store = systems_controller.store();
+    let reporter = Reporter { controller: "switchboard".into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        employees: employees.clone(),
+        systems: systems_store.clone(),
+        secrets: secrets.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        backends: Mutex::new(HashMap::new()),
+        status_locks: Mutex::new(HashMap::new()),
+    });
+
+    let by_employee = {
+        let employees_store = employees.clone();
+        move |e: Employee| systems_of_employee(&e, &employees_store)
+    };
+    let by_secret = {
+        let systems_store = systems_store.clone();
+        let employees_store = employees.clone();
+        move |s: Secret| systems_of_secret(&s, &systems_store, &employees_store)
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let systems = systems_controller
+        .watches(employees_api.clone(), watcher::Config::default(), by_employee)
+        .watches(secrets_api, watcher::Config::default(), by_secret)
+        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .run(reconcile_system, system_error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "phone system pass did not complete");
+            }
+        });
+
+    let employees_controller = Controller::new(employees_api, watcher::Config::default())
+        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
+        .graceful_shutdown_on(stopped(shutdown_rx))
+        .run(reconcile_employee, employee_error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "employee pass did not complete");
+            }
+        });
+
+    let signal = async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+    };
+    // The caches end with the process; the controllers end on the signal.
+    tokio::select! {
+        _ = async { tokio::join!(systems, employees_controller, signal) } => {}
+        _ = employee_cache => {}
+        _ = secret_cache => {}
+    }
+    Ok(())
+}
+
+/// The PhoneSystems an Employee concerns: those it lists and those it holds accounts on.
+fn systems_of_employee(e: &Employee, _store: &Store<Employee>) -> Vec<ObjectRef<PhoneSystem>> {
+    let Some(ns) = e.namespace() else { return Vec::new() };
+    let mut names: Vec<&str> = e.spec.phone_systems.iter().map(|m| m.name.as_str()).collect();
+    names.extend(e.status.iter().flat_map(|s| s.phone_systems.iter().map(|p| p.name.as_str())));
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(|n| ObjectRef::new(n).within(&ns)).collect()
+}
+
+/// The PhoneSystems a Secret matters to: by credentials, or by an Employee's password.
+fn systems_of_secret(
+    s: &Secret,
+    systems: &Store<PhoneSystem>,
+    employees: &Store<Employee>,
+) -> Vec<ObjectRef<PhoneSystem>> {
+    let (Some(ns), name) = (s.namespace(), s.name_any()) else { return Vec::new() };
+    let mut refs: Vec<ObjectRef<PhoneSystem>> = systems
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| p.spec.credentials_secret_ref.as_ref().is_some_and(|r| r.name == name))
+        .map(|p| ObjectRef::from(p.as_ref()))
+        .collect();
+    for e in employees.state() {
+        if e.namespace().as_deref() == Some(ns.as_str())
+            && e.spec.password_secret_ref.as_ref().is_some_and(|r| r.name == name)
+        {
+            refs.extend(systems_of_employee(&e, employees));
+        }
+    }
+    refs.sort_by(|a, b| a.name.cmp(&b.name));
+    refs.dedup();
+    refs
+}
+
+fn owner_of(e: &Employee) -> Option<Owner> {
+    Some(Owner::new(e.namespace()?, e.metadata.name.clone()?))
+}
+
+fn secret_data(
+    store: &Store<Secret>,
+    ns: &str,
+    name: &str,
+) -> Option<(BTreeMap<String, String>, Option<String>)> {
+    let secret = store.get(&ObjectRef::new(name).within(ns))?;
+    let mut data: BTreeMap<String, String> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, ByteString(v))| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    data.extend(secret.string_data.iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+    Some((data, secret.resource_version()))
+}
+
+/// Passwords from the Employees' `passwordSecretRef`s, read from the watch cache.
+struct StoreVault<'a> {
+    ctx: &'a Context,
+    namespace: &'a str,
+}
+
+impl Vault for StoreVault<'_> {
+    fn password(&self, owner: &Owner) -> Option<Password> {
+        let e = self.ctx.employees.get(&ObjectRef::new(&owner.name).within(self.namespace))?;
+        let r = e.spec.password_secret_ref.as_ref()?;
+        let (mut data, _) = secret_data(&self.ctx.secrets, self.namespace, &r.name)?;
+        data.remove(&r.key).filter(|p| !p.is_empty()).map(Password::new)
+    }
+}
+
+const INTENT_WRITES_AT_ONCE: usize = 16;
+
+/// Create intents go into the Employees' statuses before the creates are sent.
+struct StatusIntents<'a> {
+    ctx: &'a Context,
+}
+
+impl IntentStore for StatusIntents<'_> {
+    async fn record_intents(
+        &self,
+        system: &str,
+        intents: &[(Owner, crate::api::AccountStatus)],
+    ) -> Result<(), String> {
+        // A few at a time: a burst of 700 creates must not open 700 requests at once.
+        for chunk in intents.chunks(INTENT_WRITES_AT_ONCE) {
+            let writes = chunk
+                .iter()
+                .map(|(owner, entry)| status::write_entry(self.ctx, owner, system, Some(entry.clone())));
+            futures_util::future::try_join_all(writes).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = system.namespace().ok_or(Error::Unnamed)?;
+    let name = system.metadata.name.clone().ok_or(Error::Unnamed)?;
+    let span = tracing::info_span!("sync", namespace = %ns, phone_system = %name);
+    let _enter = span.enter();
+    let resync = system.spec.resync_interval().unwrap_or(Duration::from_secs(300));
+    let started = std::time::Instant::now();
+
+    let backend = match backend_for(&ctx, &system, &ns) {
+        Ok(backend) => backend,
+        Err((reason, message)) => {
+            status::system_unready(&ctx, &system, reason, &message).await?;
+            return Ok(Action::requeue(resync));
+        }
+    };
+
+    let views: Vec<EmployeeView> = ctx
+        .employees
+        .state()
+        .iter()
+        .filter(|e| e.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|e| {
+            e.spec.membership(&name).is_some()
+                || e.status.as_ref().is_some_and(|s| s.phone_systems.iter().any(|p| p.name == name))
+        })
+        .filter_map(|e| {
+            Some(EmployeeView {
+                owner: owner_of(e)?,
+                spec: e.spec.clone(),
+                status: e.status.clone(),
+                rank: e.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0),
+                deleting: e.metadata.deletion_timestamp.is_some(),
+            })
+        })
+        .collect();
+    let allow_deletions =
+        system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
+    let options = Options { dry_run: false, allow_deletions, now: ctx.now() };
+    let vault = StoreVault { ctx: &ctx, namespace: &ns };
+    let intents = StatusIntents { ctx: &ctx };
+    let report =
+        match engine::sync(backend.as_ref(), &name, &system.spec, &views, &intents, &vault, &options).await {
+            Ok(report) => report,
+            Err(engine::Error::Backend(e)) => {
+                let reason = match &e {
+                    backends::Error::Auth { .. } => reason::AUTH_FAILED,
+                    backends::Error::Credentials { .. } => reason::CREDENTIALS_MISSING,
+                    _ => reason::PBX_UNREACHABLE,
+                };
+                status::system_unready(&ctx, &system, reason, &e.to_string()).await?;
+                // Unreachable systems are retried sooner than the resync, with the backoff
+                // the error policy would give.
+                return Ok(Action::requeue(resync.min(Duration::from_secs(30))));
+            }
+            Err(e) => return Err(e.into()),
+        };
+
+    for (owner, password) in &report.generated {
+        status::store_generated_password(&ctx, owner, &name, password).await?;
+    }
+    for (owner, entry) in &report.entries {
+        let current = views
+            .iter()
+            .find(|v| &v.owner == owner)
+            .and_then(|v| v.status.as_ref()?.phone_systems.iter().find(|p| p.name == name).cloned());
+        if current != *entry {
+            status::write_entry(&ctx, owner, &name, entry.clone()).await?;
+        }
+    }
+    for event in &report.events {
+        publish(&ctx, &system, event).await;
+    }
+    status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
+    Ok(Action::requeue(resync))
+}
+
+fn system_error_policy(_system: Arc<PhoneSystem>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "phone system pass failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// The backend of `system`, reusing the cached one while spec and credentials hold.
+fn backend_for(
+    ctx: &Context,
+    system: &PhoneSystem,
+    ns: &str,
+) -> Result<Arc<AnyBackend>, (&'static str, String)> {
+    let (data, secret_version) = match &system.spec.credentials_secret_ref {
+        Some(r) => secret_data(&ctx.secrets, ns, &r.name)
+            .ok_or_else(|| (reason::CREDENTIALS_MISSING, format!("Secret {ns}/{} not found", r.name)))?,
+        None => (BTreeMap::new(), None),
+    };
+    let key = ObjectRef::from(system);
+    let mut cache = ctx.backends.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cached) = cache.get(&key)
+        && cached.generation == system.metadata.generation
+        && cached.secret_version == secret_version
+    {
+        return Ok(cached.backend.clone());
+    }
+    let mut settings = ctx.config.http.clone();
+    settings.max_concurrency = usize::try_from(system.spec.max_concurrency).unwrap_or(1);
+    settings.rate = system
+        .spec
+        .rate_limit
+        .as_ref()
+        .map(|r| (r.requests_per_second, r.burst.unwrap_or(r.requests_per_second)));
+    let backend = backends::connect(&system.spec, &Credentials::new(data), settings).map_err(|e| {
+        let reason = match e {
+            backends::Error::Credentials { .. } => reason::CREDENTIALS_MISSING,
+            _ => reason::INVALID_SPEC,
+        };
+        (reason, e.to_string())
+    })?;
+    let backend = Arc::new(backend);
+    cache.insert(
+        key,
+        CachedBackend { generation: system.metadata.generation, secret_version, backend: backend.clone() },
+    );
+    Ok(backend)
+}
+
+async fn publish(ctx: &Context, system: &PhoneSystem, event: &engine::Event) {
+    let reference: ObjectReference = match &event.owner {
+        Some(owner) => match ctx.employees.get(&ObjectRef::new(&owner.name).within(&owner.namespace)) {
+            Some(e) => e.object_ref(&()),
+            None => return,
+        },
+        None => system.object_ref(&()),
+    };
+    let ev = KubeEvent {
+        type_: if event.warning { EventType::Warning } else { EventType::Normal },
+        reason: event.reason.to_owned(),
+        note: Some(truncate(&event.message, 1000)),
+        action: "Sync".into(),
+        secondary: event.owner.as_ref().map(|_| system.object_ref(&())),
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+        tracing::debug!(error = %e, "cannot publish an event");
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+async fn reconcile_employee(employee: Arc<Employee>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = employee.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer::finalizer(&api, FINALIZER, employee, |event| async {
+        match event {
+            FinalizerEvent::Apply(e) => {
+                status::employee_conditions(&ctx, &e).await?;
+                Ok(Action::await_change())
+            }
+            FinalizerEvent::Cleanup(e) => {
+                let systems = status::systems_in(&ctx, &e);
+                let left: Vec<String> = e
+                    .status
+                    .iter()
+                    .flat_map(|s| s.phone_systems.iter())
+                    .filter(|p| systems.contains(&p.name))
+                    .map(|p| p.name.clone())
+                    .collect();
+                if left.is_empty() {
+                    Ok(Action::await_change())
+                } else {
+                    Err(Error::Waiting(format!("accounts on {} to be deleted or released", left.join(", "))))
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+fn employee_error_policy(_e: Arc<Employee>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error {
+        Error::Waiting(what) => tracing::debug!(%what, "employee deletion waits"),
+        other => tracing::warn!(error = %other, "employee pass failed"),
+    }
+    Action::requeue(Duration::from_secs(5))
+}
+
+pub use status::conditions_of;

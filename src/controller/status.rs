@@ -1,0 +1,313 @@
+//! Status writes: Employee entries and conditions, PhoneSystem conditions and counts,
+//! generated passwords. Each write happens only when it changes something.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    runtime::reflector::ObjectRef,
+};
+use serde_json::json;
+
+use super::{Context, Error, MANAGER, owner_of};
+use crate::{
+    api::{
+        AccountState, AccountStatus, BackendKind, Employee, EmployeeStatus, PhoneSystem, PhoneSystemStatus,
+        conditions::{self, READY, SYNCED, reason},
+    },
+    backends::Secret as Password,
+    engine::Report,
+    plan::Owner,
+};
+
+/// Tries of a read-modify-write that lost a race.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Puts (or, with `None`, removes) `owner`'s entry for `system`. Read-modify-write on the
+/// status subresource with the object's resourceVersion: a concurrent writer makes it
+/// retry, never lose an entry.
+pub async fn write_entry(
+    ctx: &Context,
+    owner: &Owner,
+    system: &str,
+    entry: Option<AccountStatus>,
+) -> Result<(), Error> {
+    update_status(ctx, owner, |status| {
+        let before = status.phone_systems.clone();
+        status.phone_systems.retain(|p| p.name != system);
+        if let Some(entry) = entry.clone() {
+            status.phone_systems.push(entry);
+        }
+        status.phone_systems.sort_by(|a, b| a.name.cmp(&b.name));
+        status.phone_systems != before
+    })
+    .await
+}
+
+/// Applies `change` to the Employee's status and writes it if `change` says it changed.
+async fn update_status(
+    ctx: &Context,
+    owner: &Owner,
+    change: impl Fn(&mut EmployeeStatus) -> bool,
+) -> Result<(), Error> {
+    let lock = ctx.employee_lock(owner);
+    let _held = lock.lock().await;
+    let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    for _ in 0..CONFLICT_RETRIES {
+        let Some(mut employee) = api.get_opt(&owner.name).await? else { return Ok(()) };
+        let mut status = employee.status.take().unwrap_or_default();
+        if !change(&mut status) {
+            return Ok(());
+        }
+        employee.status = Some(status);
+        match api.replace_status(&owner.name, &PostParams::default(), &employee).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Waiting(format!("status of {owner}: too many concurrent writers")))
+}
+
+/// The names of the PhoneSystems that exist in the Employee's namespace.
+pub fn systems_in(ctx: &Context, e: &Employee) -> BTreeSet<String> {
+    let ns = e.namespace().unwrap_or_default();
+    ctx.systems
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
+/// An Employee's conditions and summary, from its entries. Pure; `now` stamps a
+/// transition.
+pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> EmployeeStatus {
+    let mut status = e.status.clone().unwrap_or_default();
+    let generation = e.metadata.generation;
+    let entry = |name: &str| status.phone_systems.iter().find(|p| p.name == name);
+    let declared = e.spec.phone_systems.len();
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
+    let mut in_sync = 0;
+    for m in &e.spec.phone_systems {
+        match entry(&m.name) {
+            None if !existing.contains(&m.name) => problems.push((
+                reason::PHONE_SYSTEM_NOT_FOUND,
+                format!("{}: no PhoneSystem of that name in this namespace", m.name),
+            )),
+            None => problems.push((reason::PENDING, format!("{}: not synced yet", m.name))),
+            Some(p) => match p.state {
+                AccountState::InSync => in_sync += 1,
+                state => {
+                    let why = match state {
+                        AccountState::Conflict => reason::EXTENSION_TAKEN,
+                        AccountState::ManualActionRequired => {
+                            if p.message.as_deref().is_some_and(|m| m.starts_with(reason::DELETE_UNSUPPORTED))
+                            {
+                                reason::DELETE_UNSUPPORTED
+                            } else {
+                                reason::UPDATE_UNSUPPORTED
+                            }
+                        }
+                        AccountState::Failed => reason_in(p.message.as_deref()),
+                        _ => reason::PENDING,
+                    };
+                    problems
+                        .push((why, format!("{}: {}", m.name, p.message.as_deref().unwrap_or("pending"))));
+                }
+            },
+        }
+    }
+    let ready = match problems.first() {
+        None => {
+            conditions::new(READY, true, reason::IN_SYNC, "every account matches the spec", generation, now)
+        }
+        Some((why, _)) => {
+            let message = problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+            conditions::new(READY, false, why, message, generation, now)
+        }
+    };
+    let failed: Vec<&AccountStatus> =
+        status.phone_systems.iter().filter(|p| p.state == AccountState::Failed).collect();
+    let synced = match failed.first() {
+        None => conditions::new(
+            SYNCED,
+            true,
+            reason::SYNCED,
+            "the last pass of every system succeeded",
+            generation,
+            now,
+        ),
+        Some(p) => conditions::new(
+            SYNCED,
+            false,
+            reason_in(p.message.as_deref()),
+            format!("{}: {}", p.name, p.message.as_deref().unwrap_or("failed")),
+            generation,
+            now,
+        ),
+    };
+    conditions::set(&mut status.conditions, ready);
+    conditions::set(&mut status.conditions, synced);
+    status.synced_systems = Some(format!("{in_sync}/{declared}"));
+    status.observed_generation = generation;
+    status
+}
+
+/// The reason a failure message starts with, as the engine writes them.
+fn reason_in(message: Option<&str>) -> &'static str {
+    let known =
+        [reason::PBX_UNREACHABLE, reason::VALIDATION_FAILED, reason::AUTH_FAILED, reason::EXTENSION_TAKEN];
+    message.and_then(|m| known.into_iter().find(|r| m.starts_with(r))).unwrap_or(reason::VALIDATION_FAILED)
+}
+
+/// Keeps the Employee's conditions in line with its entries.
+pub async fn employee_conditions(ctx: &Context, e: &Employee) -> Result<(), Error> {
+    let Some(owner) = owner_of(e) else { return Ok(()) };
+    let existing = systems_in(ctx, e);
+    let wanted = conditions_of(e, &existing, &ctx.now());
+    if e.status.as_ref() == Some(&wanted) {
+        return Ok(());
+    }
+    let now = ctx.now();
+    update_status(ctx, &owner, |status| {
+        // Recomputed on the fresh object: entries may have moved since the cache saw them.
+        let mut fresh = e.clone();
+        fresh.status = Some(status.clone());
+        let next = conditions_of(&fresh, &existing, &now);
+        let changed = *status != next;
+        *status = next;
+        changed
+    })
+    .await
+}
+
+async fn patch_system_status(
+    ctx: &Context,
+    system: &PhoneSystem,
+    status: PhoneSystemStatus,
+) -> Result<(), Error> {
+    let ns = system.namespace().unwrap_or_default();
+    let api: Api<PhoneSystem> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({ "status": status });
+    api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+fn kind_of(system: &PhoneSystem) -> Option<BackendKind> {
+    system.spec.backend().ok().map(|b| b.kind())
+}
+
+/// Marks the system not ready (unreachable, credentials missing, invalid spec).
+pub async fn system_unready(
+    ctx: &Context,
+    system: &PhoneSystem,
+    why: &'static str,
+    message: &str,
+) -> Result<(), Error> {
+    let now = ctx.now();
+    let generation = system.metadata.generation;
+    let mut status = system.status.clone().unwrap_or_default();
+    let before = status.clone();
+    conditions::set(&mut status.conditions, conditions::new(READY, false, why, message, generation, &now));
+    conditions::set(&mut status.conditions, conditions::new(SYNCED, false, why, message, generation, &now));
+    status.backend = kind_of(system);
+    status.observed_generation = generation;
+    if status == before {
+        return Ok(());
+    }
+    patch_system_status(ctx, system, status).await
+}
+
+/// Records a completed pass, if it changed anything a reader would see.
+pub async fn system_synced(
+    ctx: &Context,
+    system: &PhoneSystem,
+    report: &Report,
+    took: Duration,
+) -> Result<(), Error> {
+    let now = ctx.now();
+    let generation = system.metadata.generation;
+    let mut status = system.status.clone().unwrap_or_default();
+    let before = status.clone();
+    conditions::set(
+        &mut status.conditions,
+        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
+    );
+    let synced = if report.plan.guard_tripped() {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::DELETION_GUARD,
+            format!(
+                "{} deletions held: more than maxDeletionsPerSync; raise it or annotate {}",
+                report.plan.held_deletes.len(),
+                super::ALLOW_DELETIONS
+            ),
+            generation,
+            &now,
+        )
+    } else if report.failures > 0 {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::VALIDATION_FAILED,
+            format!("{} account(s) could not be brought in line; see the Employees", report.failures),
+            generation,
+            &now,
+        )
+    } else {
+        conditions::new(SYNCED, true, reason::SYNCED, "every planned change was applied", generation, &now)
+    };
+    conditions::set(&mut status.conditions, synced);
+    status.backend = kind_of(system);
+    status.counts = Some(report.counts.clone());
+    status.observed_generation = generation;
+    // The times move only with a change: a converged pass writes nothing at all.
+    if status == before && report.writes == 0 {
+        return Ok(());
+    }
+    status.last_sync_time = Some(now);
+    status.last_sync_duration = Some(format!("{}ms", took.as_millis()));
+    patch_system_status(ctx, system, status).await
+}
+
+/// Keeps a generated password in the Employee's `<name>-credentials` Secret, under the
+/// PhoneSystem's name, owned by the Employee so it goes with it.
+pub async fn store_generated_password(
+    ctx: &Context,
+    owner: &Owner,
+    system: &str,
+    password: &Password,
+) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let name = format!("{}-credentials", owner.name);
+    let value = ByteString(password.expose().as_bytes().to_vec());
+    if api.get_opt(&name).await?.is_some() {
+        let patch = json!({ "data": { system: value } });
+        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Merge(&patch)).await?;
+        return Ok(());
+    }
+    let employee = ctx.employees.get(&ObjectRef::new(&owner.name).within(&owner.namespace));
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(owner.namespace.clone()),
+            owner_references: employee.and_then(|e| e.controller_owner_ref(&())).map(|r| vec![r]),
+            labels: Some([("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        data: Some([(system.to_owned(), value)].into()),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    api.create(&PostParams::default(), &secret).await?;
+    Ok(())
+}
