@@ -1,0 +1,164 @@
+//! `plan` and `sync` over a folder, against the simulators.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use serde_json::Value;
+use switchboard::{
+    api::BackendKind,
+    cli::{self, Format, Verdict},
+    sim::{self, Running},
+};
+
+struct Setup {
+    dir: PathBuf,
+    state: PathBuf,
+    sims: BTreeMap<BackendKind, Running>,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The examples in a fresh folder, pointed at fresh simulators.
+async fn setup(name: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("switchboard-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("employees")).unwrap();
+    let mut sims = BTreeMap::new();
+    for kind in BackendKind::ALL {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        sims.insert(kind, sim::spawn(sim::default_simulator(kind), addr).await.unwrap());
+    }
+    for (file, text) in switchboard::demo::EXAMPLES {
+        let mut text = (*text).to_owned();
+        for (kind, running) in &sims {
+            let real = match kind {
+                BackendKind::Mikopbx => "https://pbx.example.com",
+                BackendKind::Thulium => "https://acme.thulium.com",
+                BackendKind::Apio => "https://apio.example.com",
+                BackendKind::Telphin => "https://apiproxy.telphin.ru",
+                BackendKind::Ringostat => "https://api.ringostat.net",
+            };
+            text = text.replace(real, &running.url);
+        }
+        let path = dir.join(file.trim_start_matches("examples/").replace("phone-systems/", ""));
+        std::fs::write(path, text).unwrap();
+    }
+    let state = dir.join("state.json");
+    Setup { dir, state, sims }
+}
+
+async fn run(setup: &Setup, apply: bool, format: Format) -> (Verdict, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let verdict =
+        cli::run(&setup.dir, Some(&setup.state), apply, format, &BTreeMap::new(), &mut out, &mut err)
+            .await
+            .unwrap();
+    (verdict, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+}
+
+fn accounts(setup: &Setup, kind: BackendKind) -> Vec<Value> {
+    setup.sims[&kind].sim.dump().as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn plan_exits_2_with_changes_and_writes_nothing() {
+    let s = setup("plan").await;
+    let (verdict, out, err) = run(&s, false, Format::Text).await;
+    assert_eq!(verdict, Verdict::Changes, "{out}\n{err}");
+    assert_eq!(verdict.code(), 2);
+    assert!(out.contains("default/office-pbx: switchboard would do:"), "{out}");
+    assert!(out.contains("+ create  default/ivan-petrenko (extension 201)"), "{out}");
+    for kind in BackendKind::ALL {
+        assert!(accounts(&s, kind).is_empty(), "plan wrote to {kind}");
+    }
+    assert!(!s.state.exists(), "plan must not write the state");
+}
+
+#[tokio::test]
+async fn plan_json_lists_every_system_and_its_creates() {
+    let s = setup("json").await;
+    let (_, out, _) = run(&s, false, Format::Json).await;
+    let systems: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(systems.len(), 5);
+    let pbx = systems.iter().find(|s| s["name"] == "office-pbx").unwrap();
+    assert_eq!(pbx["plan"]["creates"].as_array().unwrap().len(), 8);
+    assert_eq!(pbx["plan"]["creates"][0]["desired"]["owner"]["namespace"], "default");
+}
+
+#[tokio::test]
+async fn sync_converges_and_a_second_plan_has_nothing_to_do() {
+    let s = setup("sync").await;
+    let (verdict, out, err) = run(&s, true, Format::Text).await;
+    assert_eq!(verdict, Verdict::InLine, "{out}\n{err}");
+    assert_eq!(accounts(&s, BackendKind::Mikopbx).len(), 8);
+    assert_eq!(accounts(&s, BackendKind::Thulium).len(), 4);
+    assert_eq!(accounts(&s, BackendKind::Apio).len(), 5);
+    assert_eq!(accounts(&s, BackendKind::Telphin).len(), 5);
+    assert_eq!(accounts(&s, BackendKind::Ringostat).len(), 5);
+    let (verdict, out, _) = run(&s, false, Format::Json).await;
+    assert_eq!(verdict, Verdict::InLine, "{out}");
+    let systems: Vec<Value> = serde_json::from_str(&out).unwrap();
+    for system in systems {
+        for kind in ["creates", "updates", "adoptions", "deletes", "conflicts"] {
+            assert_eq!(system["plan"][kind].as_array().map(Vec::len), Some(0), "{kind} in {system}");
+        }
+    }
+}
+
+/// The process dies after the PBX created the account and before the state recorded
+/// it: the state holds only the intent. The next sync claims the account.
+#[tokio::test]
+async fn a_crash_between_create_and_state_write_makes_no_duplicate() {
+    let s = setup("crash").await;
+    let ext = s.sims[&BackendKind::Mikopbx]
+        .sim
+        .seed(&serde_json::json!({"number": "201", "user_username": "Иван Петренко",
+                                  "user_email": "ivan.petrenko@example.com", "sip_secret": "Secret-12345"}))
+        .unwrap();
+    let intent = serde_json::json!({"employees": {"default/ivan-petrenko": {"phoneSystems": [
+        {"name": "office-pbx", "extension": "201", "state": "Pending"}]}}});
+    std::fs::write(&s.state, serde_json::to_vec(&intent).unwrap()).unwrap();
+    let (verdict, out, err) = run(&s, true, Format::Text).await;
+    assert_eq!(verdict, Verdict::InLine, "{out}\n{err}");
+    assert!(out.contains("= adopt   default/ivan-petrenko takes account"), "{out}");
+    let on_201: Vec<Value> =
+        accounts(&s, BackendKind::Mikopbx).into_iter().filter(|a| a["number"] == "201").collect();
+    assert_eq!(on_201.len(), 1, "duplicate on 201: {on_201:#?} (seeded {ext})");
+}
+
+#[tokio::test]
+async fn a_broken_file_is_reported_and_the_rest_is_planned() {
+    let s = setup("broken").await;
+    std::fs::write(
+        s.dir.join("employees/broken.yaml"),
+        "apiVersion: switchboard.dev/v1alpha1\nkind: Employee\nmetadata: {name: broken}\nspec:\n  givenName: X\n  familyName: Y\n  email: x@example.com\n  extension: {nested: true}\n",
+    )
+    .unwrap();
+    let (verdict, out, err) = run(&s, false, Format::Text).await;
+    assert_eq!(verdict, Verdict::Errors);
+    assert!(err.contains("broken.yaml (document 1): spec.extension:"), "{err}");
+    assert!(out.contains("+ create  default/jane-doe"), "the rest must still be planned: {out}");
+}
+
+#[tokio::test]
+async fn credentials_can_come_from_the_environment() {
+    let s = setup("env").await;
+    std::fs::write(
+        s.dir.join("mikopbx.yaml"),
+        std::fs::read_to_string(s.dir.join("mikopbx.yaml")).unwrap().replace("apiKey: ", "unused: "),
+    )
+    .unwrap();
+    let key = s.sims[&BackendKind::Mikopbx].sim.credentials()["apiKey"].clone();
+    let env = BTreeMap::from([("SWITCHBOARD_OFFICE_PBX_apiKey".to_owned(), key)]);
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let verdict = cli::run(&s.dir, None, false, Format::Json, &env, &mut out, &mut err).await.unwrap();
+    let systems: Vec<Value> = serde_json::from_slice(&out).unwrap();
+    let pbx = systems.iter().find(|s| s["name"] == "office-pbx").unwrap();
+    assert!(pbx.get("error").is_none(), "{pbx}");
+    assert_eq!(verdict, Verdict::Changes);
+}
