@@ -23,7 +23,7 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     State(#[from] crate::state::Error),
@@ -222,7 +222,7 @@ async fn one_system(
             tracing::info!(system = %name, took_ms = started.elapsed().as_millis() as u64, "synced");
             let changed = !report.plan.is_noop();
             if apply && let Err(e) = state.record(&name, &report) {
-                result.error = Some(e.to_string());
+                result.error = Some(crate::error_chain(&e));
             }
             result.writes = apply.then_some(report.writes);
             if report.failures > 0 && apply {

@@ -30,8 +30,26 @@ enum Command {
     Plan(FolderArgs),
     /// Apply the manifests in a folder to the phone systems, without a cluster.
     Sync(FolderArgs),
+    /// Write one Employee manifest per account of an existing phone system.
+    Import(ImportArgs),
     /// Serve simulators of the five PBX APIs on loopback until interrupted.
     Sim(SimArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// A file with the PhoneSystem (and its Secret), or the PhoneSystem's name in `-f DIR`.
+    #[arg(long)]
+    system: String,
+    /// Folder of manifests to find the PhoneSystem and its Secret in, by name.
+    #[arg(short = 'f', long = "filename")]
+    dir: Option<PathBuf>,
+    /// Where to write the Employee manifests.
+    #[arg(short = 'o', long = "output-dir")]
+    out: PathBuf,
+    /// State file to record the claims in, so a `plan` of the result changes nothing.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -140,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(args.state.is_some(), "sync needs --state FILE: claims must outlive the run");
             folder(args, true).await
         }
+        Command::Import(args) => import(args).await,
         Command::Run(args) => {
             let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
             let config = switchboard::controller::Config { namespace: args.namespace, ..Default::default() };
@@ -169,6 +188,45 @@ async fn folder(args: FolderArgs, apply: bool) -> anyhow::Result<ExitCode> {
     )
     .await?;
     Ok(ExitCode::from(verdict.code()))
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    use switchboard::manifests::Manifests;
+    let path = PathBuf::from(&args.system);
+    let (manifests, wanted) = if path.is_file() {
+        let mut m = Manifests::default();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        m.add_text(&path.display().to_string(), &text);
+        (m, None)
+    } else {
+        let dir = args.dir.as_deref().context("--system names no file: give the folder with -f DIR")?;
+        (
+            Manifests::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?,
+            Some(args.system.clone()),
+        )
+    };
+    let system = manifests
+        .systems
+        .iter()
+        .find(|s| wanted.is_none() || s.metadata.name == wanted)
+        .with_context(|| format!("no PhoneSystem {} found", args.system))?;
+    let namespace = system.metadata.namespace.clone().unwrap_or_default();
+    let name = system.metadata.name.clone().unwrap_or_default();
+    let mut data = system
+        .spec
+        .credentials_secret_ref
+        .as_ref()
+        .and_then(|r| manifests.secret_data(&namespace, &r.name))
+        .unwrap_or_default();
+    data.extend(switchboard::cli::env_credentials(&name, &std::env::vars().collect()));
+    let state = args.state.as_deref().map(switchboard::state::State::open).transpose()?;
+    let credentials = switchboard::backends::Credentials::new(data);
+    let done = switchboard::import::run(system, &credentials, &args.out, state.as_ref()).await?;
+    println!("{} Employee manifest(s) written to {}", done.written.len(), args.out.display());
+    for (id, why) in &done.skipped {
+        println!("skipped account {id}: {why}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {

@@ -19,11 +19,11 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read the state file {path}: {source}")]
+    #[error("cannot read the state file {path}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("the state file {path} is not valid: {source}")]
+    #[error("the state file {path} is not valid")]
     Parse { path: PathBuf, source: serde_json::Error },
-    #[error("cannot write the state file {path}: {source}")]
+    #[error("cannot write the state file {path}")]
     Write { path: PathBuf, source: std::io::Error },
 }
 
@@ -70,6 +70,13 @@ impl State {
         self.save(&snapshot)
     }
 
+    /// Sets (or removes) one Employee's entry for `system`, and saves.
+    pub fn set(&self, owner: &Owner, system: &str, entry: Option<AccountStatus>) -> Result<(), Error> {
+        let mut snapshot = self.lock();
+        set_entry(&mut snapshot, owner, system, entry);
+        self.save(&snapshot)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
         self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -105,7 +112,7 @@ impl IntentStore for State {
         for (owner, entry) in intents {
             set_entry(&mut snapshot, owner, system, Some(entry.clone()));
         }
-        self.save(&snapshot).map_err(|e| e.to_string())
+        self.save(&snapshot).map_err(|e| crate::error_chain(&e))
     }
 }
 

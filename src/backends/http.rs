@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use super::{Error, Secret};
 use crate::api::BackendKind;
+use crate::error_chain;
 
 /// Knobs of the HTTP policy. Defaults suit a PBX on a WAN.
 #[derive(Clone, Debug)]
@@ -393,18 +394,6 @@ fn snippet(body: &[u8], redactor: &Redactor) -> String {
         cut.push('…');
     }
     cut
-}
-
-/// reqwest's own message is terse; its sources say what happened.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare on APIs and treated as absent).

@@ -162,3 +162,56 @@ async fn credentials_can_come_from_the_environment() {
     assert!(pbx.get("error").is_none(), "{pbx}");
     assert_eq!(verdict, Verdict::Changes);
 }
+
+#[tokio::test]
+async fn import_then_plan_shows_no_changes() {
+    let s = setup("import").await;
+    let (verdict, out, err) = run(&s, true, Format::Text).await;
+    assert_eq!(verdict, Verdict::InLine, "{out}\n{err}");
+
+    // A second repository, started from what the PBXs hold.
+    let repo = s.dir.join("imported");
+    std::fs::create_dir_all(&repo).unwrap();
+    let state = switchboard::state::State::open(&repo.join("state.json")).unwrap();
+    let mut manifests = switchboard::manifests::Manifests::default();
+    let mut imported = 0;
+    for file in ["mikopbx.yaml", "thulium.yaml", "apio.yaml", "telphin.yaml", "ringostat.yaml"] {
+        let text = std::fs::read_to_string(s.dir.join(file)).unwrap();
+        std::fs::write(repo.join(file), &text).unwrap();
+        manifests.add_text(file, &text);
+    }
+    for system in &manifests.systems {
+        let r = system.spec.credentials_secret_ref.as_ref().unwrap();
+        let data = manifests.secret_data("default", &r.name).unwrap();
+        let out_dir = repo.join(system.metadata.name.as_deref().unwrap());
+        let done = switchboard::import::run(
+            system,
+            &switchboard::backends::Credentials::new(data),
+            &out_dir,
+            Some(&state),
+        )
+        .await
+        .unwrap();
+        assert!(done.skipped.is_empty(), "{:?}", done.skipped);
+        imported += done.written.len();
+    }
+    assert_eq!(imported, 8 + 4 + 5 + 5 + 5);
+    drop(state);
+
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let verdict = cli::run(
+        &repo,
+        Some(&repo.join("state.json")),
+        false,
+        Format::Text,
+        &BTreeMap::new(),
+        &mut out,
+        &mut err,
+    )
+    .await
+    .unwrap();
+    let (out, err) = (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap());
+    assert_eq!(verdict, Verdict::InLine, "{out}\n{err}");
+    assert_eq!(out.matches(": in line (").count(), 5, "{out}");
+}
