@@ -215,7 +215,9 @@ async fn one_system(
             }
         })
         .collect();
-    let options = Options { dry_run: !apply, allow_deletions: None, now: Time(Timestamp::now()) };
+    let progress: Option<std::sync::Arc<dyn engine::Progress>> =
+        apply.then(|| std::sync::Arc::new(Bar::default()) as std::sync::Arc<dyn engine::Progress>);
+    let options = Options { dry_run: !apply, allow_deletions: None, now: Time(Timestamp::now()), progress };
     let started = Instant::now();
     match engine::sync(&backend, &name, &system.spec, &views, state, vault, &options).await {
         Ok(report) => {
@@ -234,6 +236,58 @@ async fn one_system(
         Err(e) => {
             result.error = Some(e.to_string());
             (result, false)
+        }
+    }
+}
+
+/// Progress of long passes on stderr: a bar on a terminal, a line per tenth otherwise
+/// (logs of CI jobs have no use for carriage returns).
+struct Bar {
+    tty: bool,
+    inner: std::sync::Mutex<(Box<dyn Write + Send>, BTreeMap<String, usize>)>,
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        use std::io::IsTerminal;
+        Bar::new(std::io::stderr().is_terminal(), Box::new(std::io::stderr()))
+    }
+}
+
+impl Bar {
+    fn new(tty: bool, out: Box<dyn Write + Send>) -> Self {
+        Bar { tty, inner: std::sync::Mutex::new((out, BTreeMap::new())) }
+    }
+}
+
+/// Passes shorter than this finish before a bar is worth drawing.
+const BAR_FROM: usize = 20;
+const BAR_WIDTH: usize = 30;
+
+impl engine::Progress for Bar {
+    fn advanced(&self, system: &str, done: usize, total: usize) {
+        if total < BAR_FROM {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, last) = &mut *inner;
+        if self.tty {
+            let filled = done * BAR_WIDTH / total;
+            let _ = write!(
+                out,
+                "\r  {system} [{}{}] {done}/{total}",
+                "#".repeat(filled),
+                "-".repeat(BAR_WIDTH - filled)
+            );
+            if done == total {
+                let _ = writeln!(out);
+            }
+            return;
+        }
+        let tenth = done * 10 / total;
+        if last.get(system) != Some(&tenth) {
+            last.insert(system.to_owned(), tenth);
+            let _ = writeln!(out, "{system}: {done}/{total} writes done");
         }
     }
 }
@@ -288,4 +342,69 @@ fn print_text(out: &mut impl Write, result: &SystemResult, applied: bool) -> Res
         writeln!(out, "  error: {error}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::engine::Progress;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn progress_without_a_terminal_is_a_line_per_tenth() {
+        let out = Shared::default();
+        let bar = Bar::new(false, Box::new(out.clone()));
+        for done in 1..=100 {
+            bar.advanced("pbx", done, 100);
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 11, "{text}");
+        assert!(text.ends_with("pbx: 100/100 writes done\n"));
+        assert!(!text.contains('\r'));
+    }
+
+    #[test]
+    fn progress_on_a_terminal_redraws_one_bar() {
+        let out = Shared::default();
+        let bar = Bar::new(true, Box::new(out.clone()));
+        for done in 1..=40 {
+            bar.advanced("pbx", done, 40);
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches('\r').count(), 40);
+        assert!(text.ends_with(&format!("[{}] 40/40\n", "#".repeat(BAR_WIDTH))), "{text}");
+    }
+
+    #[test]
+    fn short_passes_draw_nothing() {
+        let out = Shared::default();
+        let bar = Bar::new(true, Box::new(out.clone()));
+        bar.advanced("pbx", 1, 3);
+        assert!(out.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn environment_credentials_are_named_after_the_system() {
+        let env = BTreeMap::from([
+            ("SWITCHBOARD_OFFICE_PBX_apiKey".to_owned(), "k".to_owned()),
+            ("SWITCHBOARD_OTHER_apiKey".to_owned(), "x".to_owned()),
+        ]);
+        assert_eq!(
+            env_credentials("office-pbx", &env),
+            BTreeMap::from([("apiKey".to_owned(), "k".to_owned())])
+        );
+    }
 }

@@ -232,7 +232,8 @@ async fn sync(
             }
         })
         .collect();
-    let options = Options { dry_run: false, allow_deletions: None, now: Time(Timestamp::now()) };
+    let options =
+        Options { dry_run: false, allow_deletions: None, now: Time(Timestamp::now()), progress: None };
     let started = Instant::now();
     let report =
         engine::sync(&system.backend, name, &system.manifest.spec, &views, state, &NoPasswords, &options)

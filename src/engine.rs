@@ -86,13 +86,38 @@ pub enum Error {
 }
 
 /// Options of one pass.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// Plan and report, but write nothing to the system.
     pub dry_run: bool,
     /// Deletions allowed past `maxDeletionsPerSync` (the allow-deletions annotation).
     pub allow_deletions: Option<u32>,
     pub now: Time,
+    /// Told as writes complete, for long passes.
+    pub progress: Option<std::sync::Arc<dyn Progress>>,
+}
+
+/// Hears how far a pass's writes have got.
+pub trait Progress: Send + Sync {
+    /// `done` of `total` writes to `system` have finished (successfully or not).
+    fn advanced(&self, system: &str, done: usize, total: usize);
+}
+
+/// Counts finished writes for a [`Progress`].
+struct Ticker<'a> {
+    progress: Option<&'a dyn Progress>,
+    system: &'a str,
+    total: usize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl Ticker<'_> {
+    fn tick(&self) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if let Some(p) = self.progress {
+            p.advanced(self.system, done, self.total);
+        }
+    }
 }
 
 /// Salted fingerprint of a password: tells a changed Secret without keeping the password.
@@ -180,7 +205,13 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     let suspended = spec.suspend || options.dry_run;
     let mut outcome = Outcome::default();
     if !suspended {
-        outcome = apply(backend, name, spec, &plan, store, vault, &previous).await?;
+        let ticker = Ticker {
+            progress: options.progress.as_deref(),
+            system: name,
+            total: plan.system_writes(),
+            done: Default::default(),
+        };
+        outcome = apply(backend, spec, &plan, store, vault, &previous, &ticker).await?;
     }
     report.writes = outcome.writes;
     report.generated = outcome.generated;
@@ -504,13 +535,14 @@ struct Outcome {
 /// Applies `plan` in its documented order: deletes, updates, adoptions, creates.
 async fn apply<B: Backend, S: IntentStore, V: Vault>(
     backend: &B,
-    name: &str,
     spec: &PhoneSystemSpec,
     plan: &Plan,
     store: &S,
     vault: &V,
     previous: &BTreeMap<&Owner, &AccountStatus>,
+    ticker: &Ticker<'_>,
 ) -> Result<Outcome, Error> {
+    let name = ticker.system;
     let width = usize::try_from(spec.max_concurrency.max(1)).unwrap_or(1);
     let mut out = Outcome::default();
 
@@ -528,6 +560,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
             })
             .collect(),
         width,
+        ticker,
     )
     .await;
     out.writes += plan.deletes.len();
@@ -552,6 +585,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
             })
             .collect(),
         width,
+        ticker,
     )
     .await;
     out.writes += plan.updates.len();
@@ -591,6 +625,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
             })
             .collect(),
         width,
+        ticker,
     )
     .await;
     out.writes += plan.adoptions.iter().filter(|a| !a.changes.is_empty()).count();
@@ -655,6 +690,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
             })
             .collect(),
         width,
+        ticker,
     )
     .await;
     out.writes += plan.creates.len();
@@ -669,8 +705,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
 
 /// Runs `futures` at most `width` at a time. (Collected first: a lazily mapped stream
 /// of borrowing closures trips the compiler's `Send` inference inside spawned tasks.)
-async fn bounded<F: Future>(futures: Vec<F>, width: usize) -> Vec<F::Output> {
-    stream::iter(futures).buffer_unordered(width).collect().await
+async fn bounded<F: Future>(futures: Vec<F>, width: usize, ticker: &Ticker<'_>) -> Vec<F::Output> {
+    stream::iter(futures).buffer_unordered(width).inspect(|_| ticker.tick()).collect().await
 }
 
 fn password_for<V: Vault>(vault: &V, desired: &Desired, changes: &[plan::Change]) -> Option<Secret> {

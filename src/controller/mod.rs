@@ -346,7 +346,7 @@ async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result
         .collect();
     let allow_deletions =
         system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
-    let options = Options { dry_run: false, allow_deletions, now: ctx.now() };
+    let options = Options { dry_run: false, allow_deletions, now: ctx.now(), progress: None };
     let vault = StoreVault { ctx: &ctx, namespace: &ns };
     let intents = StatusIntents { ctx: &ctx };
     let report =
