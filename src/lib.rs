@@ -10,8 +10,10 @@ pub mod engine;
 pub mod import;
 pub mod manifests;
 pub mod plan;
+pub mod rbac;
 pub mod sim;
 pub mod state;
+pub mod telemetry;
 
 /// An error and its sources, as one line: for messages that end up in a status or a
 /// report rather than in an `anyhow` chain.

@@ -7,12 +7,16 @@ use clap::{Parser, Subcommand};
 use switchboard::{
     api::BackendKind,
     sim::{self, FaultConfig},
+    telemetry::{self, LogFormat},
 };
 
 /// Keeps the user accounts of phone systems in line with Employee manifests.
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version, about)]
 struct Cli {
+    /// Log format on stderr (`RUST_LOG` filters it).
+    #[arg(long, global = true, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +25,12 @@ struct Cli {
 enum Command {
     /// Print the Employee and PhoneSystem CRDs as YAML (what `crds/` holds).
     Crd,
+    /// Print the ClusterRole switchboard needs (or, with --namespace, a Role).
+    Rbac {
+        /// A Role for an operator watching only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Run the operator: watch Employees and PhoneSystems and keep the PBXs in line.
     Run(RunArgs),
     /// The whole job on the built-in examples and simulators: no cluster, no set-up.
@@ -57,6 +67,9 @@ struct RunArgs {
     /// Watch only this namespace (default: all).
     #[arg(long, env = "SWITCHBOARD_NAMESPACE")]
     namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
 }
 
 #[derive(clap::Args, Debug)]
@@ -120,12 +133,8 @@ impl From<SimKind> for BackendKind {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let default_filter = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
+    telemetry::init_logs(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -148,6 +157,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", switchboard::api::crds_yaml()?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rbac { namespace } => {
+            let yaml = match namespace {
+                Some(ns) => serde_saphyr::to_string(&switchboard::rbac::role(&ns)),
+                None => serde_saphyr::to_string(&switchboard::rbac::cluster_role()),
+            };
+            print!("{}", yaml.context("encoding the role")?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim(args) => serve_simulators(args).await,
         Command::Demo => {
             switchboard::demo::run(&mut std::io::stdout().lock()).await?;
@@ -160,12 +177,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Import(args) => import(args).await,
         Command::Run(args) => {
+            let metrics = std::sync::Arc::new(telemetry::Metrics::default());
+            let health = std::sync::Arc::new(telemetry::Health::default());
+            let server = tokio::spawn(telemetry::serve(args.listen, metrics, health.clone()));
             let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
             let config = switchboard::controller::Config { namespace: args.namespace, ..Default::default() };
+            // Ready once connected; the controller's first pass waits for its caches.
+            health.set_ready(true);
             let shutdown = Box::pin(async {
                 let _ = tokio::signal::ctrl_c().await;
             });
             switchboard::controller::run(client, config, shutdown).await?;
+            server.abort();
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -10,6 +10,7 @@ mod backend_thulium;
 mod cli;
 mod crds;
 mod demo;
+mod deploy;
 mod schema;
 mod sim_apio;
 mod sim_common;

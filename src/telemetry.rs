@@ -1,0 +1,250 @@
+//! What the operator tells the platform: Prometheus metrics on `/metrics`, liveness on
+//! `/healthz`, readiness on `/readyz` (ready once the watch caches are filled), and the
+//! log format.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of one phone system.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SystemLabels {
+    pub namespace: String,
+    pub phone_system: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub namespace: String,
+    pub phone_system: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub phone_system: String,
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppliedLabels {
+    pub phone_system: String,
+    pub operation: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub system: String,
+    pub operation: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub namespace: String,
+    pub phone_system: String,
+    pub state: String,
+}
+
+/// Every metric switchboard exports.
+pub struct Metrics {
+    pub sync_duration: Family<SystemLabels, Histogram>,
+    pub syncs: Family<OutcomeLabels, Counter>,
+    pub planned: Family<OperationLabels, Counter>,
+    pub applied: Family<AppliedLabels, Counter>,
+    pub pbx_requests: Family<RequestLabels, Counter>,
+    pub pbx_request_duration: Family<RequestLabels, Histogram>,
+    pub accounts: Family<StateLabels, Gauge>,
+    pub drift_corrections: Family<SystemLabels, Counter>,
+    pub guard_trips: Family<SystemLabels, Counter>,
+    pub leader: Gauge,
+    registry: Registry,
+}
+
+fn seconds_buckets() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchboard");
+        let m = Metrics {
+            sync_duration: Family::new_with_constructor(seconds_buckets),
+            syncs: Family::default(),
+            planned: Family::default(),
+            applied: Family::default(),
+            pbx_requests: Family::default(),
+            pbx_request_duration: Family::new_with_constructor(seconds_buckets),
+            accounts: Family::default(),
+            drift_corrections: Family::default(),
+            guard_trips: Family::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sync_duration_seconds",
+            "Time of one pass over a phone system",
+            m.sync_duration.clone(),
+        );
+        registry.register("syncs", "Passes over a phone system, by outcome", m.syncs.clone());
+        registry.register("planned_operations", "Operations planned, by kind", m.planned.clone());
+        registry.register("applied_operations", "Operations applied, by kind and result", m.applied.clone());
+        registry.register(
+            "pbx_requests",
+            "Requests to phone systems, by operation and outcome",
+            m.pbx_requests.clone(),
+        );
+        registry.register(
+            "pbx_request_duration_seconds",
+            "Latency of requests to phone systems",
+            m.pbx_request_duration.clone(),
+        );
+        registry.register("accounts", "Accounts by state, from the last pass", m.accounts.clone());
+        registry.register(
+            "drift_corrections",
+            "Accounts changed by hand and put back",
+            m.drift_corrections.clone(),
+        );
+        registry.register(
+            "deletion_guard_trips",
+            "Passes whose deletions the guard held",
+            m.guard_trips.clone(),
+        );
+        registry.register("leader", "1 while this instance is the one that writes", m.leader.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format Prometheus scrapes.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Shared between the controller (which sets readiness) and the HTTP server.
+#[derive(Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// The `/metrics`, `/healthz` and `/readyz` routes.
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(Shared { metrics, health })
+}
+
+async fn metrics_handler(State(s): State<Shared>) -> impl IntoResponse {
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
+}
+
+async fn ready_handler(State(s): State<Shared>) -> impl IntoResponse {
+    if s.health.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
+
+/// Serves the routes on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, health: Arc<Health>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(metrics, health)).await
+}
+
+/// Log output: `text` for people, `json` for log pipelines. `RUST_LOG` filters either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber. Logs go to stderr, so command output on stdout
+/// stays clean.
+pub fn init_logs(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_exported_with_its_prefix() {
+        let m = Metrics::default();
+        let sys = SystemLabels { namespace: "ns".into(), phone_system: "pbx".into() };
+        let outcome =
+            OutcomeLabels { namespace: "ns".into(), phone_system: "pbx".into(), outcome: "ok".into() };
+        let op = OperationLabels { phone_system: "pbx".into(), operation: "create".into() };
+        let applied =
+            AppliedLabels { phone_system: "pbx".into(), operation: "create".into(), result: "ok".into() };
+        let req = RequestLabels { system: "mikopbx".into(), operation: "list".into(), outcome: "ok".into() };
+        let state =
+            StateLabels { namespace: "ns".into(), phone_system: "pbx".into(), state: "InSync".into() };
+        m.sync_duration.get_or_create(&sys).observe(0.2);
+        m.syncs.get_or_create(&outcome).inc();
+        m.planned.get_or_create(&op).inc();
+        m.applied.get_or_create(&applied).inc();
+        m.pbx_requests.get_or_create(&req).inc();
+        m.pbx_request_duration.get_or_create(&req).observe(0.01);
+        m.accounts.get_or_create(&state).set(3);
+        m.drift_corrections.get_or_create(&sys).inc();
+        m.guard_trips.get_or_create(&sys).inc();
+        m.leader.set(1);
+        let text = m.encode();
+        for line in [
+            "switchboard_sync_duration_seconds_count{namespace=\"ns\",phone_system=\"pbx\"} 1",
+            "switchboard_syncs_total{namespace=\"ns\",phone_system=\"pbx\",outcome=\"ok\"} 1",
+            "switchboard_planned_operations_total{phone_system=\"pbx\",operation=\"create\"} 1",
+            "switchboard_applied_operations_total{phone_system=\"pbx\",operation=\"create\",result=\"ok\"} 1",
+            "switchboard_pbx_requests_total{system=\"mikopbx\",operation=\"list\",outcome=\"ok\"} 1",
+            "switchboard_pbx_request_duration_seconds_count{system=\"mikopbx\",operation=\"list\",outcome=\"ok\"} 1",
+            "switchboard_accounts{namespace=\"ns\",phone_system=\"pbx\",state=\"InSync\"} 3",
+            "switchboard_drift_corrections_total{namespace=\"ns\",phone_system=\"pbx\"} 1",
+            "switchboard_deletion_guard_trips_total{namespace=\"ns\",phone_system=\"pbx\"} 1",
+            "switchboard_leader 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}
