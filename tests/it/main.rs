@@ -11,6 +11,7 @@ mod cli;
 mod crds;
 mod demo;
 mod deploy;
+mod hostile;
 mod schema;
 mod sim_apio;
 mod sim_common;
