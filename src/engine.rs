@@ -646,6 +646,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
             );
             status.external_id = None;
             status.extension = Some(c.desired.extension.clone());
+            // The create carries the Employee's password: if its answer is lost, the
+            // account it made is claimed with this fingerprint, not taken as unknown.
+            status.password_fingerprint = c.desired.password_fingerprint.clone();
             (c.desired.owner.clone(), status)
         })
         .collect();

@@ -13,7 +13,9 @@
 //!   Employee has a pending create for that extension (the create reached the PBX but its
 //!   result was lost).
 //! - Deletes come only from a claim whose Employee no longer wants an account here
-//!   (deleted with `deletionPolicy: Delete`, or the system dropped from its list).
+//!   (deleted with `deletionPolicy: Delete`, or the system dropped from its list). A
+//!   claim that is only a recorded create covers the unowned account on its extension:
+//!   the create may have made it before its answer was lost.
 //! - A partial listing yields neither deletes nor creates: what is missing from it may
 //!   well exist.
 //! - Two Employees on one extension: the one that already owns the account keeps it,
@@ -292,8 +294,8 @@ pub enum ReleaseReason {
     Gone,
     /// Not wanted, but the policy keeps accounts (`upsert-only`, `create-only`).
     PolicyKeeps,
-    /// Not wanted, and only a create was ever recorded: whatever is on that extension now
-    /// cannot be proven ours.
+    /// Not wanted, only a create was ever recorded, and no account it could have made is
+    /// on the system.
     PendingNotWanted,
     /// Another Employee's claim names the same account (a copied status).
     DuplicateClaim,
@@ -567,16 +569,34 @@ impl<'a> Planner<'a> {
                 external_id: claim.external_id.clone(),
                 reason,
             };
-            let Some(id) = claim.external_id.as_deref() else {
-                self.plan.releases.push(release(ReleaseReason::PendingNotWanted));
-                continue;
+            let account = match claim.external_id.as_deref() {
+                Some(id) => self.by_id.get(id).copied(),
+                // Only a create was recorded: the account it may have made before its
+                // answer was lost is the unowned one on that extension, unless another
+                // Employee's marker says otherwise.
+                None => {
+                    claim.extension.as_deref().and_then(|ext| self.by_extension.get(ext)).and_then(|list| {
+                        list.iter().copied().find(|a| {
+                            !self.owned.contains_key(a.id.as_str())
+                                && a.marker.as_ref().is_none_or(|m| *m == claim.owner)
+                        })
+                    })
+                }
             };
-            let Some(account) = self.by_id.get(id).copied() else {
+            let Some(account) = account else {
                 if complete {
-                    self.plan.releases.push(release(ReleaseReason::Gone));
+                    let reason = if claim.external_id.is_some() {
+                        ReleaseReason::Gone
+                    } else {
+                        ReleaseReason::PendingNotWanted
+                    };
+                    self.plan.releases.push(release(reason));
                 }
                 continue;
             };
+            let id = account.id.as_str();
+            // Ours from here on: no one else adopts it in this plan.
+            self.owned.insert(id, claim);
             if self.inputs.policy != Policy::Sync {
                 // Released now, so the account is free for adoption in this same plan.
                 self.plan.releases.push(release(ReleaseReason::PolicyKeeps));
