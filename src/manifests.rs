@@ -71,6 +71,16 @@ impl Manifests {
                 continue;
             }
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+            // What the API server would refuse is refused here too, field by field.
+            if kind == "Employee" || kind == "PhoneSystem" {
+                let refusals = crate::api::validate::refusals(&kind, &doc);
+                if !refusals.is_empty() {
+                    for r in refusals {
+                        self.problems.push(problem(index, &r.field, r.rule));
+                    }
+                    continue;
+                }
+            }
             let outcome = match kind.as_str() {
                 "Employee" => parse::<Employee>(doc).map(|mut e| {
                     default_namespace(&mut e.metadata);
@@ -153,7 +163,7 @@ mod tests {
         assert_eq!(m.problems.len(), 1);
         let p = &m.problems[0];
         assert_eq!((p.file.as_str(), p.index, p.field.as_str()), ("team.yaml", 2, "spec.extension"));
-        assert!(p.message.contains("expected a string"), "{}", p.message);
+        assert!(p.message.contains("must be of type string"), "{}", p.message);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod employee;
 pub mod phone_system;
+pub mod validate;
 
 pub use employee::{AccountState, AccountStatus, Employee, EmployeeSpec, EmployeeStatus, Membership};
 pub use phone_system::{Backend, PhoneSystem, PhoneSystemSpec, PhoneSystemStatus, Policy};
