@@ -38,6 +38,7 @@ use kube::{
         watcher,
     },
 };
+use tracing::Instrument;
 
 use crate::{
     api::{Employee, PhoneSystem, conditions::reason},
@@ -312,8 +313,18 @@ impl IntentStore for StatusIntents<'_> {
 async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = system.namespace().ok_or(Error::Unnamed)?;
     let name = system.metadata.name.clone().ok_or(Error::Unnamed)?;
+    // Instrumented, not entered: a guard held across `.await` would leave the span
+    // entered on whatever pass the worker thread runs next.
     let span = tracing::info_span!("sync", namespace = %ns, phone_system = %name);
-    let _enter = span.enter();
+    sync_system(system, ctx, ns, name).instrument(span).await
+}
+
+async fn sync_system(
+    system: Arc<PhoneSystem>,
+    ctx: Arc<Context>,
+    ns: String,
+    name: String,
+) -> Result<Action, Error> {
     let resync = system.spec.resync_interval().unwrap_or(Duration::from_secs(300));
     let started = std::time::Instant::now();
 
@@ -366,8 +377,15 @@ async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result
             Err(e) => return Err(e.into()),
         };
 
+    // A password that could not be kept must not stop the entries from being written:
+    // without them the next pass would see only the create intents. The pass still ends
+    // in an error, so it is retried and the failure logged.
+    let mut unsaved = None;
     for (owner, password) in &report.generated {
-        status::store_generated_password(&ctx, owner, &name, password).await?;
+        if let Err(e) = status::store_generated_password(&ctx, owner, &name, password).await {
+            tracing::warn!(employee = %owner, error = %e, "cannot keep a generated password");
+            unsaved.get_or_insert(e);
+        }
     }
     for (owner, entry) in &report.entries {
         let current = views
@@ -382,7 +400,10 @@ async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result
         publish(&ctx, &system, event).await;
     }
     status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
-    Ok(Action::requeue(resync))
+    match unsaved {
+        Some(e) => Err(e),
+        None => Ok(Action::requeue(resync)),
+    }
 }
 
 fn system_error_policy(_system: Arc<PhoneSystem>, error: &Error, _ctx: Arc<Context>) -> Action {

@@ -287,18 +287,24 @@ pub async fn store_generated_password(
     system: &str,
     password: &Password,
 ) -> Result<(), Error> {
+    // Passes of different systems keep passwords of one Employee at the same time: the
+    // lock orders them, and a create that still meets the Secret falls back to a patch.
+    let lock = ctx.employee_lock(owner);
+    let _held = lock.lock().await;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let name = format!("{}-credentials", owner.name);
     let value = ByteString(password.expose().as_bytes().to_vec());
-    if api.get_opt(&name).await?.is_some() {
-        let patch = json!({ "data": { system: value } });
-        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Merge(&patch)).await?;
-        return Ok(());
+    // A merge patch: `force` belongs to server-side apply only, and kube refuses the
+    // request before sending it when both are given.
+    let patch = json!({ "data": { system: value } });
+    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        other => return other.map(|_| ()).map_err(Error::from),
     }
     let employee = ctx.employees.get(&ObjectRef::new(&owner.name).within(&owner.namespace));
     let secret = Secret {
         metadata: ObjectMeta {
-            name: Some(name),
+            name: Some(name.clone()),
             namespace: Some(owner.namespace.clone()),
             owner_references: employee.and_then(|e| e.controller_owner_ref(&())).map(|r| vec![r]),
             labels: Some([("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned())].into()),
@@ -308,6 +314,11 @@ pub async fn store_generated_password(
         type_: Some("Opaque".into()),
         ..Secret::default()
     };
-    api.create(&PostParams::default(), &secret).await?;
-    Ok(())
+    match api.create(&PostParams::default(), &secret).await {
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            Ok(())
+        }
+        other => other.map(|_| ()).map_err(Error::from),
+    }
 }
