@@ -7,6 +7,7 @@ mod backend_mikopbx;
 mod backend_ringostat;
 mod backend_telphin;
 mod backend_thulium;
+mod controller;
 mod crds;
 mod demo;
 mod schema;
