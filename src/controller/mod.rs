@@ -41,7 +41,10 @@ use kube::{
 use tracing::Instrument;
 
 use crate::{
-    api::{Employee, PhoneSystem, conditions::reason},
+    api::{
+        Employee, PhoneSystem,
+        conditions::{self, reason},
+    },
     backends::{self, AnyBackend, Credentials, Secret as Password, http::Settings},
     engine::{self, EmployeeView, IntentStore, Options, Vault},
     plan::Owner,
@@ -288,6 +291,9 @@ impl Vault for StoreVault<'_> {
 
 const INTENT_WRITES_AT_ONCE: usize = 16;
 
+/// Event reasons of the engine that describe a state rather than an action.
+const STANDING: [&str; 4] = ["Conflict", "ManualActionRequired", "SyncFailed", "DeletionGuardTripped"];
+
 /// Create intents go into the Employees' statuses before the creates are sent.
 struct StatusIntents<'a> {
     ctx: &'a Context,
@@ -387,6 +393,7 @@ async fn sync_system(
             unsaved.get_or_insert(e);
         }
     }
+    let mut changed = Vec::new();
     for (owner, entry) in &report.entries {
         let current = views
             .iter()
@@ -394,10 +401,23 @@ async fn sync_system(
             .and_then(|v| v.status.as_ref()?.phone_systems.iter().find(|p| p.name == name).cloned());
         if current != *entry {
             status::write_entry(&ctx, owner, &name, entry.clone()).await?;
+            changed.push(owner);
         }
     }
+    // An action is news every time; a standing state (a conflict, a held deletion) only
+    // when it begins, or every resync would post (and patch) an event again.
+    let guard_was_tripped = system.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| c.type_ == conditions::SYNCED && c.reason == reason::DELETION_GUARD)
+    });
     for event in &report.events {
-        publish(&ctx, &system, event).await;
+        let news = match (&event.owner, STANDING.contains(&event.reason)) {
+            (_, false) => true,
+            (Some(owner), true) => changed.contains(&owner),
+            (None, true) => !guard_was_tripped,
+        };
+        if news {
+            publish(&ctx, &system, event).await;
+        }
     }
     status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
     match unsaved {
