@@ -440,6 +440,47 @@ impl World {
         .await
     }
 
+    /// Checks that three resyncs of every system write nothing: no PBX write (the
+    /// simulators' stats), no API write (the fake API server's request log).
+    async fn quiet_resyncs(&self) {
+        for pbx in &self.pbxs {
+            pbx.running.reset_stats();
+        }
+        if let Some(fake) = &self.fake {
+            fake.clear_requests();
+        }
+        eventually("three resyncs of every system", || async {
+            for pbx in &self.pbxs {
+                let lists = pbx.running.stats().total(shape(pbx.kind).list);
+                if lists < 3 {
+                    return Err(format!("{}: {lists} list(s)", pbx.name));
+                }
+            }
+            Ok(())
+        })
+        .await;
+        for pbx in &self.pbxs {
+            let writes = writes(&pbx.running.stats());
+            assert_eq!(
+                writes,
+                BTreeMap::new(),
+                "{}: a resync of a converged system writes nothing",
+                pbx.name
+            );
+        }
+        match &self.fake {
+            Some(fake) => {
+                let written: Vec<_> = fake
+                    .requests()
+                    .into_iter()
+                    .filter(|r| !matches!(r.verb, "get" | "list" | "watch"))
+                    .collect();
+                assert_eq!(written, vec![], "a resync of a converged system writes nothing to the API");
+            }
+            None => eprintln!("controller: API writes are counted on the fake API server only"),
+        }
+    }
+
     /// Ends the scenario: stops the controller, and on a real cluster removes the
     /// namespace (finalizers first: nothing is left to honour them).
     async fn finish(self, controller: Controller) {
@@ -616,39 +657,8 @@ async fn fifty_employees_converge_on_five_systems_and_resyncs_then_write_nothing
     }
     assert!(compared > 40, "only {compared} passwords compared");
 
-    // Steady state: three resyncs of every system make no write anywhere.
-    for pbx in &world.pbxs {
-        pbx.running.reset_stats();
-    }
-    if let Some(fake) = &world.fake {
-        fake.clear_requests();
-    }
-    eventually("three resyncs of every system", || async {
-        for pbx in &world.pbxs {
-            let lists = pbx.running.stats().total(shape(pbx.kind).list);
-            if lists < 3 {
-                return Err(format!("{}: {lists} list(s)", pbx.name));
-            }
-        }
-        Ok(())
-    })
-    .await;
-    for pbx in &world.pbxs {
-        assert_eq!(
-            writes(&pbx.running.stats()),
-            BTreeMap::new(),
-            "{}: a converged resync writes nothing",
-            pbx.name
-        );
-    }
-    match &world.fake {
-        Some(fake) => {
-            let written: Vec<_> =
-                fake.requests().into_iter().filter(|r| !matches!(r.verb, "get" | "list" | "watch")).collect();
-            assert_eq!(written, vec![], "a converged resync writes nothing to the API");
-        }
-        None => eprintln!("controller: API write counts are checked on the fake API server only"),
-    }
+    // Steady state: resyncs of converged systems write nothing, anywhere.
+    world.quiet_resyncs().await;
     world.finish(controller).await;
 }
 
@@ -735,8 +745,12 @@ async fn a_deleted_employee_takes_its_account_along_or_leaves_it_as_its_policy_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unclaimed_account_is_adopted_or_refused_and_others_are_left_alone() {
     let mut world = World::new("adopt").await;
-    world.add_pbx("adopting", BackendKind::Mikopbx, json!({"adoption": "adopt"})).await;
-    world.add_pbx("refusing", BackendKind::Mikopbx, json!({"adoption": "refuse"})).await;
+    world
+        .add_pbx("adopting", BackendKind::Mikopbx, json!({"adoption": "adopt", "resyncInterval": "1s"}))
+        .await;
+    world
+        .add_pbx("refusing", BackendKind::Mikopbx, json!({"adoption": "refuse", "resyncInterval": "1s"}))
+        .await;
     let mut seeded = BTreeMap::new();
     for system in ["adopting", "refusing"] {
         let pbx = world.pbx(system);
@@ -783,6 +797,17 @@ async fn an_unclaimed_account_is_adopted_or_refused_and_others_are_left_alone() 
         assert_eq!(other(system), was, "{system}: an unowned account elsewhere is never touched");
     }
     assert!(world.event_reasons("carol").await.contains(&"Conflict".to_owned()));
+
+    // A standing conflict is news once: resyncs repeat no event and no status write.
+    world.quiet_resyncs().await;
+
+    // Deleting carol deletes what she owns, and only that; her conflict does not hold
+    // her finalizer.
+    world.api::<Employee>().delete("carol", &DeleteParams::default()).await.expect("delete carol");
+    world.gone("carol").await;
+    let numbers = |s: &str| world.pbx(s).accounts().iter().map(|a| text(&a["number"])).collect::<Vec<_>>();
+    assert_eq!(numbers("adopting"), ["399"]);
+    assert_eq!(world.pbx("refusing").accounts(), before["refusing"]);
     world.finish(controller).await;
 }
 
