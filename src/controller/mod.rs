@@ -150,11 +150,19 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let employee_cache =
         reflector::reflector(employees_writer, watcher(employees_api.clone(), watcher::Config::default()))
             .default_backoff()
-            .for_each(|_| async {});
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "watching Employees");
+                }
+            });
     let secret_cache =
         reflector::reflector(secrets_writer, watcher(secrets_api.clone(), watcher::Config::default()))
             .default_backoff()
-            .for_each(|_| async {});
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "watching Secrets");
+                }
+            });
 
     let systems_controller = Controller::new(systems_api, watcher::Config::default())
         .with_config(controller::Config::default().debounce(config.debounce));
@@ -209,9 +217,21 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         shutdown.await;
         let _ = shutdown_tx.send(true);
     };
+    // No pass before the caches hold every Employee and Secret: a pass on a half-filled
+    // cache would report present credentials missing and count half the Employees.
+    let caches_ready = {
+        let (employees, secrets) = (employees.clone(), secrets.clone());
+        async move {
+            let _ = tokio::join!(employees.wait_until_ready(), secrets.wait_until_ready());
+        }
+    };
+    let controllers = async move {
+        caches_ready.await;
+        tokio::join!(systems, employees_controller);
+    };
     // The caches end with the process; the controllers end on the signal.
     tokio::select! {
-        _ = async { tokio::join!(systems, employees_controller, signal) } => {}
+        _ = async { tokio::join!(controllers, signal) } => {}
         _ = employee_cache => {}
         _ = secret_cache => {}
     }

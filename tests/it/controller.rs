@@ -10,9 +10,11 @@ use std::{
     collections::BTreeMap,
     future::Future,
     net::SocketAddr,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use futures_util::StreamExt;
 use k8s_openapi::{
     ByteString,
     api::{
@@ -24,6 +26,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::{Map, Value, json};
 use switchboard::{
@@ -440,6 +443,28 @@ impl World {
         .await
     }
 
+    /// Records every `(system, Ready status, reason)` the PhoneSystems go through, as
+    /// a watcher sees them, until the returned task is aborted.
+    fn record_readiness(&self) -> (Arc<Mutex<Vec<(String, String, String)>>>, JoinHandle<()>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let stream = watcher(self.api::<PhoneSystem>(), watcher::Config::default()).applied_objects();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(Ok(system)) = stream.next().await {
+                let conditions = system.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+                if let Some(c) = condition(&conditions, "Ready") {
+                    let mut seen = sink.lock().expect("not poisoned");
+                    let now = (system.name_any(), c.status.clone(), c.reason.clone());
+                    if seen.last() != Some(&now) {
+                        seen.push(now);
+                    }
+                }
+            }
+        });
+        (seen, task)
+    }
+
     /// Checks that three resyncs of every system write nothing: no PBX write (the
     /// simulators' stats), no API write (the fake API server's request log).
     async fn quiet_resyncs(&self) {
@@ -577,6 +602,7 @@ async fn fifty_employees_converge_on_five_systems_and_resyncs_then_write_nothing
         }
         world.create_employee(&employee(&world.ns, &name, &(300 + i).to_string(), &on)).await;
     }
+    let (readiness, recorder) = world.record_readiness();
     let started = Instant::now();
     let controller = world.start_controller();
 
@@ -615,6 +641,10 @@ async fn fifty_employees_converge_on_five_systems_and_resyncs_then_write_nothing
     })
     .await;
     eprintln!("controller: 50 Employees, 66 accounts converged in {:?}", started.elapsed());
+    recorder.abort();
+    let flaps: Vec<_> =
+        readiness.lock().expect("not poisoned").iter().filter(|(_, s, _)| s != "True").cloned().collect();
+    assert_eq!(flaps, vec![], "no system was ever reported not Ready: all were reachable, with credentials");
     for (name, _) in systems {
         let pbx = world.pbx(name);
         let mut want = declared[name].clone();
