@@ -42,7 +42,7 @@ use tracing::Instrument;
 
 use crate::{
     api::{
-        Employee, PhoneSystem,
+        AccountStatus, Employee, PhoneSystem,
         conditions::{self, reason},
     },
     backends::{self, AnyBackend, Credentials, Secret as Password, http::Settings},
@@ -317,24 +317,58 @@ const STANDING: [&str; 4] = ["Conflict", "ManualActionRequired", "SyncFailed", "
 /// Create intents go into the Employees' statuses before the creates are sent.
 struct StatusIntents<'a> {
     ctx: &'a Context,
+    /// The entries the pass planned from.
+    views: &'a [EmployeeView],
+    /// The intents written, by Employee: what the pass's final writes expect to find.
+    written: Mutex<BTreeMap<Owner, AccountStatus>>,
+    /// An intent met an entry the pass did not plan from: no create may follow.
+    stale: std::sync::atomic::AtomicBool,
+}
+
+impl StatusIntents<'_> {
+    fn written(&self) -> BTreeMap<Owner, AccountStatus> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl IntentStore for StatusIntents<'_> {
-    async fn record_intents(
-        &self,
-        system: &str,
-        intents: &[(Owner, crate::api::AccountStatus)],
-    ) -> Result<(), String> {
+    async fn record_intents(&self, system: &str, intents: &[(Owner, AccountStatus)]) -> Result<(), String> {
         // A few at a time: a burst of 700 creates must not open 700 requests at once.
         for chunk in intents.chunks(INTENT_WRITES_AT_ONCE) {
-            let writes = chunk
-                .iter()
-                .map(|(owner, entry)| status::write_entry(self.ctx, owner, system, Some(entry.clone())));
-            futures_util::future::try_join_all(writes).await.map_err(|e| e.to_string())?;
+            let writes = chunk.iter().map(|(owner, entry)| async move {
+                let expected = entry_in(self.views, owner, system);
+                let written =
+                    status::write_entry(self.ctx, owner, system, expected.as_ref(), Some(entry.clone()))
+                        .await?;
+                if written == status::Written::Done {
+                    self.written
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(owner.clone(), entry.clone());
+                }
+                Ok::<_, Error>(written)
+            });
+            let results = futures_util::future::try_join_all(writes).await.map_err(|e| e.to_string())?;
+            if results.contains(&status::Written::Stale) {
+                self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err("an Employee's status changed after this pass read it; planning again".into());
+            }
         }
         Ok(())
     }
 }
+
+/// The entry of `owner` for `system` among the Employees a pass read.
+fn entry_in(views: &[EmployeeView], owner: &Owner, system: &str) -> Option<AccountStatus> {
+    views
+        .iter()
+        .find(|v| &v.owner == owner)
+        .and_then(|v| v.status.as_ref()?.phone_systems.iter().find(|p| p.name == system).cloned())
+}
+
+/// How soon a pass that met a stale cache runs again: the watch is usually milliseconds
+/// behind.
+const STALE_RETRY: Duration = Duration::from_secs(1);
 
 async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = system.namespace().ok_or(Error::Unnamed)?;
@@ -385,7 +419,12 @@ async fn sync_system(
         system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
     let options = Options { dry_run: false, allow_deletions, now: ctx.now() };
     let vault = StoreVault { ctx: &ctx, namespace: &ns };
-    let intents = StatusIntents { ctx: &ctx };
+    let intents = StatusIntents {
+        ctx: &ctx,
+        views: &views,
+        written: Mutex::new(BTreeMap::new()),
+        stale: std::sync::atomic::AtomicBool::new(false),
+    };
     let report =
         match engine::sync(backend.as_ref(), &name, &system.spec, &views, &intents, &vault, &options).await {
             Ok(report) => report,
@@ -399,6 +438,10 @@ async fn sync_system(
                 // Unreachable systems are retried sooner than the resync, with the backoff
                 // the error policy would give.
                 return Ok(Action::requeue(resync.min(Duration::from_secs(30))));
+            }
+            Err(engine::Error::Intents(why)) if intents.stale.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::debug!(%why, "pass planned from a stale cache; nothing was created");
+                return Ok(Action::requeue(STALE_RETRY));
             }
             Err(e) => return Err(e.into()),
         };
@@ -414,14 +457,22 @@ async fn sync_system(
         }
     }
     let mut changed = Vec::new();
+    let mut stale = false;
+    let recorded = intents.written();
     for (owner, entry) in &report.entries {
-        let current = views
-            .iter()
-            .find(|v| &v.owner == owner)
-            .and_then(|v| v.status.as_ref()?.phone_systems.iter().find(|p| p.name == name).cloned());
-        if current != *entry {
-            status::write_entry(&ctx, owner, &name, entry.clone()).await?;
-            changed.push(owner);
+        let current = entry_in(&views, owner, &name);
+        if current == *entry {
+            continue;
+        }
+        // What the store holds now, as far as this pass knows: its own intent, or what
+        // it read.
+        let expected = recorded.get(owner).cloned().or(current);
+        match status::write_entry(&ctx, owner, &name, expected.as_ref(), entry.clone()).await? {
+            status::Written::Done => changed.push(owner),
+            status::Written::Stale => {
+                tracing::debug!(employee = %owner, "entry changed since the pass read it; not overwritten");
+                stale = true;
+            }
         }
     }
     // An action is news every time; a standing state (a conflict, a held deletion) only
@@ -442,6 +493,7 @@ async fn sync_system(
     status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
     match unsaved {
         Some(e) => Err(e),
+        None if stale => Ok(Action::requeue(STALE_RETRY.min(resync))),
         None => Ok(Action::requeue(resync)),
     }
 }

@@ -29,25 +29,49 @@ use crate::{
 /// Tries of a read-modify-write that lost a race.
 const CONFLICT_RETRIES: usize = 5;
 
-/// Puts (or, with `None`, removes) `owner`'s entry for `system`. Read-modify-write on the
-/// status subresource with the object's resourceVersion: a concurrent writer makes it
-/// retry, never lose an entry.
+/// What became of an entry write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Written, or already as wanted.
+    Done,
+    /// Not written: the stored entry is no longer the one the pass planned from (the
+    /// watch cache was behind, often with this controller's own last write).
+    Stale,
+}
+
+/// Puts (or, with `None`, removes) `owner`'s entry for `system`, if the stored entry is
+/// still `expected`, the one the pass planned from. Read-modify-write on the status
+/// subresource with the object's resourceVersion: a concurrent writer makes it retry,
+/// never lose an entry; and a pass that planned from a stale cache cannot overwrite a
+/// newer entry (say, replace a claim it did not see with a conflict).
 pub async fn write_entry(
     ctx: &Context,
     owner: &Owner,
     system: &str,
+    expected: Option<&AccountStatus>,
     entry: Option<AccountStatus>,
-) -> Result<(), Error> {
+) -> Result<Written, Error> {
+    let stale = std::sync::atomic::AtomicBool::new(false);
     update_status(ctx, owner, |status| {
-        let before = status.phone_systems.clone();
+        let stored = status.phone_systems.iter().find(|p| p.name == system);
+        if stored == entry.as_ref() {
+            stale.store(false, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        if stored != expected {
+            stale.store(true, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        stale.store(false, std::sync::atomic::Ordering::Relaxed);
         status.phone_systems.retain(|p| p.name != system);
         if let Some(entry) = entry.clone() {
             status.phone_systems.push(entry);
         }
         status.phone_systems.sort_by(|a, b| a.name.cmp(&b.name));
-        status.phone_systems != before
+        true
     })
-    .await
+    .await?;
+    Ok(if stale.into_inner() { Written::Stale } else { Written::Done })
 }
 
 /// Applies `change` to the Employee's status and writes it if `change` says it changed.
