@@ -207,6 +207,9 @@ fn writes(stats: &Stats) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// `(system, Ready status, reason)` in the order they were seen.
+type Readiness = Arc<Mutex<Vec<(String, String, String)>>>;
+
 struct Controller {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), controller::Error>>,
@@ -360,11 +363,15 @@ impl World {
 
     /// Runs the operator on this world, debounced briefly so scenarios run fast.
     fn start_controller(&self) -> Controller {
+        self.start_controller_with(Duration::from_millis(100))
+    }
+
+    fn start_controller_with(&self, debounce: Duration) -> Controller {
         let (stop, stopped) = oneshot::channel::<()>();
         let config = controller::Config {
             namespace: Some(self.ns.clone()),
             http: http_settings(),
-            debounce: Duration::from_millis(100),
+            debounce,
             ..controller::Config::default()
         };
         let shutdown = Box::pin(async move {
@@ -445,7 +452,7 @@ impl World {
 
     /// Records every `(system, Ready status, reason)` the PhoneSystems go through, as
     /// a watcher sees them, until the returned task is aborted.
-    fn record_readiness(&self) -> (Arc<Mutex<Vec<(String, String, String)>>>, JoinHandle<()>) {
+    fn record_readiness(&self) -> (Readiness, JoinHandle<()>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let stream = watcher(self.api::<PhoneSystem>(), watcher::Config::default()).applied_objects();
@@ -1041,5 +1048,75 @@ async fn a_changed_password_in_its_secret_is_pushed_to_the_pbx() {
     assert_eq!(after.state, AccountState::InSync);
     let generated = world.api::<Secret>().get_opt("jo-credentials").await.expect("read");
     assert!(generated.is_none(), "no password generated for an Employee that has one");
+    world.finish(controller).await;
+}
+
+/// A pass planned from a watch cache that has not seen the newest entry yet (typically
+/// the controller's own last write) must not overwrite it: here it would replace a claim
+/// it cannot see with a conflict, and the account would be lost to switchboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_on_a_stale_cache_does_not_overwrite_a_newer_entry() {
+    let mut world = World::new("stale").await;
+    if world.fake.is_none() {
+        eprintln!("controller: the stale-cache scenario needs the fake API server's watch control; skipped");
+        return;
+    }
+    world
+        .add_pbx("office-pbx", BackendKind::Mikopbx, json!({"adoption": "refuse", "resyncInterval": "1s"}))
+        .await;
+    let fake = world.fake.as_ref().expect("a fake API server");
+    let pbx = world.pbx("office-pbx");
+    let seeded = pbx
+        .running
+        .sim
+        .seed(&json!({"number": "381", "user_username": "Kim Nowak", "user_email": "kim@example.com",
+                      "sip_secret": "Seeded-Secret-1"}))
+        .expect("seed the account");
+    let account = pbx.by_extension("381").pop().expect("the account");
+    assert_eq!(pbx.id_of(&account), seeded);
+    let mut kim = employee(&world.ns, "kim", "381", &["office-pbx"]);
+    kim.spec.given_name = "Kim".into();
+    kim.spec.family_name = "Nowak".into();
+    world.create_employee(&kim).await;
+    // The first pass waits out a long debounce; the finalizer shows the watches are up.
+    let controller = world.start_controller_with(Duration::from_secs(2));
+    eventually("kim's finalizer", || async {
+        let e = world.employee("kim").await.ok_or("gone")?;
+        if e.finalizers().is_empty() { Err("none yet".to_owned()) } else { Ok(()) }
+    })
+    .await;
+
+    // Freeze every watch: the caches keep kim without an entry. Then the claim lands in
+    // the API, as the controller's own write whose event is still on its way would.
+    let pause = fake.pause_watches().await;
+    fake.drop_watches();
+    let claim = AccountStatus {
+        name: "office-pbx".into(),
+        external_id: Some(pbx.claim_of(&account)),
+        extension: Some("381".into()),
+        state: AccountState::InSync,
+        message: None,
+        last_sync: None,
+        password_fingerprint: None,
+    };
+    let status = EmployeeStatus { phone_systems: vec![claim.clone()], ..EmployeeStatus::default() };
+    world
+        .api::<Employee>()
+        .patch_status("kim", &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+        .await
+        .expect("write the claim");
+    pbx.running.reset_stats();
+    eventually("two passes on the frozen cache", || async {
+        let lists = pbx.running.stats().total(shape(pbx.kind).list);
+        if lists >= 2 { Ok(()) } else { Err(format!("{lists} list(s)")) }
+    })
+    .await;
+    let kept = world.employee("kim").await.and_then(|e| entry(&e, "office-pbx"));
+    assert_eq!(kept, Some(claim.clone()), "a pass on a stale cache overwrote the claim");
+
+    drop(pause);
+    let kim = world.ready("kim").await;
+    assert_eq!(entry(&kim, "office-pbx").and_then(|p| p.external_id), claim.external_id);
+    assert_eq!(pbx.accounts().len(), 1);
     world.finish(controller).await;
 }
