@@ -32,7 +32,7 @@ use serde_json::{Map, Value, json};
 use switchboard::{
     api::{
         AccountState, AccountStatus, BackendKind, Employee, EmployeeSpec, EmployeeStatus, Membership,
-        PhoneSystem, employee::DeletionPolicy,
+        PhoneSystem, employee::DeletionPolicy, phone_system::AccountCounts,
     },
     backends::http::Settings,
     controller::{self, FINALIZER},
@@ -636,11 +636,8 @@ async fn fifty_employees_converge_on_five_systems_and_resyncs_then_write_nothing
             let ready = condition(&status.conditions, "Ready").map(|c| c.status.clone());
             let counts = status.counts.clone().unwrap_or_default();
             let n = u32::try_from(declared[name].len()).unwrap_or(0);
-            if ready.as_deref() != Some("True")
-                || counts.declared != n
-                || counts.in_sync != n
-                || counts.failed != 0
-            {
+            let want = AccountCounts { declared: n, in_sync: n, pending: 0, failed: 0, unmanaged: 0 };
+            if ready.as_deref() != Some("True") || counts != want {
                 return Err(format!("{name}: Ready {ready:?}, {counts:?}, want {n}"));
             }
         }
@@ -834,6 +831,16 @@ async fn an_unclaimed_account_is_adopted_or_refused_and_others_are_left_alone() 
         assert_eq!(other(system), was, "{system}: an unowned account elsewhere is never touched");
     }
     assert!(world.event_reasons("carol").await.contains(&"Conflict".to_owned()));
+    for (system, want) in [
+        ("adopting", AccountCounts { declared: 1, in_sync: 1, pending: 0, failed: 0, unmanaged: 1 }),
+        ("refusing", AccountCounts { declared: 1, in_sync: 0, pending: 0, failed: 1, unmanaged: 2 }),
+    ] {
+        eventually(&format!("{system} counts"), || async {
+            let counts = world.phone_system(system).await.status.and_then(|s| s.counts);
+            if counts.as_ref() == Some(&want) { Ok(()) } else { Err(format!("{counts:?}")) }
+        })
+        .await;
+    }
 
     // A standing conflict is news once: resyncs repeat no event and no status write.
     world.quiet_resyncs().await;
