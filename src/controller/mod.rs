@@ -576,6 +576,9 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 async fn reconcile_employee(employee: Arc<Employee>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The PhoneSystems' cache is filled by the other controller's watch: until its first
+    // list is in, every system would look missing (PhoneSystemNotFound).
+    let _ = ctx.systems.wait_until_ready().await;
     let ns = employee.namespace().ok_or(Error::Unnamed)?;
     let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer::finalizer(&api, FINALIZER, employee, |event| async {
