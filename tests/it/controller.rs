@@ -450,19 +450,26 @@ impl World {
         .await
     }
 
-    /// Records every `(system, Ready status, reason)` the PhoneSystems go through, as
-    /// a watcher sees them, until the returned task is aborted.
-    fn record_readiness(&self) -> (Readiness, JoinHandle<()>) {
+    /// Records every `(name, Ready status, reason)` the objects of type `K` go through,
+    /// as a watcher sees them, until the returned task is aborted.
+    fn record_readiness<K>(&self, conditions: fn(&K) -> Vec<Condition>) -> (Readiness, JoinHandle<()>)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + 'static,
+    {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
-        let stream = watcher(self.api::<PhoneSystem>(), watcher::Config::default()).applied_objects();
+        let stream = watcher(self.api::<K>(), watcher::Config::default()).applied_objects();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
-            while let Some(Ok(system)) = stream.next().await {
-                let conditions = system.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-                if let Some(c) = condition(&conditions, "Ready") {
+            while let Some(Ok(object)) = stream.next().await {
+                if let Some(c) = condition(&conditions(&object), "Ready") {
                     let mut seen = sink.lock().expect("not poisoned");
-                    let now = (system.name_any(), c.status.clone(), c.reason.clone());
+                    let now = (object.name_any(), c.status.clone(), c.reason.clone());
                     if seen.last() != Some(&now) {
                         seen.push(now);
                     }
@@ -609,7 +616,12 @@ async fn fifty_employees_converge_on_five_systems_and_resyncs_then_write_nothing
         }
         world.create_employee(&employee(&world.ns, &name, &(300 + i).to_string(), &on)).await;
     }
-    let (readiness, recorder) = world.record_readiness();
+    let (readiness, recorder) = world.record_readiness::<PhoneSystem>(|p| {
+        p.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
+    });
+    let (people, people_recorder) = world.record_readiness::<Employee>(|e| {
+        e.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
+    });
     let started = Instant::now();
     let controller = world.start_controller();
 
@@ -646,6 +658,15 @@ async fn fifty_employees_converge_on_five_systems_and_resyncs_then_write_nothing
     .await;
     eprintln!("controller: 50 Employees, 66 accounts converged in {:?}", started.elapsed());
     recorder.abort();
+    people_recorder.abort();
+    let lost: Vec<_> = people
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|(_, _, why)| why == "PhoneSystemNotFound")
+        .cloned()
+        .collect();
+    assert_eq!(lost, vec![], "every PhoneSystem existed all along");
     let flaps: Vec<_> =
         readiness.lock().expect("not poisoned").iter().filter(|(_, s, _)| s != "True").cloned().collect();
     assert_eq!(flaps, vec![], "no system was ever reported not Ready: all were reachable, with credentials");
