@@ -21,7 +21,8 @@ use k8s_openapi::{
         core::v1::{Namespace, Secret},
         events::v1::Event as KubeEvent,
     },
-    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta},
+    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time},
+    jiff::Timestamp,
 };
 use kube::{
     Api, Client, ResourceExt,
@@ -207,6 +208,9 @@ fn writes(stats: &Stats) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// A clock the test sets by hand.
+type Clock = Arc<Mutex<Timestamp>>;
+
 /// `(system, Ready status, reason)` in the order they were seen.
 type Readiness = Arc<Mutex<Vec<(String, String, String)>>>;
 
@@ -363,17 +367,21 @@ impl World {
 
     /// Runs the operator on this world, debounced briefly so scenarios run fast.
     fn start_controller(&self) -> Controller {
-        self.start_controller_with(Duration::from_millis(100))
+        self.start_controller_with(Duration::from_millis(100), None)
     }
 
-    fn start_controller_with(&self, debounce: Duration) -> Controller {
+    /// The controller with this debounce, and the clock `clock` if given.
+    fn start_controller_with(&self, debounce: Duration, clock: Option<Clock>) -> Controller {
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = controller::Config {
+        let mut config = controller::Config {
             namespace: Some(self.ns.clone()),
             http: http_settings(),
             debounce,
             ..controller::Config::default()
         };
+        if let Some(clock) = clock {
+            config.now = Arc::new(move || Time(*clock.lock().expect("not poisoned")));
+        }
         let shutdown = Box::pin(async move {
             let _ = stopped.await;
         });
@@ -933,24 +941,32 @@ async fn an_unreachable_pbx_is_reported_and_recovers_by_itself() {
     let mut world = World::new("down").await;
     world.add_pbx("office-pbx", BackendKind::Mikopbx, json!({"resyncInterval": "1s"})).await;
     world.create_employee(&employee(&world.ns, "erin", "341", &["office-pbx"])).await;
-    let controller = world.start_controller();
+    // Transitions are stamped by the injected clock.
+    let at = |s: i64| Timestamp::from_second(s).expect("a valid time");
+    let clock: Clock = Arc::new(Mutex::new(at(1_900_000_000)));
+    let controller = world.start_controller_with(Duration::from_millis(100), Some(clock.clone()));
     world.ready("erin").await;
-    world.system_condition("office-pbx", "Ready", "True", "InSync").await;
+    let up = world.system_condition("office-pbx", "Ready", "True", "InSync").await;
+    assert_eq!(up.last_transition_time.0, at(1_900_000_000));
 
     let pbx = world.pbxs.remove(0);
     let (sim, addr) = (pbx.running.sim.clone(), pbx.running.addr());
+    *clock.lock().expect("not poisoned") = at(1_900_000_100);
     pbx.running.shutdown().await;
     let started = Instant::now();
     let down = world.system_condition("office-pbx", "Ready", "False", "PbxUnreachable").await;
     eprintln!("controller: a PBX down reported in {:?}: {}", started.elapsed(), down.message);
+    assert_eq!(down.last_transition_time.0, at(1_900_000_100));
     world.system_condition("office-pbx", "Synced", "False", "PbxUnreachable").await;
     let erin = world.employee("erin").await.expect("erin");
     assert_eq!(entry(&erin, "office-pbx").map(|p| p.state), Some(AccountState::InSync), "claims survive");
 
     // Back on the same address, with the same accounts.
+    *clock.lock().expect("not poisoned") = at(1_900_000_200);
     let running = sim::spawn(sim, addr).await.expect("restart the simulator");
     let started = Instant::now();
-    world.system_condition("office-pbx", "Ready", "True", "InSync").await;
+    let back = world.system_condition("office-pbx", "Ready", "True", "InSync").await;
+    assert_eq!(back.last_transition_time.0, at(1_900_000_200));
     world.system_condition("office-pbx", "Synced", "True", "Synced").await;
     eprintln!("controller: recovered {:?} after the PBX came back", started.elapsed());
     world.pbxs.push(Pbx { name: "office-pbx".into(), kind: BackendKind::Mikopbx, running });
@@ -1107,7 +1123,7 @@ async fn a_pass_on_a_stale_cache_does_not_overwrite_a_newer_entry() {
     kim.spec.family_name = "Nowak".into();
     world.create_employee(&kim).await;
     // The first pass waits out a long debounce; the finalizer shows the watches are up.
-    let controller = world.start_controller_with(Duration::from_secs(2));
+    let controller = world.start_controller_with(Duration::from_secs(2), None);
     eventually("kim's finalizer", || async {
         let e = world.employee("kim").await.ok_or("gone")?;
         if e.finalizers().is_empty() { Err("none yet".to_owned()) } else { Ok(()) }
