@@ -168,10 +168,14 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
                 warning: false,
             });
         }
-        if e.deleting {
-            continue;
+        // An entry that claims nothing (a conflict, a refusal) of an Employee that no
+        // longer wants an account here has nothing left to release: it goes, or it would
+        // hold the Employee's finalizer for ever.
+        let membership = if e.deleting { None } else { e.spec.membership(name) };
+        if membership.is_none() && entry.is_some_and(|entry| claim_of(&e.owner, entry).is_none()) {
+            entries.insert(e.owner.clone(), None);
         }
-        let Some(membership) = e.spec.membership(name) else { continue };
+        let Some(membership) = membership else { continue };
         match backend.desired(&e.spec, membership) {
             Ok(attributes) => desired.push(Desired {
                 owner: e.owner.clone(),

@@ -38,9 +38,13 @@ use kube::{
         watcher,
     },
 };
+use tracing::Instrument;
 
 use crate::{
-    api::{Employee, PhoneSystem, conditions::reason},
+    api::{
+        AccountStatus, Employee, PhoneSystem,
+        conditions::{self, reason},
+    },
     backends::{self, AnyBackend, Credentials, Secret as Password, http::Settings},
     engine::{self, EmployeeView, IntentStore, Options, Vault},
     plan::Owner,
@@ -146,11 +150,19 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let employee_cache =
         reflector::reflector(employees_writer, watcher(employees_api.clone(), watcher::Config::default()))
             .default_backoff()
-            .for_each(|_| async {});
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "watching Employees");
+                }
+            });
     let secret_cache =
         reflector::reflector(secrets_writer, watcher(secrets_api.clone(), watcher::Config::default()))
             .default_backoff()
-            .for_each(|_| async {});
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "watching Secrets");
+                }
+            });
 
     let systems_controller = Controller::new(systems_api, watcher::Config::default())
         .with_config(controller::Config::default().debounce(config.debounce));
@@ -205,9 +217,21 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         shutdown.await;
         let _ = shutdown_tx.send(true);
     };
+    // No pass before the caches hold every Employee and Secret: a pass on a half-filled
+    // cache would report present credentials missing and count half the Employees.
+    let caches_ready = {
+        let (employees, secrets) = (employees.clone(), secrets.clone());
+        async move {
+            let _ = tokio::join!(employees.wait_until_ready(), secrets.wait_until_ready());
+        }
+    };
+    let controllers = async move {
+        caches_ready.await;
+        tokio::join!(systems, employees_controller);
+    };
     // The caches end with the process; the controllers end on the signal.
     tokio::select! {
-        _ = async { tokio::join!(systems, employees_controller, signal) } => {}
+        _ = async { tokio::join!(controllers, signal) } => {}
         _ = employee_cache => {}
         _ = secret_cache => {}
     }
@@ -287,33 +311,80 @@ impl Vault for StoreVault<'_> {
 
 const INTENT_WRITES_AT_ONCE: usize = 16;
 
+/// Event reasons of the engine that describe a state rather than an action.
+const STANDING: [&str; 4] = ["Conflict", "ManualActionRequired", "SyncFailed", "DeletionGuardTripped"];
+
 /// Create intents go into the Employees' statuses before the creates are sent.
 struct StatusIntents<'a> {
     ctx: &'a Context,
+    /// The entries the pass planned from.
+    views: &'a [EmployeeView],
+    /// The intents written, by Employee: what the pass's final writes expect to find.
+    written: Mutex<BTreeMap<Owner, AccountStatus>>,
+    /// An intent met an entry the pass did not plan from: no create may follow.
+    stale: std::sync::atomic::AtomicBool,
+}
+
+impl StatusIntents<'_> {
+    fn written(&self) -> BTreeMap<Owner, AccountStatus> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl IntentStore for StatusIntents<'_> {
-    async fn record_intents(
-        &self,
-        system: &str,
-        intents: &[(Owner, crate::api::AccountStatus)],
-    ) -> Result<(), String> {
+    async fn record_intents(&self, system: &str, intents: &[(Owner, AccountStatus)]) -> Result<(), String> {
         // A few at a time: a burst of 700 creates must not open 700 requests at once.
         for chunk in intents.chunks(INTENT_WRITES_AT_ONCE) {
-            let writes = chunk
-                .iter()
-                .map(|(owner, entry)| status::write_entry(self.ctx, owner, system, Some(entry.clone())));
-            futures_util::future::try_join_all(writes).await.map_err(|e| e.to_string())?;
+            let writes = chunk.iter().map(|(owner, entry)| async move {
+                let expected = entry_in(self.views, owner, system);
+                let written =
+                    status::write_entry(self.ctx, owner, system, expected.as_ref(), Some(entry.clone()))
+                        .await?;
+                if written == status::Written::Done {
+                    self.written
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(owner.clone(), entry.clone());
+                }
+                Ok::<_, Error>(written)
+            });
+            let results = futures_util::future::try_join_all(writes).await.map_err(|e| e.to_string())?;
+            if results.contains(&status::Written::Stale) {
+                self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err("an Employee's status changed after this pass read it; planning again".into());
+            }
         }
         Ok(())
     }
 }
 
+/// The entry of `owner` for `system` among the Employees a pass read.
+fn entry_in(views: &[EmployeeView], owner: &Owner, system: &str) -> Option<AccountStatus> {
+    views
+        .iter()
+        .find(|v| &v.owner == owner)
+        .and_then(|v| v.status.as_ref()?.phone_systems.iter().find(|p| p.name == system).cloned())
+}
+
+/// How soon a pass that met a stale cache runs again: the watch is usually milliseconds
+/// behind.
+const STALE_RETRY: Duration = Duration::from_secs(1);
+
 async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = system.namespace().ok_or(Error::Unnamed)?;
     let name = system.metadata.name.clone().ok_or(Error::Unnamed)?;
+    // Instrumented, not entered: a guard held across `.await` would leave the span
+    // entered on whatever pass the worker thread runs next.
     let span = tracing::info_span!("sync", namespace = %ns, phone_system = %name);
-    let _enter = span.enter();
+    sync_system(system, ctx, ns, name).instrument(span).await
+}
+
+async fn sync_system(
+    system: Arc<PhoneSystem>,
+    ctx: Arc<Context>,
+    ns: String,
+    name: String,
+) -> Result<Action, Error> {
     let resync = system.spec.resync_interval().unwrap_or(Duration::from_secs(300));
     let started = std::time::Instant::now();
 
@@ -348,7 +419,12 @@ async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result
         system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
     let options = Options { dry_run: false, allow_deletions, now: ctx.now(), progress: None };
     let vault = StoreVault { ctx: &ctx, namespace: &ns };
-    let intents = StatusIntents { ctx: &ctx };
+    let intents = StatusIntents {
+        ctx: &ctx,
+        views: &views,
+        written: Mutex::new(BTreeMap::new()),
+        stale: std::sync::atomic::AtomicBool::new(false),
+    };
     let report =
         match engine::sync(backend.as_ref(), &name, &system.spec, &views, &intents, &vault, &options).await {
             Ok(report) => report,
@@ -363,26 +439,63 @@ async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result
                 // the error policy would give.
                 return Ok(Action::requeue(resync.min(Duration::from_secs(30))));
             }
+            Err(engine::Error::Intents(why)) if intents.stale.load(std::sync::atomic::Ordering::Relaxed) => {
+                tracing::debug!(%why, "pass planned from a stale cache; nothing was created");
+                return Ok(Action::requeue(STALE_RETRY));
+            }
             Err(e) => return Err(e.into()),
         };
 
+    // A password that could not be kept must not stop the entries from being written:
+    // without them the next pass would see only the create intents. The pass still ends
+    // in an error, so it is retried and the failure logged.
+    let mut unsaved = None;
     for (owner, password) in &report.generated {
-        status::store_generated_password(&ctx, owner, &name, password).await?;
-    }
-    for (owner, entry) in &report.entries {
-        let current = views
-            .iter()
-            .find(|v| &v.owner == owner)
-            .and_then(|v| v.status.as_ref()?.phone_systems.iter().find(|p| p.name == name).cloned());
-        if current != *entry {
-            status::write_entry(&ctx, owner, &name, entry.clone()).await?;
+        if let Err(e) = status::store_generated_password(&ctx, owner, &name, password).await {
+            tracing::warn!(employee = %owner, error = %e, "cannot keep a generated password");
+            unsaved.get_or_insert(e);
         }
     }
+    let mut changed = Vec::new();
+    let mut stale = false;
+    let recorded = intents.written();
+    for (owner, entry) in &report.entries {
+        let current = entry_in(&views, owner, &name);
+        if current == *entry {
+            continue;
+        }
+        // What the store holds now, as far as this pass knows: its own intent, or what
+        // it read.
+        let expected = recorded.get(owner).cloned().or(current);
+        match status::write_entry(&ctx, owner, &name, expected.as_ref(), entry.clone()).await? {
+            status::Written::Done => changed.push(owner),
+            status::Written::Stale => {
+                tracing::debug!(employee = %owner, "entry changed since the pass read it; not overwritten");
+                stale = true;
+            }
+        }
+    }
+    // An action is news every time; a standing state (a conflict, a held deletion) only
+    // when it begins, or every resync would post (and patch) an event again.
+    let guard_was_tripped = system.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| c.type_ == conditions::SYNCED && c.reason == reason::DELETION_GUARD)
+    });
     for event in &report.events {
-        publish(&ctx, &system, event).await;
+        let news = match (&event.owner, STANDING.contains(&event.reason)) {
+            (_, false) => true,
+            (Some(owner), true) => changed.contains(&owner),
+            (None, true) => !guard_was_tripped,
+        };
+        if news {
+            publish(&ctx, &system, event).await;
+        }
     }
     status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
-    Ok(Action::requeue(resync))
+    match unsaved {
+        Some(e) => Err(e),
+        None if stale => Ok(Action::requeue(STALE_RETRY.min(resync))),
+        None => Ok(Action::requeue(resync)),
+    }
 }
 
 fn system_error_policy(_system: Arc<PhoneSystem>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -463,6 +576,9 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 async fn reconcile_employee(employee: Arc<Employee>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // The PhoneSystems' cache is filled by the other controller's watch: until its first
+    // list is in, every system would look missing (PhoneSystemNotFound).
+    let _ = ctx.systems.wait_until_ready().await;
     let ns = employee.namespace().ok_or(Error::Unnamed)?;
     let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer::finalizer(&api, FINALIZER, employee, |event| async {

@@ -29,25 +29,49 @@ use crate::{
 /// Tries of a read-modify-write that lost a race.
 const CONFLICT_RETRIES: usize = 5;
 
-/// Puts (or, with `None`, removes) `owner`'s entry for `system`. Read-modify-write on the
-/// status subresource with the object's resourceVersion: a concurrent writer makes it
-/// retry, never lose an entry.
+/// What became of an entry write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Written, or already as wanted.
+    Done,
+    /// Not written: the stored entry is no longer the one the pass planned from (the
+    /// watch cache was behind, often with this controller's own last write).
+    Stale,
+}
+
+/// Puts (or, with `None`, removes) `owner`'s entry for `system`, if the stored entry is
+/// still `expected`, the one the pass planned from. Read-modify-write on the status
+/// subresource with the object's resourceVersion: a concurrent writer makes it retry,
+/// never lose an entry; and a pass that planned from a stale cache cannot overwrite a
+/// newer entry (say, replace a claim it did not see with a conflict).
 pub async fn write_entry(
     ctx: &Context,
     owner: &Owner,
     system: &str,
+    expected: Option<&AccountStatus>,
     entry: Option<AccountStatus>,
-) -> Result<(), Error> {
+) -> Result<Written, Error> {
+    let stale = std::sync::atomic::AtomicBool::new(false);
     update_status(ctx, owner, |status| {
-        let before = status.phone_systems.clone();
+        let stored = status.phone_systems.iter().find(|p| p.name == system);
+        if stored == entry.as_ref() {
+            stale.store(false, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        if stored != expected {
+            stale.store(true, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        stale.store(false, std::sync::atomic::Ordering::Relaxed);
         status.phone_systems.retain(|p| p.name != system);
         if let Some(entry) = entry.clone() {
             status.phone_systems.push(entry);
         }
         status.phone_systems.sort_by(|a, b| a.name.cmp(&b.name));
-        status.phone_systems != before
+        true
     })
-    .await
+    .await?;
+    Ok(if stale.into_inner() { Written::Stale } else { Written::Done })
 }
 
 /// Applies `change` to the Employee's status and writes it if `change` says it changed.
@@ -287,18 +311,24 @@ pub async fn store_generated_password(
     system: &str,
     password: &Password,
 ) -> Result<(), Error> {
+    // Passes of different systems keep passwords of one Employee at the same time: the
+    // lock orders them, and a create that still meets the Secret falls back to a patch.
+    let lock = ctx.employee_lock(owner);
+    let _held = lock.lock().await;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let name = format!("{}-credentials", owner.name);
     let value = ByteString(password.expose().as_bytes().to_vec());
-    if api.get_opt(&name).await?.is_some() {
-        let patch = json!({ "data": { system: value } });
-        api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Merge(&patch)).await?;
-        return Ok(());
+    // A merge patch: `force` belongs to server-side apply only, and kube refuses the
+    // request before sending it when both are given.
+    let patch = json!({ "data": { system: value } });
+    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        other => return other.map(|_| ()).map_err(Error::from),
     }
     let employee = ctx.employees.get(&ObjectRef::new(&owner.name).within(&owner.namespace));
     let secret = Secret {
         metadata: ObjectMeta {
-            name: Some(name),
+            name: Some(name.clone()),
             namespace: Some(owner.namespace.clone()),
             owner_references: employee.and_then(|e| e.controller_owner_ref(&())).map(|r| vec![r]),
             labels: Some([("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned())].into()),
@@ -308,6 +338,11 @@ pub async fn store_generated_password(
         type_: Some("Opaque".into()),
         ..Secret::default()
     };
-    api.create(&PostParams::default(), &secret).await?;
-    Ok(())
+    match api.create(&PostParams::default(), &secret).await {
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            Ok(())
+        }
+        other => other.map(|_| ()).map_err(Error::from),
+    }
 }

@@ -391,6 +391,23 @@ async fn a_json_patch_applies_and_a_failed_test_is_422() {
 }
 
 #[tokio::test]
+async fn a_json_patch_testing_null_passes_on_a_missing_member_as_the_real_server_does() {
+    // kube's finalizer helper adds the first finalizer with exactly these two operations.
+    let (_server, api) = employees().await;
+    api.create(&PostParams::default(), &employee("jan")).await.unwrap();
+    let first: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": null},
+        {"op": "add", "path": "/metadata/finalizers", "value": ["switchboard.dev/accounts"]},
+    ]))
+    .unwrap();
+    let jan = api.patch("jan", &PatchParams::default(), &Patch::Json::<()>(first.clone())).await.unwrap();
+    assert_eq!(jan.finalizers(), ["switchboard.dev/accounts"]);
+    // Now the member exists and is not null: the same test fails, and nothing is written.
+    let again = api.patch("jan", &PatchParams::default(), &Patch::Json::<()>(first)).await;
+    assert_eq!(api_error(again), (422, "Invalid".into()));
+}
+
+#[tokio::test]
 async fn apply_creates_merges_and_prunes_what_the_manager_dropped() {
     let (server, api) = employees().await;
     let config = |labels: Value| {

@@ -9,6 +9,7 @@ mod backend_telphin;
 mod backend_thulium;
 mod chaos;
 mod cli;
+mod controller;
 mod crds;
 mod demo;
 mod deploy;

@@ -366,9 +366,20 @@ impl Store {
             PatchKind::Json => {
                 let patch: json_patch::Patch = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                json_patch::patch(&mut candidate, &patch.0).map_err(|e| {
-                    ApiError::new(422, "Invalid", format!("the patch could not be applied: {e}"))
-                })?;
+                // One operation at a time: the API server's JSON patch library (evanphx
+                // json-patch) lets `test` of a null value pass on a missing member, which
+                // kube's finalizer helper relies on to add the first finalizer.
+                for op in &patch.0 {
+                    if let json_patch::PatchOperation::Test(test) = op
+                        && test.value.is_null()
+                        && candidate.pointer(test.path.as_str()).is_none_or(Value::is_null)
+                    {
+                        continue;
+                    }
+                    json_patch::patch(&mut candidate, std::slice::from_ref(op)).map_err(|e| {
+                        ApiError::new(422, "Invalid", format!("the patch could not be applied: {e}"))
+                    })?;
+                }
             }
         }
         self.write(key, old, candidate, status, false)
