@@ -152,7 +152,9 @@ pub struct Apio {
     /// Base URL of the APIO gateway.
     #[schemars(regex(pattern = URL_PATTERN), length(max = 2048))]
     pub url: String,
-    /// Path prefix of the provisioning API; deployments differ (`/api/v01`, `/api/v1`).
+    /// Path prefix of the provisioning API, from the gateway list
+    /// (`GET /api/v01/apio/provisioning/gateways`); deployments differ. The default is the
+    /// form APIO's docs give; older UIs used `/api/v01/apio/sync/api/v1`.
     #[serde(default = "default_apio_prefix")]
     #[schemars(regex(pattern = r"^(/[A-Za-z0-9._~-]+)*$"), length(max = 128))]
     pub path_prefix: String,
@@ -165,7 +167,7 @@ pub struct Apio {
 }
 
 fn default_apio_prefix() -> String {
-    "/api/v01".to_owned()
+    "/api/v01/p1".to_owned()
 }
 
 /// Telphin (Ringme APILink): OAuth2 client credentials.
