@@ -36,12 +36,24 @@ pub struct EmployeeView {
 
 /// Where intents are recorded before creates are sent.
 pub trait IntentStore: Sync {
-    /// Persists a `Pending` entry per create, durably, before returning.
+    /// Persists a `Pending` entry per create, durably, before returning; and with it the
+    /// password generated for the create, where the store keeps passwords, so a crash
+    /// after the create cannot leave an account whose password nobody knows.
     fn record_intents(
         &self,
         system: &str,
-        intents: &[(Owner, AccountStatus)],
+        intents: &[Intent],
     ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A create about to be sent.
+#[derive(Clone, Debug)]
+pub struct Intent {
+    pub owner: Owner,
+    /// The `Pending` entry that claims whatever the create makes.
+    pub entry: AccountStatus,
+    /// A password generated for it (the Employee has none of its own).
+    pub generated: Option<Secret>,
 }
 
 /// Passwords of Employees.
@@ -58,9 +70,6 @@ pub struct Report {
     pub entries: BTreeMap<Owner, Option<AccountStatus>>,
     pub counts: AccountCounts,
     pub events: Vec<Event>,
-    /// Passwords generated for creates, to be kept by the caller (the controller writes
-    /// them to `<name>-credentials`).
-    pub generated: Vec<(Owner, Secret)>,
     /// Writes sent to the system.
     pub writes: usize,
     pub failures: usize,
@@ -218,7 +227,6 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
         outcome = apply(backend, spec, &plan, store, vault, &previous, &ticker).await?;
     }
     report.writes = outcome.writes;
-    report.generated = outcome.generated;
 
     // Status entries, from the plan and what applying it did.
     let mut entries = Entries { name, previous: &previous, map: entries };
@@ -533,7 +541,6 @@ enum Applied {
 struct Outcome {
     results: Vec<(Owner, Applied)>,
     writes: usize,
-    generated: Vec<(Owner, Secret)>,
 }
 
 /// Applies `plan` in its documented order: deletes, updates, adoptions, creates.
@@ -638,7 +645,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     if plan.creates.is_empty() {
         return Ok(out);
     }
-    let intents: Vec<(Owner, AccountStatus)> = plan
+    let intents: Vec<Intent> = plan
         .creates
         .iter()
         .map(|c| {
@@ -653,18 +660,28 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
             // The create carries the Employee's password: if its answer is lost, the
             // account it made is claimed with this fingerprint, not taken as unknown.
             status.password_fingerprint = c.desired.password_fingerprint.clone();
-            (c.desired.owner.clone(), status)
+            let generated = match vault.password(&c.desired.owner) {
+                Some(_) => None,
+                None => Some(backend.generate_password()),
+            };
+            Intent { owner: c.desired.owner.clone(), entry: status, generated }
         })
         .collect();
     store.record_intents(name, &intents).await.map_err(Error::Intents)?;
+    let generated: BTreeMap<&Owner, &Secret> =
+        intents.iter().filter_map(|i| Some((&i.owner, i.generated.as_ref()?))).collect();
+    let generated = &generated;
 
     let creates = bounded(
         plan.creates
             .iter()
             .map(|c| async move {
-                let (password, generated) = match vault.password(&c.desired.owner) {
-                    Some(p) => (p, false),
-                    None => (backend.generate_password(), true),
+                let (password, generated) = match generated.get(&c.desired.owner) {
+                    Some(p) => ((*p).clone(), true),
+                    None => (
+                        vault.password(&c.desired.owner).unwrap_or_else(|| backend.generate_password()),
+                        false,
+                    ),
                 };
                 let result = match backends::create_once(backend, &c.desired, Some(&password)).await {
                     Ok(account) => Applied::Present {
@@ -692,8 +709,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                         message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
                     },
                 };
-                let keep = generated && matches!(result, Applied::Present { .. });
-                (c.desired.owner.clone(), result, keep.then_some(password))
+                (c.desired.owner.clone(), result)
             })
             .collect(),
         width,
@@ -701,12 +717,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     )
     .await;
     out.writes += plan.creates.len();
-    for (owner, result, generated) in creates {
-        if let Some(secret) = generated {
-            out.generated.push((owner.clone(), secret));
-        }
-        out.results.push((owner, result));
-    }
+    out.results.extend(creates);
     Ok(out)
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     api::{AccountStatus, EmployeeStatus},
-    engine::{IntentStore, Report},
+    engine::{Intent, IntentStore, Report},
     plan::Owner,
 };
 
@@ -106,11 +106,13 @@ fn set_entry(snapshot: &mut Snapshot, owner: &Owner, system: &str, entry: Option
     }
 }
 
+/// Generated passwords are not kept: a state file is no place for them. Without a cluster,
+/// give Employees a `passwordSecretRef` to know their passwords.
 impl IntentStore for State {
-    async fn record_intents(&self, system: &str, intents: &[(Owner, AccountStatus)]) -> Result<(), String> {
+    async fn record_intents(&self, system: &str, intents: &[Intent]) -> Result<(), String> {
         let mut snapshot = self.lock();
-        for (owner, entry) in intents {
-            set_entry(&mut snapshot, owner, system, Some(entry.clone()));
+        for intent in intents {
+            set_entry(&mut snapshot, &intent.owner, system, Some(intent.entry.clone()));
         }
         self.save(&snapshot).map_err(|e| crate::error_chain(&e))
     }
@@ -142,7 +144,8 @@ mod tests {
         let owner = Owner::new("default", "ann");
         {
             let state = State::open(&path).unwrap();
-            state.record_intents("pbx", &[(owner.clone(), entry("pbx"))]).await.unwrap();
+            let intent = Intent { owner: owner.clone(), entry: entry("pbx"), generated: None };
+            state.record_intents("pbx", &[intent]).await.unwrap();
         }
         let reopened = State::open(&path).unwrap();
         let status = reopened.status(&owner).unwrap();

@@ -332,10 +332,20 @@ impl StatusIntents<'_> {
 }
 
 impl IntentStore for StatusIntents<'_> {
-    async fn record_intents(&self, system: &str, intents: &[(Owner, AccountStatus)]) -> Result<(), String> {
+    async fn record_intents(&self, system: &str, intents: &[engine::Intent]) -> Result<(), String> {
+        // The passwords first: an intent on record means the create may be sent, and the
+        // account it makes must never have a password nobody kept.
+        for intent in intents {
+            if let Some(password) = &intent.generated {
+                status::store_generated_password(self.ctx, &intent.owner, system, password)
+                    .await
+                    .map_err(|e| format!("cannot keep the generated password of {}: {e}", intent.owner))?;
+            }
+        }
         // A few at a time: a burst of 700 creates must not open 700 requests at once.
         for chunk in intents.chunks(INTENT_WRITES_AT_ONCE) {
-            let writes = chunk.iter().map(|(owner, entry)| async move {
+            let writes = chunk.iter().map(|intent| async move {
+                let (owner, entry) = (&intent.owner, &intent.entry);
                 let expected = entry_in(self.views, owner, system);
                 let written =
                     status::write_entry(self.ctx, owner, system, expected.as_ref(), Some(entry.clone()))
@@ -446,16 +456,6 @@ async fn sync_system(
             Err(e) => return Err(e.into()),
         };
 
-    // A password that could not be kept must not stop the entries from being written:
-    // without them the next pass would see only the create intents. The pass still ends
-    // in an error, so it is retried and the failure logged.
-    let mut unsaved = None;
-    for (owner, password) in &report.generated {
-        if let Err(e) = status::store_generated_password(&ctx, owner, &name, password).await {
-            tracing::warn!(employee = %owner, error = %e, "cannot keep a generated password");
-            unsaved.get_or_insert(e);
-        }
-    }
     let mut changed = Vec::new();
     let mut stale = false;
     let recorded = intents.written();
@@ -491,11 +491,7 @@ async fn sync_system(
         }
     }
     status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
-    match unsaved {
-        Some(e) => Err(e),
-        None if stale => Ok(Action::requeue(STALE_RETRY.min(resync))),
-        None => Ok(Action::requeue(resync)),
-    }
+    if stale { Ok(Action::requeue(STALE_RETRY.min(resync))) } else { Ok(Action::requeue(resync)) }
 }
 
 fn system_error_policy(_system: Arc<PhoneSystem>, error: &Error, _ctx: Arc<Context>) -> Action {
