@@ -215,3 +215,75 @@ async fn import_then_plan_shows_no_changes() {
     assert_eq!(verdict, Verdict::InLine, "{out}\n{err}");
     assert_eq!(out.matches(": in line (").count(), 5, "{out}");
 }
+
+/// A table of bad Employees and PhoneSystems dropped into a good folder: each is
+/// refused with a message naming the field and the rule, and the good Employees still
+/// converge.
+#[tokio::test]
+async fn hostile_input_is_refused_by_name_and_disturbs_no_one() {
+    let s = setup("hostile").await;
+    let employee = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: switchboard.dev/v1alpha1\nkind: Employee\nmetadata: {{name: {name}}}\nspec:\n{spec}\n"
+        )
+    };
+    let base = |ext: &str, system: &str| {
+        format!(
+            "  givenName: Ann\n  familyName: Lee\n  email: ann@example.com\n  extension: \"{ext}\"\n  phoneSystems: [{{name: {system}}}]"
+        )
+    };
+    // (file, content, what the refusal must say)
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("wrong-type.yaml", employee("wrong-type", &base("301", "office-pbx").replace("\"301\"", "[301]")), "spec.extension: must be of type string"),
+        ("huge.yaml", employee("huge", &base("302", "office-pbx").replace("Lee", &"L".repeat(100_000))), "spec.familyName: may not be longer than 64"),
+        ("control.yaml", employee("control", &base("303", "office-pbx").replace("Ann", "\"A\\u0007nn\"")), "spec.givenName: does not match"),
+        ("one-digit.yaml", employee("one-digit", &base("7", "office-pbx")), "spec.extension: does not match"),
+        ("no-at.yaml", employee("no-at", &base("304", "office-pbx").replace("ann@example.com", "ann.example.com")), "spec.email: does not match"),
+        ("unknown-field.yaml", employee("unknown-field", &format!("{}\n  shoeSize: 44", base("305", "office-pbx"))), "spec.shoeSize: unknown field"),
+        ("two-blocks.yaml", "apiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {name: two-blocks}\nspec:\n  mikopbx: {url: \"http://127.0.0.1:9\"}\n  thulium: {url: \"http://127.0.0.1:9\"}\n".into(), "spec: exactly one backend block"),
+    ];
+    // Judged by the backend, not the schema: reported on the system's result.
+    let backend_cases: Vec<(&str, String)> = vec![
+        (
+            "digits-in-name.yaml",
+            employee("digits-in-name", &base("306", "call-tracking").replace("Lee", "Lee2")),
+        ),
+        ("six-digits.yaml", employee("six-digits", &base("123456", "call-tracking").replace("ann@", "six@"))),
+    ];
+    let systems_cases: Vec<(&str, String, &str)> = vec![
+        ("no-secret.yaml", "apiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {name: no-secret}\nspec:\n  thulium: {url: \"https://thulium.example.com\"}\n  credentialsSecretRef: {name: missing}\n".into(), "no key \"username\""),
+        ("no-key.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: partial}\nstringData: {username: u}\n---\napiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {name: no-key}\nspec:\n  thulium: {url: \"https://thulium.example.com\"}\n  credentialsSecretRef: {name: partial}\n".into(), "no key \"password\""),
+        ("nowhere.yaml", format!("apiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {{name: nowhere}}\nspec:\n  mikopbx: {{url: \"http://127.0.0.1:9\"}}\n"), "unreachable"),
+    ];
+    for (file, text, _) in cases.iter().chain(systems_cases.iter()) {
+        std::fs::write(s.dir.join(file), text).unwrap();
+    }
+    for (file, text) in &backend_cases {
+        std::fs::write(s.dir.join(file), text).unwrap();
+    }
+    let (verdict, out, err) = run(&s, true, Format::Text).await;
+    assert_eq!(verdict, Verdict::Errors);
+    for (file, _, says) in &cases {
+        let line =
+            err.lines().find(|l| l.contains(file)).unwrap_or_else(|| panic!("{file} not reported:\n{err}"));
+        assert!(line.contains(says), "{file}: expected {says:?} in {line:?}");
+    }
+    for (name, _, says) in &systems_cases {
+        let name = name.trim_end_matches(".yaml");
+        let line = out
+            .lines()
+            .find(|l| l.contains(&format!("default/{name}")))
+            .unwrap_or_else(|| panic!("{name}:\n{out}"));
+        assert!(line.contains(says), "{name}: expected {says:?} in {line:?}");
+    }
+    let state = std::fs::read_to_string(&s.state).unwrap();
+    assert!(
+        state.contains("spec.givenName") || state.contains("spec.familyName"),
+        "digits in a Ringostat name: {state}"
+    );
+    assert!(state.contains("2–5 digits"), "a 6-digit Ringostat extension: {state}");
+    // Nobody else was disturbed: every example account is there, once.
+    assert_eq!(accounts(&s, BackendKind::Mikopbx).len(), 8);
+    assert_eq!(accounts(&s, BackendKind::Ringostat).len(), 5);
+    assert_eq!(accounts(&s, BackendKind::Thulium).len(), 4);
+}
