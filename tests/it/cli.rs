@@ -253,7 +253,7 @@ async fn hostile_input_is_refused_by_name_and_disturbs_no_one() {
     let systems_cases: Vec<(&str, String, &str)> = vec![
         ("no-secret.yaml", "apiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {name: no-secret}\nspec:\n  thulium: {url: \"https://thulium.example.com\"}\n  credentialsSecretRef: {name: missing}\n".into(), "no key \"username\""),
         ("no-key.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: partial}\nstringData: {username: u}\n---\napiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {name: no-key}\nspec:\n  thulium: {url: \"https://thulium.example.com\"}\n  credentialsSecretRef: {name: partial}\n".into(), "no key \"password\""),
-        ("nowhere.yaml", format!("apiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {{name: nowhere}}\nspec:\n  mikopbx: {{url: \"http://127.0.0.1:9\"}}\n"), "unreachable"),
+        ("nowhere.yaml", "apiVersion: switchboard.dev/v1alpha1\nkind: PhoneSystem\nmetadata: {name: nowhere}\nspec:\n  mikopbx: {url: \"http://127.0.0.1:9\"}\n".into(), "unreachable"),
     ];
     for (file, text, _) in cases.iter().chain(systems_cases.iter()) {
         std::fs::write(s.dir.join(file), text).unwrap();
