@@ -105,6 +105,22 @@ struct SimArgs {
     /// Fraction of requests answered with a 5xx.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// Fraction answered 429 with `Retry-After`.
+    #[arg(long, default_value_t = 0.0)]
+    rate_limit_rate: f64,
+    /// Fraction that hang past any sane client timeout.
+    #[arg(long, default_value_t = 0.0)]
+    hang_rate: f64,
+    /// Fraction answered with a body that is not JSON.
+    #[arg(long, default_value_t = 0.0)]
+    garbage_rate: f64,
+    /// Fraction whose connection drops mid-answer.
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Fraction applied and then answered 502, as a proxy timing out after the PBX
+    /// committed.
+    #[arg(long, default_value_t = 0.0)]
+    commit_then_fail_rate: f64,
     /// Seed for every random choice the faults make.
     #[arg(long, default_value_t = 0)]
     seed: u64,
