@@ -277,6 +277,11 @@ async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {
     let faults = FaultConfig {
         latency_ms: args.latency_ms,
         error_rate: args.error_rate,
+        rate_limit_rate: args.rate_limit_rate,
+        hang_rate: args.hang_rate,
+        garbage_rate: args.garbage_rate,
+        drop_rate: args.drop_rate,
+        commit_then_fail_rate: args.commit_then_fail_rate,
         seed: args.seed,
         ..FaultConfig::default()
     };
