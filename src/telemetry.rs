@@ -1,5 +1,6 @@
 //! What the operator tells the platform: Prometheus metrics on `/metrics`, liveness on
-//! `/healthz`, readiness on `/readyz` (ready once the watch caches are filled), and the
+//! `/healthz`, readiness on `/readyz` (ready once the watch caches are filled, on the
+//! leader and on a standby alike: a standby is healthy, it just does not write), and the
 //! log format.
 
 use std::{
