@@ -73,6 +73,14 @@ pub struct Report {
     /// Writes sent to the system.
     pub writes: usize,
     pub failures: usize,
+    /// Operations applied, by kind (`create`, `update`, `delete`, `adopt`) and result
+    /// (`ok`, `failed`, `unclear`: a create whose answer was lost).
+    pub applied: BTreeMap<(&'static str, &'static str), usize>,
+    /// Updates made to accounts that were in sync before this pass: drift put back (or
+    /// an edit of the Employee: the status keeps no copy of what was last applied).
+    /// Password-only updates are not counted: a password cannot be read back, so such an
+    /// update always comes from a changed Secret.
+    pub drift_corrections: usize,
 }
 
 /// Something a person may want to know, as a Kubernetes event would say it.
@@ -227,6 +235,10 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
         outcome = apply(backend, spec, &plan, store, vault, &previous, &ticker).await?;
     }
     report.writes = outcome.writes;
+    report.drift_corrections = outcome.drift_corrections;
+    for (_, operation, result) in &outcome.results {
+        *report.applied.entry((operation, result.label())).or_default() += 1;
+    }
 
     // Status entries, from the plan and what applying it did.
     let mut entries = Entries { name, previous: &previous, map: entries };
@@ -318,7 +330,7 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     for release in &plan.releases {
         entries.map.insert(release.owner.clone(), None);
     }
-    for (owner, result) in outcome.results {
+    for (owner, _, result) in outcome.results {
         match result {
             Applied::Present { id, extension, fingerprint, event } => {
                 let prev_fp = previous.get(&owner).and_then(|s| s.password_fingerprint.clone());
@@ -537,10 +549,23 @@ enum Applied {
     },
 }
 
+impl Applied {
+    /// The `result` label of the applied-operations metric.
+    fn label(&self) -> &'static str {
+        match self {
+            Applied::Present { .. } | Applied::Gone { .. } => "ok",
+            Applied::Unclear { .. } => "unclear",
+            Applied::Failed { .. } => "failed",
+        }
+    }
+}
+
 #[derive(Default)]
 struct Outcome {
-    results: Vec<(Owner, Applied)>,
+    /// Per Employee: the kind of operation and what came of it.
+    results: Vec<(Owner, &'static str, Applied)>,
     writes: usize,
+    drift_corrections: usize,
 }
 
 /// Applies `plan` in its documented order: deletes, updates, adoptions, creates.
@@ -575,7 +600,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     )
     .await;
     out.writes += plan.deletes.len();
-    out.results.extend(deletes);
+    out.results.extend(deletes.into_iter().map(|(owner, result)| (owner, "delete", result)));
 
     let updates = bounded(
         plan.updates
@@ -600,7 +625,19 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     )
     .await;
     out.writes += plan.updates.len();
-    out.results.extend(updates);
+    // In completion order, not the plan's: matched by owner (one account per Employee).
+    for (owner, result) in updates {
+        let was_in_sync = previous.get(&owner).is_some_and(|s| s.state == AccountState::InSync);
+        let not_only_password = plan
+            .updates
+            .iter()
+            .find(|u| u.desired.owner == owner)
+            .is_some_and(|u| u.changes.iter().any(|c| c.field != plan::Field::Password));
+        if was_in_sync && not_only_password && matches!(result, Applied::Present { .. }) {
+            out.drift_corrections += 1;
+        }
+        out.results.push((owner, "update", result));
+    }
 
     let adoptions = bounded(
         plan.adoptions
@@ -640,7 +677,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     )
     .await;
     out.writes += plan.adoptions.iter().filter(|a| !a.changes.is_empty()).count();
-    out.results.extend(adoptions);
+    out.results.extend(adoptions.into_iter().map(|(owner, result)| (owner, "adopt", result)));
 
     if plan.creates.is_empty() {
         return Ok(out);
@@ -717,7 +754,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     )
     .await;
     out.writes += plan.creates.len();
-    out.results.extend(creates);
+    out.results.extend(creates.into_iter().map(|(owner, result)| (owner, "create", result)));
     Ok(out)
 }
 

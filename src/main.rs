@@ -25,11 +25,15 @@ struct Cli {
 enum Command {
     /// Print the Employee and PhoneSystem CRDs as YAML (what `crds/` holds).
     Crd,
-    /// Print the ClusterRole switchboard needs (or, with --namespace, a Role).
+    /// Print the ClusterRole switchboard needs (or, with --namespace, a Role; with
+    /// --lease-namespace, the Role for its leader-election Lease).
     Rbac {
         /// A Role for an operator watching only this namespace.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "lease_namespace")]
         namespace: Option<String>,
+        /// The Role for the leader-election Lease in the operator's own namespace.
+        #[arg(long)]
+        lease_namespace: Option<String>,
     },
     /// Run the operator: watch Employees and PhoneSystems and keep the PBXs in line.
     Run(RunArgs),
@@ -70,6 +74,36 @@ struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Run passes only while holding the Lease, so that several replicas never write at
+    /// once. Off: this instance writes from the start (run a single replica).
+    #[arg(long)]
+    leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "switchboard")]
+    lease_name: String,
+    /// Namespace of the Lease: the operator's own (the Deployment sets POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "switchboard-system")]
+    lease_namespace: String,
+    /// How long passes in flight at SIGTERM or Ctrl-C may take before they are abandoned
+    /// (`20s`, `1m`, or seconds).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    shutdown_timeout: std::time::Duration,
+}
+
+/// `20s`, `500ms`, `2m`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 20s"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("{text:?}: unit must be ms, s or m")),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -173,10 +207,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", switchboard::api::crds_yaml()?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rbac { namespace } => {
-            let yaml = match namespace {
-                Some(ns) => serde_saphyr::to_string(&switchboard::rbac::role(&ns)),
-                None => serde_saphyr::to_string(&switchboard::rbac::cluster_role()),
+        Command::Rbac { namespace, lease_namespace } => {
+            let yaml = match (namespace, lease_namespace) {
+                (_, Some(ns)) => serde_saphyr::to_string(&switchboard::rbac::leader_election_role(&ns)),
+                (Some(ns), None) => serde_saphyr::to_string(&switchboard::rbac::role(&ns)),
+                (None, None) => serde_saphyr::to_string(&switchboard::rbac::cluster_role()),
             };
             print!("{}", yaml.context("encoding the role")?);
             Ok(ExitCode::SUCCESS)
@@ -192,21 +227,72 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             folder(args, true).await
         }
         Command::Import(args) => import(args).await,
-        Command::Run(args) => {
-            let metrics = std::sync::Arc::new(telemetry::Metrics::default());
-            let health = std::sync::Arc::new(telemetry::Health::default());
-            let server = tokio::spawn(telemetry::serve(args.listen, metrics, health.clone()));
-            let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-            let config = switchboard::controller::Config { namespace: args.namespace, ..Default::default() };
-            // Ready once connected; the controller's first pass waits for its caches.
-            health.set_ready(true);
-            let shutdown = Box::pin(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
-            switchboard::controller::run(client, config, shutdown).await?;
-            server.abort();
-            Ok(ExitCode::SUCCESS)
+        Command::Run(args) => operate(args).await,
+    }
+}
+
+/// `switchboard run`.
+async fn operate(args: RunArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+    let metrics = Arc::new(telemetry::Metrics::default());
+    let health = Arc::new(telemetry::Health::default());
+    // Bound before anything else, so a taken port fails start-up instead of leaving an
+    // operator without probes.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let server = tokio::spawn(telemetry::serve_on(listener, metrics.clone(), health.clone()));
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let leader_election = args.leader_election.then(|| {
+        let identity = identity();
+        tracing::info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, "leader election on");
+        switchboard::controller::lease::LeaseConfig::new(args.lease_name, args.lease_namespace, identity)
+    });
+    let config = switchboard::controller::Config {
+        namespace: args.namespace,
+        metrics,
+        health,
+        leader_election,
+        shutdown_timeout: args.shutdown_timeout,
+        ..Default::default()
+    };
+    let shutdown = Box::pin(async {
+        match terminated().await {
+            Ok(signal) => tracing::info!(signal, "shutdown requested"),
+            Err(e) => tracing::error!(error = %e, "cannot listen for signals; shutting down"),
         }
+    });
+    switchboard::controller::run(client, config, shutdown).await?;
+    server.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This instance's name in the Lease: the pod's name (set by the Deployment), else the
+/// host's, with a random suffix so that two processes never share one.
+fn identity() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME")
+        && !pod.is_empty()
+    {
+        // A pod runs one operator process: its restart may take its own Lease back at once.
+        return pod;
+    }
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "switchboard".into());
+    format!("{host}_{:08x}", rand::random::<u32>())
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn terminated() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            result = tokio::signal::ctrl_c() => result.map(|()| "SIGINT"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map(|()| "Ctrl-C")
     }
 }
 

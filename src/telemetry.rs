@@ -1,5 +1,6 @@
 //! What the operator tells the platform: Prometheus metrics on `/metrics`, liveness on
-//! `/healthz`, readiness on `/readyz` (ready once the watch caches are filled), and the
+//! `/healthz`, readiness on `/readyz` (ready once the watch caches are filled, on the
+//! leader and on a standby alike: a standby is healthy, it just does not write), and the
 //! log format.
 
 use std::{
@@ -8,6 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
@@ -16,6 +18,8 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+
+use crate::{api::BackendKind, backends::http::Observer, engine::Report};
 
 /// Labels of one phone system.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,19 +37,25 @@ pub struct OutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperationLabels {
+    pub namespace: String,
     pub phone_system: String,
     pub operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppliedLabels {
+    pub namespace: String,
     pub phone_system: String,
     pub operation: String,
     pub result: String,
 }
 
+/// One PBX request: the PhoneSystem, its backend (`system`), the operation (method and
+/// path template, never a raw id) and how it ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    pub namespace: String,
+    pub phone_system: String,
     pub system: String,
     pub operation: String,
     pub outcome: String,
@@ -135,6 +145,103 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// One pass over a PhoneSystem ended with `outcome` after `elapsed`.
+    pub fn record_pass(&self, namespace: &str, phone_system: &str, outcome: &str, elapsed: Duration) {
+        let system = SystemLabels { namespace: namespace.to_owned(), phone_system: phone_system.to_owned() };
+        self.sync_duration.get_or_create(&system).observe(elapsed.as_secs_f64());
+        let labels = OutcomeLabels {
+            namespace: namespace.to_owned(),
+            phone_system: phone_system.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.syncs.get_or_create(&labels).inc();
+    }
+
+    /// What a pass planned and applied, and the accounts by state it left.
+    pub fn record_report(&self, namespace: &str, phone_system: &str, report: &Report) {
+        let plan = &report.plan;
+        for (operation, n) in [
+            ("create", plan.creates.len()),
+            ("update", plan.updates.len()),
+            ("delete", plan.deletes.len()),
+            ("adopt", plan.adoptions.len()),
+            ("manual", plan.manual.len()),
+        ] {
+            if n > 0 {
+                let labels = OperationLabels {
+                    namespace: namespace.to_owned(),
+                    phone_system: phone_system.to_owned(),
+                    operation: operation.to_owned(),
+                };
+                self.planned.get_or_create(&labels).inc_by(n as u64);
+            }
+        }
+        for ((operation, result), n) in &report.applied {
+            let labels = AppliedLabels {
+                namespace: namespace.to_owned(),
+                phone_system: phone_system.to_owned(),
+                operation: (*operation).to_owned(),
+                result: (*result).to_owned(),
+            };
+            self.applied.get_or_create(&labels).inc_by(*n as u64);
+        }
+        let counts = &report.counts;
+        for (state, n) in [
+            ("InSync", counts.in_sync),
+            ("Pending", counts.pending),
+            ("Failed", counts.failed),
+            ("Unmanaged", counts.unmanaged),
+        ] {
+            let labels = StateLabels {
+                namespace: namespace.to_owned(),
+                phone_system: phone_system.to_owned(),
+                state: state.to_owned(),
+            };
+            self.accounts.get_or_create(&labels).set(i64::from(n));
+        }
+        let system = SystemLabels { namespace: namespace.to_owned(), phone_system: phone_system.to_owned() };
+        if report.drift_corrections > 0 {
+            self.drift_corrections.get_or_create(&system).inc_by(report.drift_corrections as u64);
+        }
+        if plan.guard_tripped() {
+            self.guard_trips.get_or_create(&system).inc();
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Records the PBX requests of one PhoneSystem's backend.
+#[derive(Debug)]
+pub struct PbxObserver {
+    metrics: Arc<Metrics>,
+    namespace: String,
+    phone_system: String,
+}
+
+impl PbxObserver {
+    pub fn new(metrics: Arc<Metrics>, namespace: &str, phone_system: &str) -> Self {
+        PbxObserver { metrics, namespace: namespace.to_owned(), phone_system: phone_system.to_owned() }
+    }
+}
+
+impl Observer for PbxObserver {
+    fn request(&self, system: BackendKind, operation: &str, outcome: &str, elapsed: Duration) {
+        let labels = RequestLabels {
+            namespace: self.namespace.clone(),
+            phone_system: self.phone_system.clone(),
+            system: system.as_str().to_owned(),
+            operation: operation.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.metrics.pbx_requests.get_or_create(&labels).inc();
+        self.metrics.pbx_request_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    }
 }
 
 /// Shared between the controller (which sets readiness) and the HTTP server.
@@ -182,7 +289,15 @@ async fn ready_handler(State(s): State<Shared>) -> impl IntoResponse {
 
 /// Serves the routes on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, health: Arc<Health>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(tokio::net::TcpListener::bind(addr).await?, metrics, health).await
+}
+
+/// Serves the routes on a bound listener (bound first, so a taken port fails start-up).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> std::io::Result<()> {
     axum::serve(listener, router(metrics, health)).await
 }
 
@@ -215,10 +330,24 @@ mod tests {
         let sys = SystemLabels { namespace: "ns".into(), phone_system: "pbx".into() };
         let outcome =
             OutcomeLabels { namespace: "ns".into(), phone_system: "pbx".into(), outcome: "ok".into() };
-        let op = OperationLabels { phone_system: "pbx".into(), operation: "create".into() };
-        let applied =
-            AppliedLabels { phone_system: "pbx".into(), operation: "create".into(), result: "ok".into() };
-        let req = RequestLabels { system: "mikopbx".into(), operation: "list".into(), outcome: "ok".into() };
+        let op = OperationLabels {
+            namespace: "ns".into(),
+            phone_system: "pbx".into(),
+            operation: "create".into(),
+        };
+        let applied = AppliedLabels {
+            namespace: "ns".into(),
+            phone_system: "pbx".into(),
+            operation: "create".into(),
+            result: "ok".into(),
+        };
+        let req = RequestLabels {
+            namespace: "ns".into(),
+            phone_system: "pbx".into(),
+            system: "mikopbx".into(),
+            operation: "GET /api/users".into(),
+            outcome: "ok".into(),
+        };
         let state =
             StateLabels { namespace: "ns".into(), phone_system: "pbx".into(), state: "InSync".into() };
         m.sync_duration.get_or_create(&sys).observe(0.2);
@@ -235,10 +364,10 @@ mod tests {
         for line in [
             "switchboard_sync_duration_seconds_count{namespace=\"ns\",phone_system=\"pbx\"} 1",
             "switchboard_syncs_total{namespace=\"ns\",phone_system=\"pbx\",outcome=\"ok\"} 1",
-            "switchboard_planned_operations_total{phone_system=\"pbx\",operation=\"create\"} 1",
-            "switchboard_applied_operations_total{phone_system=\"pbx\",operation=\"create\",result=\"ok\"} 1",
-            "switchboard_pbx_requests_total{system=\"mikopbx\",operation=\"list\",outcome=\"ok\"} 1",
-            "switchboard_pbx_request_duration_seconds_count{system=\"mikopbx\",operation=\"list\",outcome=\"ok\"} 1",
+            "switchboard_planned_operations_total{namespace=\"ns\",phone_system=\"pbx\",operation=\"create\"} 1",
+            "switchboard_applied_operations_total{namespace=\"ns\",phone_system=\"pbx\",operation=\"create\",result=\"ok\"} 1",
+            "switchboard_pbx_requests_total{namespace=\"ns\",phone_system=\"pbx\",system=\"mikopbx\",operation=\"GET /api/users\",outcome=\"ok\"} 1",
+            "switchboard_pbx_request_duration_seconds_count{namespace=\"ns\",phone_system=\"pbx\",system=\"mikopbx\",operation=\"GET /api/users\",outcome=\"ok\"} 1",
             "switchboard_accounts{namespace=\"ns\",phone_system=\"pbx\",state=\"InSync\"} 3",
             "switchboard_drift_corrections_total{namespace=\"ns\",phone_system=\"pbx\"} 1",
             "switchboard_deletion_guard_trips_total{namespace=\"ns\",phone_system=\"pbx\"} 1",

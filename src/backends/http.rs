@@ -7,8 +7,18 @@
 //! it surely did not reach the system (connection refused, 429); any other unclear
 //! failure goes back to the caller, which checks by natural key before trying again
 //! ([`super::create_once`]).
+//!
+//! Every try is told to the [`Observer`] in the settings, if any (the operator's metrics),
+//! as an operation label made of the method and the path with its ids replaced by
+//! `{id}`, so backends need not name their requests and no id ever becomes a label.
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    fmt,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -40,6 +50,16 @@ pub struct Settings {
     /// Sustained requests per second and burst; `None`: unlimited.
     pub rate: Option<(u32, u32)>,
     pub max_concurrency: usize,
+    /// Hears every request sent (one per try).
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Hears the requests a phone system's client sends.
+pub trait Observer: Send + Sync + fmt::Debug {
+    /// One try ended: `operation` is the method and path template (`GET
+    /// /pbxcore/api/v3/employees/{id}`), `outcome` one of `ok`, `client_error`,
+    /// `rate_limited`, `server_error`, `timeout`, `unreachable`, `broken`, `too_large`.
+    fn request(&self, system: BackendKind, operation: &str, outcome: &str, elapsed: Duration);
 }
 
 impl Default for Settings {
@@ -54,6 +74,7 @@ impl Default for Settings {
             max_body_bytes: 32 * 1024 * 1024,
             rate: None,
             max_concurrency: 4,
+            observer: None,
         }
     }
 }
@@ -138,7 +159,13 @@ pub struct Http {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     permits: Arc<Semaphore>,
     redactor: Redactor,
+    /// Operation labels told to the observer so far: a backstop on their number should
+    /// a path template ever keep an id.
+    operations: Arc<Mutex<BTreeSet<String>>>,
 }
+
+/// Operation labels one client tells its observer; later ones are told as `other`.
+const MAX_OPERATIONS: usize = 32;
 
 impl Http {
     /// `base` is the system's URL without a trailing slash; `secrets` are scrubbed from
@@ -178,6 +205,7 @@ impl Http {
             limiter,
             permits,
             redactor: Redactor::new(secrets),
+            operations: Arc::default(),
         })
     }
 
@@ -267,26 +295,66 @@ impl Http {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        let response = match build(&self.client).send().await {
+        // Built here rather than sent from the builder, so the observer can be told the
+        // method and path.
+        let started = Instant::now();
+        let (operation, result) = match build(&self.client).build() {
+            Ok(request) => {
+                let operation = self.observed_operation(request.method(), request.url().path());
+                (operation, self.client.execute(request).await)
+            }
+            Err(e) => (None, Err(e)),
+        };
+        let (outcome, result) = self.answer(result, redactor).await;
+        if let (Some(observer), Some(operation)) = (&self.settings.observer, operation) {
+            observer.request(self.system, &operation, outcome, started.elapsed());
+        }
+        result
+    }
+
+    /// The operation label of a request, if an observer listens.
+    fn observed_operation(&self, method: &reqwest::Method, path: &str) -> Option<String> {
+        self.settings.observer.as_ref()?;
+        let operation = operation(method.as_str(), path);
+        let mut seen = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(&operation) || seen.len() < MAX_OPERATIONS {
+            seen.insert(operation.clone());
+            Some(operation)
+        } else {
+            Some(format!("{} other", method.as_str()))
+        }
+    }
+
+    /// Reads the answer to one try, and names how it ended.
+    async fn answer(
+        &self,
+        sent: Result<reqwest::Response, reqwest::Error>,
+        redactor: &Redactor,
+    ) -> (&'static str, Result<Reply, Failure>) {
+        let response = match sent {
             Ok(r) => r,
             Err(e) => {
                 let arrived = !e.is_connect();
-                let detail = if e.is_timeout() {
-                    format!("no answer within {}s", self.settings.timeout.as_secs())
+                let (outcome, detail) = if e.is_timeout() {
+                    ("timeout", format!("no answer within {}s", self.settings.timeout.as_secs()))
                 } else if e.is_connect() {
-                    "cannot connect".to_owned()
+                    ("unreachable", "cannot connect".to_owned())
                 } else {
-                    format!("connection failed: {}", redactor.redact(&error_chain(&e)))
+                    ("broken", format!("connection failed: {}", redactor.redact(&error_chain(&e))))
                 };
-                return Err(Failure::Retryable { error: self.transient(&detail), arrived });
+                return (outcome, Err(Failure::Retryable { error: self.transient(&detail), arrived }));
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = self.read_capped(response, redactor).await?;
+        let body = match self.read_capped(response, redactor).await {
+            Ok(body) => body,
+            Err(failure @ Failure::Final(_)) => return ("too_large", Err(failure)),
+            Err(failure) => return ("broken", Err(failure)),
+        };
         if status == StatusCode::TOO_MANY_REQUESTS {
             let retry_after = retry_after(&headers);
-            return Err(Failure::Retryable {
+            let failure = Failure::Retryable {
                 error: Error::Transient {
                     system: self.system,
                     detail: "rate limited (429)".into(),
@@ -294,13 +362,18 @@ impl Http {
                 },
                 // A 429 was refused before any work was done.
                 arrived: false,
-            });
+            };
+            return ("rate_limited", Err(failure));
         }
         if status.is_server_error() {
             let detail = format!("HTTP {}: {}", status.as_u16(), snippet(&body, redactor));
-            return Err(Failure::Retryable { error: self.transient(&detail), arrived: true });
+            return (
+                "server_error",
+                Err(Failure::Retryable { error: self.transient(&detail), arrived: true }),
+            );
         }
-        Ok(Reply { status, headers, body })
+        let outcome = if status.is_client_error() { "client_error" } else { "ok" };
+        (outcome, Ok(Reply { status, headers, body }))
     }
 
     async fn read_capped(
@@ -378,6 +451,41 @@ impl Http {
     }
 }
 
+/// `METHOD /path/template`: path segments that look like ids (digits, `@`, `%`, odd
+/// characters, or following a collection name) become `{id}`; version segments (`v3`,
+/// `ver1.0`) stay.
+fn operation(method: &str, path: &str) -> String {
+    /// Collections whose next segment names one member.
+    const COLLECTIONS: [&str; 7] =
+        ["users", "employees", "extension", "agents", "tenants", "groups", "client"];
+    let mut out = format!("{method} ");
+    let mut previous = "";
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        let word = segment.len() <= 40
+            && (segment.chars().all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | ':' | '.'))
+                || is_version(segment));
+        if word && !COLLECTIONS.contains(&previous) {
+            out.push_str(segment);
+        } else {
+            out.push_str("{id}");
+        }
+        previous = segment;
+    }
+    if path.ends_with('/') || out.ends_with(' ') {
+        out.push('/');
+    }
+    out
+}
+
+/// `v3`, `v01`, `ver1.0`.
+fn is_version(segment: &str) -> bool {
+    let digits = segment.strip_prefix("ver").or_else(|| segment.strip_prefix('v')).unwrap_or("");
+    !digits.is_empty()
+        && digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
 enum Failure {
     Final(Error),
     Retryable { error: Error, arrived: bool },
@@ -423,6 +531,38 @@ const UNIX_TIME_FLOOR: u64 = 1_000_000_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_keep_no_ids() {
+        let cases = [
+            ("GET", "/pbxcore/api/v3/employees", "GET /pbxcore/api/v3/employees"),
+            ("PATCH", "/pbxcore/api/v3/employees/15", "PATCH /pbxcore/api/v3/employees/{id}"),
+            ("POST", "/pbxcore/api/v3/auth:login", "POST /pbxcore/api/v3/auth:login"),
+            (
+                "PUT",
+                "/api/v01/p1/tenants/foo/groups/foogroup/users/foogroup_u1234@example.com/",
+                "PUT /api/v01/{id}/tenants/{id}/groups/{id}/users/{id}/",
+            ),
+            (
+                "GET",
+                "/api/v01/p1/tenants/foo/groups/bar/users/",
+                "GET /api/v01/{id}/tenants/{id}/groups/{id}/users/",
+            ),
+            (
+                "DELETE",
+                "/api/ver1.0/client/@me/user/extension/77",
+                "DELETE /api/ver1.0/client/{id}/user/extension/{id}",
+            ),
+            ("GET", "/api/agents/jan.kowalski", "GET /api/agents/{id}"),
+            ("GET", "/api/agents", "GET /api/agents"),
+            ("POST", "/a/v2", "POST /a/v2"),
+            ("GET", "/", "GET /"),
+            ("GET", "/x/3f2a9c0e-1b7d-4e8a-9c3b-2d1e0f9a8b7c", "GET /x/{id}"),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(operation(method, path), want, "{path}");
+        }
+    }
 
     #[test]
     fn redaction_scrubs_plain_and_encoded_secrets() {

@@ -11,7 +11,15 @@
 //!
 //! Writes are made only when something changed, so a converged system costs no status
 //! patch and no event.
+//!
+//! With leader election ([`Config::leader_election`], [`lease`]) every replica keeps its
+//! watches and caches (and is ready once they are filled), but only the Lease holder
+//! runs passes: a standby's reconciles wait for leadership, and a pass in flight when
+//! leadership is lost is abandoned at once (the passes are crash-safe: create intents are
+//! recorded before the creates). On shutdown no new pass starts, the passes in flight
+//! get [`Config::shutdown_timeout`] to finish, and then the Lease is released.
 
+pub mod lease;
 mod status;
 
 use std::{
@@ -38,6 +46,7 @@ use kube::{
         watcher,
     },
 };
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::{
@@ -48,6 +57,7 @@ use crate::{
     backends::{self, AnyBackend, Credentials, Secret as Password, http::Settings},
     engine::{self, EmployeeView, IntentStore, Options, Vault},
     plan::Owner,
+    telemetry::{Health, Metrics, PbxObserver},
 };
 
 /// The finalizer that holds an Employee until its accounts are deleted or released.
@@ -82,6 +92,13 @@ pub struct Config {
     pub debounce: Duration,
     /// The clock: status times come from it.
     pub now: Arc<dyn Fn() -> Time + Send + Sync>,
+    pub metrics: Arc<Metrics>,
+    /// Set ready once the caches are filled.
+    pub health: Arc<Health>,
+    /// `None`: this instance writes from the start (a single replica).
+    pub leader_election: Option<lease::LeaseConfig>,
+    /// How long the passes in flight at shutdown may take before they are abandoned.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -91,6 +108,10 @@ impl Default for Config {
             http: Settings::default(),
             debounce: Duration::from_secs(2),
             now: Arc::new(|| Time(Timestamp::now())),
+            metrics: Arc::default(),
+            health: Arc::default(),
+            leader_election: None,
+            shutdown_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -113,11 +134,48 @@ struct Context {
     backends: Mutex<HashMap<ObjectRef<PhoneSystem>, CachedBackend>>,
     /// Serialises writes of one Employee's status across concurrent passes.
     status_locks: Mutex<HashMap<Owner, Arc<tokio::sync::Mutex<()>>>>,
+    /// Whether this instance may write (always, without leader election).
+    leading: watch::Receiver<bool>,
+    /// Set at shutdown: no pass starts any more.
+    stopping: watch::Receiver<bool>,
+}
+
+/// Whether a reconcile may go on.
+enum Admission {
+    Go,
+    /// Leadership came after a wait: run again, from the object as it is now.
+    Again,
+    Stopping,
+}
+
+/// Resolves once `rx` holds a value `wanted` accepts, or its sender is gone.
+async fn until(mut rx: watch::Receiver<bool>, wanted: impl Fn(bool) -> bool) {
+    let _ = rx.wait_for(|v| wanted(*v)).await;
 }
 
 impl Context {
     fn now(&self) -> Time {
         (self.config.now)()
+    }
+
+    /// Parks a standby's reconcile until this instance leads (or shuts down).
+    async fn admit(&self) -> Admission {
+        if *self.stopping.borrow() {
+            return Admission::Stopping;
+        }
+        if *self.leading.borrow() {
+            return Admission::Go;
+        }
+        tokio::select! {
+            _ = until(self.leading.clone(), |l| l) => {}
+            _ = until(self.stopping.clone(), |s| s) => return Admission::Stopping,
+        }
+        if *self.stopping.borrow() { Admission::Stopping } else { Admission::Again }
+    }
+
+    /// Resolves when this instance stops leading.
+    async fn lost_leadership(&self) {
+        until(self.leading.clone(), |l| !l).await
     }
 
     fn employee_lock(&self, owner: &Owner) -> Arc<tokio::sync::Mutex<()>> {
@@ -168,6 +226,10 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         .with_config(controller::Config::default().debounce(config.debounce));
     let systems_store = systems_controller.store();
     let reporter = Reporter { controller: "switchboard".into(), instance: std::env::var("POD_NAME").ok() };
+    let (leading_tx, leading) = watch::channel(config.leader_election.is_none());
+    let (stopping_tx, stopping) = watch::channel(false);
+    let metrics = config.metrics.clone();
+    metrics.leader.set(i64::from(config.leader_election.is_none()));
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
@@ -177,6 +239,8 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         recorder: Recorder::new(client.clone(), reporter),
         backends: Mutex::new(HashMap::new()),
         status_locks: Mutex::new(HashMap::new()),
+        leading,
+        stopping: stopping.clone(),
     });
 
     let by_employee = {
@@ -188,14 +252,11 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         let employees_store = employees.clone();
         move |s: Secret| systems_of_secret(&s, &systems_store, &employees_store)
     };
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stopped = |rx: watch::Receiver<bool>| until(rx, |s| s);
     let systems = systems_controller
         .watches(employees_api.clone(), watcher::Config::default(), by_employee)
         .watches(secrets_api, watcher::Config::default(), by_secret)
-        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .graceful_shutdown_on(stopped(stopping.clone()))
         .run(reconcile_system, system_error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -205,7 +266,7 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
 
     let employees_controller = Controller::new(employees_api, watcher::Config::default())
         .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
-        .graceful_shutdown_on(stopped(shutdown_rx))
+        .graceful_shutdown_on(stopped(stopping))
         .run(reconcile_employee, employee_error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -213,10 +274,6 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
             }
         });
 
-    let signal = async move {
-        shutdown.await;
-        let _ = shutdown_tx.send(true);
-    };
     // No pass before the caches hold every Employee and Secret: a pass on a half-filled
     // cache would report present credentials missing and count half the Employees.
     let caches_ready = {
@@ -225,16 +282,62 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
             let _ = tokio::join!(employees.wait_until_ready(), secrets.wait_until_ready());
         }
     };
+    // Ready once every cache is filled, the PhoneSystems' too (the controller's own,
+    // which it fills once it runs): on a standby as on the leader.
+    let health = config.health.clone();
+    let readiness = async move {
+        let _ = systems_store.wait_until_ready().await;
+        health.set_ready(true);
+        tracing::info!("caches filled: ready");
+    };
     let controllers = async move {
         caches_ready.await;
-        tokio::join!(systems, employees_controller);
+        tokio::join!(systems, employees_controller, readiness);
     };
-    // The caches end with the process; the controllers end on the signal.
+
+    let (elector_stop_tx, elector_stop) = watch::channel(false);
+    let elector = {
+        let (client, metrics) = (client.clone(), metrics.clone());
+        let election = config.leader_election.clone();
+        async move {
+            match election {
+                Some(lease_config) => {
+                    let on_change = move |leading: bool| {
+                        metrics.leader.set(i64::from(leading));
+                    };
+                    lease::campaign(client, lease_config, leading_tx, on_change, elector_stop).await;
+                }
+                // Always leading; the sender lives as long as the controllers.
+                None => until(elector_stop, |s| s).await,
+            }
+        }
+    };
+    let (health, timeout) = (config.health.clone(), config.shutdown_timeout);
+    let work = async move {
+        let mut controllers = Box::pin(controllers);
+        tokio::select! {
+            _ = &mut controllers => {}
+            _ = shutdown => {
+                tracing::info!(timeout_s = timeout.as_secs_f64(), "shutting down: no new pass; waiting for the passes in flight");
+                health.set_ready(false);
+                stopping_tx.send_replace(true);
+                if tokio::time::timeout(timeout, &mut controllers).await.is_err() {
+                    tracing::warn!("passes still running at the shutdown deadline: abandoned");
+                }
+            }
+        }
+        // Dropped before the Lease is released: nothing of this instance writes after.
+        drop(controllers);
+        elector_stop_tx.send_replace(true);
+    };
+    // The caches end with the process; the controllers end on the signal, the election
+    // after them.
     tokio::select! {
-        _ = async { tokio::join!(controllers, signal) } => {}
+        _ = async { tokio::join!(work, elector) } => {}
         _ = employee_cache => {}
         _ = secret_cache => {}
     }
+    metrics.leader.set(0);
     Ok(())
 }
 
@@ -381,20 +484,45 @@ fn entry_in(views: &[EmployeeView], owner: &Owner, system: &str) -> Option<Accou
 const STALE_RETRY: Duration = Duration::from_secs(1);
 
 async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match ctx.admit().await {
+        Admission::Go => {}
+        Admission::Again => return Ok(Action::requeue(Duration::ZERO)),
+        Admission::Stopping => return Ok(Action::await_change()),
+    }
     let ns = system.namespace().ok_or(Error::Unnamed)?;
     let name = system.metadata.name.clone().ok_or(Error::Unnamed)?;
     // Instrumented, not entered: a guard held across `.await` would leave the span
     // entered on whatever pass the worker thread runs next.
     let span = tracing::info_span!("sync", namespace = %ns, phone_system = %name);
-    sync_system(system, ctx, ns, name).instrument(span).await
+    let started = std::time::Instant::now();
+    let pass = sync_system(system, ctx.clone(), ns.clone(), name.clone()).instrument(span.clone());
+    let (outcome, result) = tokio::select! {
+        result = pass => match result {
+            Ok((outcome, action)) => (outcome, Ok(action)),
+            Err(e) => ("error", Err(e)),
+        },
+        // Another instance may take over from now on: not one more write from here.
+        _ = ctx.lost_leadership() => {
+            span.in_scope(|| tracing::warn!("leadership lost: pass abandoned"));
+            ("abandoned", Ok(Action::requeue(Duration::ZERO)))
+        }
+    };
+    ctx.config.metrics.record_pass(&ns, &name, outcome, started.elapsed());
+    result
 }
+
+/// How a pass ended, as the `outcome` label of `switchboard_syncs_total` says it:
+/// `synced`, `failures` (some accounts failed), `stale` (planned from a cache that was
+/// behind; retried), `unready` (credentials or spec unusable), `unreachable` (the PBX
+/// could not be listed), `error` (the Kubernetes API failed), `abandoned`.
+type Outcome = &'static str;
 
 async fn sync_system(
     system: Arc<PhoneSystem>,
     ctx: Arc<Context>,
     ns: String,
     name: String,
-) -> Result<Action, Error> {
+) -> Result<(Outcome, Action), Error> {
     let resync = system.spec.resync_interval().unwrap_or(Duration::from_secs(300));
     let started = std::time::Instant::now();
 
@@ -402,7 +530,7 @@ async fn sync_system(
         Ok(backend) => backend,
         Err((reason, message)) => {
             status::system_unready(&ctx, &system, reason, &message).await?;
-            return Ok(Action::requeue(resync));
+            return Ok(("unready", Action::requeue(resync)));
         }
     };
 
@@ -447,14 +575,15 @@ async fn sync_system(
                 status::system_unready(&ctx, &system, reason, &e.to_string()).await?;
                 // Unreachable systems are retried sooner than the resync, with the backoff
                 // the error policy would give.
-                return Ok(Action::requeue(resync.min(Duration::from_secs(30))));
+                return Ok(("unreachable", Action::requeue(resync.min(Duration::from_secs(30)))));
             }
             Err(engine::Error::Intents(why)) if intents.stale.load(std::sync::atomic::Ordering::Relaxed) => {
                 tracing::debug!(%why, "pass planned from a stale cache; nothing was created");
-                return Ok(Action::requeue(STALE_RETRY));
+                return Ok(("stale", Action::requeue(STALE_RETRY)));
             }
             Err(e) => return Err(e.into()),
         };
+    ctx.config.metrics.record_report(&ns, &name, &report);
 
     let mut changed = Vec::new();
     let mut stale = false;
@@ -491,7 +620,12 @@ async fn sync_system(
         }
     }
     status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
-    if stale { Ok(Action::requeue(STALE_RETRY.min(resync))) } else { Ok(Action::requeue(resync)) }
+    let outcome = if report.failures > 0 { "failures" } else { "synced" };
+    if stale {
+        Ok(("stale", Action::requeue(STALE_RETRY.min(resync))))
+    } else {
+        Ok((outcome, Action::requeue(resync)))
+    }
 }
 
 fn system_error_policy(_system: Arc<PhoneSystem>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -519,6 +653,11 @@ fn backend_for(
         return Ok(cached.backend.clone());
     }
     let mut settings = ctx.config.http.clone();
+    settings.observer = Some(Arc::new(PbxObserver::new(
+        ctx.config.metrics.clone(),
+        ns,
+        system.metadata.name.as_deref().unwrap_or_default(),
+    )));
     settings.max_concurrency = usize::try_from(system.spec.max_concurrency).unwrap_or(1);
     settings.rate = system
         .spec
@@ -572,6 +711,18 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 async fn reconcile_employee(employee: Arc<Employee>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match ctx.admit().await {
+        Admission::Go => {}
+        Admission::Again => return Ok(Action::requeue(Duration::ZERO)),
+        Admission::Stopping => return Ok(Action::await_change()),
+    }
+    tokio::select! {
+        result = keep_employee(employee, ctx.clone()) => result,
+        _ = ctx.lost_leadership() => Ok(Action::requeue(Duration::ZERO)),
+    }
+}
+
+async fn keep_employee(employee: Arc<Employee>, ctx: Arc<Context>) -> Result<Action, Error> {
     // The PhoneSystems' cache is filled by the other controller's watch: until its first
     // list is in, every system would look missing (PhoneSystemNotFound).
     let _ = ctx.systems.wait_until_ready().await;

@@ -45,12 +45,15 @@ use crate::support::apiserver::{self, FakeApiServer};
 
 // ---- harness ----------------------------------------------------------------------------
 
+/// The name the fake API server's log gives the controller's requests.
+pub(crate) const CONTROLLER: &str = "controller";
+
 /// How long any one outcome may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `probe` until it returns `Ok`, failing the test with its last error after
 /// [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -68,7 +71,7 @@ where
 }
 
 /// Short timeouts and backoffs, so a PBX that is down costs milliseconds, not minutes.
-fn http_settings() -> Settings {
+pub(crate) fn http_settings() -> Settings {
     Settings {
         timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_millis(300),
@@ -81,7 +84,7 @@ fn http_settings() -> Settings {
 }
 
 /// What tells one simulator's accounts apart in its dump.
-struct Shape {
+pub(crate) struct Shape {
     /// The id `tamper` and `remove` take.
     id: &'static str,
     /// The id the backend lists, which Employee statuses claim.
@@ -95,7 +98,7 @@ struct Shape {
     password: Option<&'static str>,
 }
 
-fn shape(kind: BackendKind) -> Shape {
+pub(crate) fn shape(kind: BackendKind) -> Shape {
     match kind {
         BackendKind::Mikopbx => Shape {
             id: "id",
@@ -140,7 +143,7 @@ fn shape(kind: BackendKind) -> Shape {
     }
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -149,39 +152,39 @@ fn text(v: &Value) -> String {
 }
 
 /// A simulator, the PhoneSystem that points at it, and what it is.
-struct Pbx {
-    name: String,
-    kind: BackendKind,
-    running: Running,
+pub(crate) struct Pbx {
+    pub(crate) name: String,
+    pub(crate) kind: BackendKind,
+    pub(crate) running: Running,
 }
 
 impl Pbx {
-    fn accounts(&self) -> Vec<Map<String, Value>> {
+    pub(crate) fn accounts(&self) -> Vec<Map<String, Value>> {
         let dump = self.running.sim.dump();
         dump.as_array().into_iter().flatten().filter_map(|a| a.as_object().cloned()).collect()
     }
 
     /// The account holding `email`, if exactly one does.
-    fn by_email(&self, email: &str) -> Option<Map<String, Value>> {
+    pub(crate) fn by_email(&self, email: &str) -> Option<Map<String, Value>> {
         let field = shape(self.kind).email;
         let found: Vec<_> = self.accounts().into_iter().filter(|a| text(&a[field]) == email).collect();
         (found.len() == 1).then(|| found.into_iter().next()).flatten()
     }
 
-    fn by_extension(&self, extension: &str) -> Vec<Map<String, Value>> {
+    pub(crate) fn by_extension(&self, extension: &str) -> Vec<Map<String, Value>> {
         let field = shape(self.kind).extension.expect("a dump with extensions");
         self.accounts().into_iter().filter(|a| text(&a[field]) == extension).collect()
     }
 
-    fn id_of(&self, account: &Map<String, Value>) -> String {
+    pub(crate) fn id_of(&self, account: &Map<String, Value>) -> String {
         text(&account[shape(self.kind).id])
     }
 
-    fn claim_of(&self, account: &Map<String, Value>) -> String {
+    pub(crate) fn claim_of(&self, account: &Map<String, Value>) -> String {
         text(&account[shape(self.kind).claim])
     }
 
-    fn emails(&self) -> Vec<String> {
+    pub(crate) fn emails(&self) -> Vec<String> {
         let field = shape(self.kind).email;
         let mut emails: Vec<String> = self.accounts().iter().map(|a| text(&a[field])).collect();
         emails.sort();
@@ -191,7 +194,7 @@ impl Pbx {
 
 /// The requests in a simulator's stats that may change something: all but the reads
 /// (GETs, and the named operations of the form and JSON-RPC APIs).
-fn writes(stats: &Stats) -> BTreeMap<String, u64> {
+pub(crate) fn writes(stats: &Stats) -> BTreeMap<String, u64> {
     const READS: [&str; 6] = [
         "getList",
         "getRecord",
@@ -214,13 +217,13 @@ type Clock = Arc<Mutex<Timestamp>>;
 /// `(system, Ready status, reason)` in the order they were seen.
 type Readiness = Arc<Mutex<Vec<(String, String, String)>>>;
 
-struct Controller {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), controller::Error>>,
+pub(crate) struct Controller {
+    pub(crate) stop: Option<oneshot::Sender<()>>,
+    pub(crate) task: JoinHandle<Result<(), controller::Error>>,
 }
 
 impl Controller {
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -240,15 +243,15 @@ impl Drop for Controller {
 
 /// One scenario's world: an API server (or a namespace of a real cluster) and the
 /// simulators its PhoneSystems point at.
-struct World {
-    client: Client,
-    fake: Option<FakeApiServer>,
-    ns: String,
-    pbxs: Vec<Pbx>,
+pub(crate) struct World {
+    pub(crate) client: Client,
+    pub(crate) fake: Option<FakeApiServer>,
+    pub(crate) ns: String,
+    pub(crate) pbxs: Vec<Pbx>,
 }
 
 impl World {
-    async fn new(scenario: &str) -> World {
+    pub(crate) async fn new(scenario: &str) -> World {
         // `RUST_LOG=switchboard=debug` shows what the controller does while a test waits.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -274,25 +277,31 @@ impl World {
         World { client, fake, ns, pbxs: Vec::new() }
     }
 
-    fn api<K>(&self) -> Api<K>
+    pub(crate) fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
     {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    fn pbx(&self, name: &str) -> &Pbx {
+    pub(crate) fn pbx(&self, name: &str) -> &Pbx {
         self.pbxs.iter().find(|p| p.name == name).expect("a PhoneSystem of the scenario")
     }
 
     /// Starts a simulator of `kind`, and creates its credentials Secret and a PhoneSystem
     /// `name` pointing at it, with `extra` merged into the spec.
-    async fn add_pbx(&mut self, name: &str, kind: BackendKind, extra: Value) {
+    pub(crate) async fn add_pbx(&mut self, name: &str, kind: BackendKind, extra: Value) {
         self.add_pbx_with(name, kind, extra, true).await;
     }
 
     /// [`Self::add_pbx`], with or without the credentials Secret.
-    async fn add_pbx_with(&mut self, name: &str, kind: BackendKind, extra: Value, credentials: bool) {
+    pub(crate) async fn add_pbx_with(
+        &mut self,
+        name: &str,
+        kind: BackendKind,
+        extra: Value,
+        credentials: bool,
+    ) {
         let running = sim::spawn(sim::default_simulator(kind), SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("start a simulator");
@@ -303,7 +312,7 @@ impl World {
         self.pbxs.push(Pbx { name: name.to_owned(), kind, running });
     }
 
-    async fn create_phone_system(&self, name: &str, kind: BackendKind, url: &str, extra: Value) {
+    pub(crate) async fn create_phone_system(&self, name: &str, kind: BackendKind, url: &str, extra: Value) {
         let block = match kind {
             BackendKind::Mikopbx => json!({"url": url, "apiGeneration": "v3"}),
             BackendKind::Thulium => json!({"url": url}),
@@ -333,7 +342,7 @@ impl World {
             .expect("create a PhoneSystem");
     }
 
-    async fn create_secret(&self, name: &str, data: BTreeMap<String, String>) {
+    pub(crate) async fn create_secret(&self, name: &str, data: BTreeMap<String, String>) {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
@@ -346,19 +355,19 @@ impl World {
         self.api::<Secret>().create(&PostParams::default(), &secret).await.expect("create a Secret");
     }
 
-    async fn create_employee(&self, e: &Employee) {
+    pub(crate) async fn create_employee(&self, e: &Employee) {
         self.api::<Employee>().create(&PostParams::default(), e).await.expect("create an Employee");
     }
 
-    async fn employee(&self, name: &str) -> Option<Employee> {
+    pub(crate) async fn employee(&self, name: &str) -> Option<Employee> {
         self.api::<Employee>().get_opt(name).await.expect("read an Employee")
     }
 
-    async fn phone_system(&self, name: &str) -> PhoneSystem {
+    pub(crate) async fn phone_system(&self, name: &str) -> PhoneSystem {
         self.api::<PhoneSystem>().get(name).await.expect("read a PhoneSystem")
     }
 
-    async fn patch_employee(&self, name: &str, patch: Value) {
+    pub(crate) async fn patch_employee(&self, name: &str, patch: Value) {
         self.api::<Employee>()
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -366,31 +375,48 @@ impl World {
     }
 
     /// Runs the operator on this world, debounced briefly so scenarios run fast.
-    fn start_controller(&self) -> Controller {
+    pub(crate) fn start_controller(&self) -> Controller {
         self.start_controller_with(Duration::from_millis(100), None)
     }
 
     /// The controller with this debounce, and the clock `clock` if given.
-    fn start_controller_with(&self, debounce: Duration, clock: Option<Clock>) -> Controller {
+    pub(crate) fn start_controller_with(&self, debounce: Duration, clock: Option<Clock>) -> Controller {
+        self.start_controller_as(CONTROLLER, |config| {
+            config.debounce = debounce;
+            if let Some(clock) = clock {
+                config.now = Arc::new(move || Time(*clock.lock().expect("not poisoned")));
+            }
+        })
+    }
+
+    /// A controller whose requests the fake API server attributes to `name`, with the
+    /// scenario's settings changed by `adjust`.
+    pub(crate) fn start_controller_as(
+        &self,
+        name: &str,
+        adjust: impl FnOnce(&mut controller::Config),
+    ) -> Controller {
         let (stop, stopped) = oneshot::channel::<()>();
         let mut config = controller::Config {
             namespace: Some(self.ns.clone()),
             http: http_settings(),
-            debounce,
+            debounce: Duration::from_millis(100),
             ..controller::Config::default()
         };
-        if let Some(clock) = clock {
-            config.now = Arc::new(move || Time(*clock.lock().expect("not poisoned")));
-        }
+        adjust(&mut config);
+        let client = match &self.fake {
+            Some(fake) => fake.client_as(name),
+            None => self.client.clone(),
+        };
         let shutdown = Box::pin(async move {
             let _ = stopped.await;
         });
-        let task = tokio::spawn(controller::run(self.client.clone(), config, shutdown));
+        let task = tokio::spawn(controller::run(client, config, shutdown));
         Controller { stop: Some(stop), task }
     }
 
     /// The entry of Employee `name` for `system`, once `check` accepts it.
-    async fn entry_when(
+    pub(crate) async fn entry_when(
         &self,
         name: &str,
         system: &str,
@@ -406,7 +432,7 @@ impl World {
     }
 
     /// Waits until Employee `name` is Ready with an InSync entry for each of its systems.
-    async fn ready(&self, name: &str) -> Employee {
+    pub(crate) async fn ready(&self, name: &str) -> Employee {
         eventually(&format!("Employee {name} Ready"), || async {
             let e = self.employee(name).await.ok_or("no such Employee")?;
             ready(&e)?;
@@ -422,7 +448,7 @@ impl World {
     }
 
     /// The reasons of the events about object `name` so far.
-    async fn event_reasons(&self, name: &str) -> Vec<String> {
+    pub(crate) async fn event_reasons(&self, name: &str) -> Vec<String> {
         let events: Api<KubeEvent> = self.api();
         let list = events.list(&Default::default()).await.expect("list events");
         list.items
@@ -433,7 +459,7 @@ impl World {
     }
 
     /// Waits until Employee `name` is gone from the API.
-    async fn gone(&self, name: &str) {
+    pub(crate) async fn gone(&self, name: &str) {
         eventually(&format!("Employee {name} gone"), || async {
             match self.employee(name).await {
                 None => Ok(()),
@@ -446,7 +472,13 @@ impl World {
     }
 
     /// Waits until the PhoneSystem's condition `type_` has `status` and `reason`.
-    async fn system_condition(&self, name: &str, type_: &str, status: &str, reason: &str) -> Condition {
+    pub(crate) async fn system_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> Condition {
         eventually(&format!("{name} {type_}={status} ({reason})"), || async {
             let system = self.phone_system(name).await;
             let conditions = system.status.map(|s| s.conditions).unwrap_or_default();
@@ -489,11 +521,13 @@ impl World {
 
     /// Checks that three resyncs of every system write nothing: no PBX write (the
     /// simulators' stats), no API write (the fake API server's request log).
-    async fn quiet_resyncs(&self) {
+    pub(crate) async fn quiet_resyncs(&self) {
         for pbx in &self.pbxs {
             pbx.running.reset_stats();
         }
         if let Some(fake) = &self.fake {
+            // The log is cleared here: what it held is checked first.
+            crate::production::assert_allowed_by_rbac(fake, CONTROLLER);
             fake.clear_requests();
         }
         eventually("three resyncs of every system", || async {
@@ -528,11 +562,13 @@ impl World {
         }
     }
 
-    /// Ends the scenario: stops the controller, and on a real cluster removes the
+    /// Ends the scenario: stops the controller; on the fake API server checks that every
+    /// request it made is allowed by `src/rbac.rs`; on a real cluster removes the
     /// namespace (finalizers first: nothing is left to honour them).
-    async fn finish(self, controller: Controller) {
+    pub(crate) async fn finish(self, controller: Controller) {
         controller.stop().await;
-        if self.fake.is_some() {
+        if let Some(fake) = &self.fake {
+            crate::production::assert_allowed_by_rbac(fake, CONTROLLER);
             return;
         }
         let employees: Api<Employee> = self.api();
@@ -548,7 +584,7 @@ fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditi
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-fn entry(e: &Employee, system: &str) -> Option<AccountStatus> {
+pub(crate) fn entry(e: &Employee, system: &str) -> Option<AccountStatus> {
     e.status.as_ref()?.phone_systems.iter().find(|p| p.name == system).cloned()
 }
 
@@ -561,7 +597,7 @@ fn employee_condition(e: &Employee, type_: &str) -> Option<Condition> {
 const GIVEN: [&str; 10] = ["Anna", "Jan", "Olga", "Piotr", "Maria", "Ivan", "Eva", "Tomas", "Lena", "Marek"];
 const FAMILY: [&str; 5] = ["Nowak", "Kowalski", "Smirnova", "Dvorak", "Muller"];
 
-fn employee(ns: &str, name: &str, extension: &str, systems: &[&str]) -> Employee {
+pub(crate) fn employee(ns: &str, name: &str, extension: &str, systems: &[&str]) -> Employee {
     let n: usize = extension.bytes().map(usize::from).sum();
     let mut e = Employee::new(
         name,
@@ -586,7 +622,7 @@ fn employee(ns: &str, name: &str, extension: &str, systems: &[&str]) -> Employee
     e
 }
 
-fn ready(e: &Employee) -> Result<(), String> {
+pub(crate) fn ready(e: &Employee) -> Result<(), String> {
     match employee_condition(e, "Ready") {
         Some(c) if c.status == "True" => Ok(()),
         other => Err(format!("{}: Ready is {other:?}", e.name_any())),

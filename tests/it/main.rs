@@ -14,6 +14,7 @@ mod crds;
 mod demo;
 mod deploy;
 mod hostile;
+mod production;
 mod schema;
 mod sim_apio;
 mod sim_common;

@@ -133,6 +133,7 @@ async fn handle(
         name: target.name.clone(),
         patch_type,
         field_manager: query.get("fieldManager").cloned(),
+        client: headers.get(super::CLIENT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned),
         code: 0,
     };
     if verb == "watch" {

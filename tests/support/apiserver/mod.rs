@@ -118,9 +118,15 @@ pub struct RequestRecord {
     /// For patches: `merge`, `json`, `apply`, `strategic` or `unknown`.
     pub patch_type: Option<&'static str>,
     pub field_manager: Option<String>,
+    /// The [`CLIENT_HEADER`] of the request: which client made it ([`FakeApiServer::client_as`]).
+    pub client: Option<String>,
     /// The HTTP status answered (200 for a watch that started, even if it then sent 410).
     pub code: u16,
 }
+
+/// A header naming the client of a request in the log, so tests tell two controllers (or
+/// a controller and the test itself) apart.
+pub const CLIENT_HEADER: &str = "x-test-client";
 
 /// A running fake API server on `127.0.0.1`. Dropping it stops it.
 pub struct FakeApiServer {
@@ -208,6 +214,22 @@ impl FakeApiServer {
     pub fn client(&self) -> Client {
         install_crypto_provider();
         Client::try_from(self.config()).expect("a kube client for the fake API server")
+    }
+
+    /// A client whose requests the log attributes to `name` ([`RequestRecord::client`]).
+    pub fn client_as(&self, name: &str) -> Client {
+        install_crypto_provider();
+        let mut config = self.config();
+        config.headers.push((
+            axum::http::HeaderName::from_static(CLIENT_HEADER),
+            axum::http::HeaderValue::from_str(name).expect("a header-safe client name"),
+        ));
+        Client::try_from(config).expect("a kube client for the fake API server")
+    }
+
+    /// The requests `client` made ([`Self::client_as`]).
+    pub fn requests_of(&self, client: &str) -> Vec<RequestRecord> {
+        self.store().requests.iter().filter(|r| r.client.as_deref() == Some(client)).cloned().collect()
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
