@@ -409,13 +409,7 @@ fn backend_for(
     {
         return Ok(cached.backend.clone());
     }
-    let mut settings = ctx.config.http.clone();
-    settings.max_concurrency = usize::try_from(system.spec.max_concurrency).unwrap_or(1);
-    settings.rate = system
-        .spec
-        .rate_limit
-        .as_ref()
-        .map(|r| (r.requests_per_second, r.burst.unwrap_or(r.requests_per_second)));
+    let settings = ctx.config.http.clone().for_system(&system.spec);
     let backend = backends::connect(&system.spec, &Credentials::new(data), settings).map_err(|e| {
         let reason = match e {
             backends::Error::Credentials { .. } => reason::CREDENTIALS_MISSING,
