@@ -378,6 +378,93 @@ impl Record {
     }
 }
 
+/// How a record's rows are found: by scanning (one record), or through [`Joins`] (all).
+trait Find {
+    fn sip_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64>;
+    fn mobile_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64>;
+    fn sip_for(&self, s: &Store, number: &str) -> Option<u64>;
+    fn fwd_for(&self, s: &Store, number: &str) -> Option<u64>;
+    fn phone_for(&self, s: &Store, number: &str) -> Option<u64>;
+}
+
+struct Scan;
+
+impl Find for Scan {
+    fn sip_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64> {
+        s.sip_ext_of_user(uid)
+    }
+    fn mobile_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64> {
+        s.mobile_ext_of_user(uid)
+    }
+    fn sip_for(&self, s: &Store, number: &str) -> Option<u64> {
+        s.sip_for(number)
+    }
+    fn fwd_for(&self, s: &Store, number: &str) -> Option<u64> {
+        s.fwd_for(number)
+    }
+    fn phone_for(&self, s: &Store, number: &str) -> Option<u64> {
+        s.phone_for(number)
+    }
+}
+
+/// The scans of [`Scan`] done once, keeping the first match in id order as they do.
+struct Joins {
+    sip_ext_of_user: HashMap<u64, u64>,
+    mobile_ext_of_user: HashMap<u64, u64>,
+    sip_for: HashMap<String, u64>,
+    fwd_for: HashMap<String, u64>,
+    phone_for: HashMap<String, u64>,
+}
+
+impl Joins {
+    fn new(s: &Store) -> Self {
+        let mut j = Joins {
+            sip_ext_of_user: HashMap::new(),
+            mobile_ext_of_user: HashMap::new(),
+            sip_for: HashMap::new(),
+            fwd_for: HashMap::new(),
+            phone_for: HashMap::new(),
+        };
+        for (id, e) in &s.exts {
+            let Some(uid) = e.userid else { continue };
+            if e.kind == ExtKind::Sip && e.is_general_user_number == "1" {
+                j.sip_ext_of_user.entry(uid).or_insert(*id);
+            }
+            if e.kind == ExtKind::External {
+                j.mobile_ext_of_user.entry(uid).or_insert(*id);
+            }
+        }
+        for (id, r) in &s.sips {
+            j.sip_for.entry(r.extension.clone()).or_insert(*id);
+        }
+        for (id, r) in &s.fwds {
+            j.fwd_for.entry(r.extension.clone()).or_insert(*id);
+        }
+        for (id, r) in &s.phones {
+            j.phone_for.entry(r.extension.clone()).or_insert(*id);
+        }
+        j
+    }
+}
+
+impl Find for Joins {
+    fn sip_ext_of_user(&self, _: &Store, uid: u64) -> Option<u64> {
+        self.sip_ext_of_user.get(&uid).copied()
+    }
+    fn mobile_ext_of_user(&self, _: &Store, uid: u64) -> Option<u64> {
+        self.mobile_ext_of_user.get(&uid).copied()
+    }
+    fn sip_for(&self, _: &Store, number: &str) -> Option<u64> {
+        self.sip_for.get(number).copied()
+    }
+    fn fwd_for(&self, _: &Store, number: &str) -> Option<u64> {
+        self.fwd_for.get(number).copied()
+    }
+    fn phone_for(&self, _: &Store, number: &str) -> Option<u64> {
+        self.phone_for.get(number).copied()
+    }
+}
+
 impl Store {
     fn new(cfg: &MikoPbxConfig) -> Self {
         Self {
@@ -467,13 +554,27 @@ impl Store {
     }
 
     fn record(&self, uid: u64, ext_id: Option<u64>) -> Option<Record> {
+        self.record_with(uid, ext_id, &Scan)
+    }
+
+    /// Every employee's record, as `record_of_user` gives them one by one, but joined
+    /// through maps built once (one by one, each join scans a table: O(N²) for the list).
+    fn all_records(&self) -> Vec<Record> {
+        let joins = Joins::new(self);
+        self.users
+            .keys()
+            .filter_map(|uid| self.record_with(*uid, joins.sip_ext_of_user(self, *uid), &joins))
+            .collect()
+    }
+
+    fn record_with(&self, uid: u64, ext_id: Option<u64>, find: &impl Find) -> Option<Record> {
         let user = self.users.get(&uid)?;
         let ext = ext_id.and_then(|id| self.exts.get(&id));
         let number = ext.map(|e| e.number.clone()).unwrap_or_default();
-        let sip = ext.and_then(|_| self.sip_for(&number)).and_then(|r| self.sips.get(&r));
-        let fwd = ext.and_then(|_| self.fwd_for(&number)).and_then(|r| self.fwds.get(&r));
-        let mobile = self.mobile_ext_of_user(uid).and_then(|m| self.exts.get(&m)).map(|me| {
-            let phone = self.phone_for(&me.number).and_then(|r| self.phones.get(&r));
+        let sip = ext.and_then(|_| find.sip_for(self, &number)).and_then(|r| self.sips.get(&r));
+        let fwd = ext.and_then(|_| find.fwd_for(self, &number)).and_then(|r| self.fwds.get(&r));
+        let mobile = find.mobile_ext_of_user(self, uid).and_then(|m| self.exts.get(&m)).map(|me| {
+            let phone = find.phone_for(self, &me.number).and_then(|r| self.phones.get(&r));
             (
                 phone.map(|p| p.uniqid.clone()).unwrap_or_default(),
                 me.number.clone(),
@@ -608,10 +709,6 @@ impl Store {
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-        let or_default = |k: &str, d: String| {
-            let v = get(k);
-            if v.is_empty() { d } else { v.to_string() }
-        };
         let raw_number = get("number");
         if raw_number.is_empty() || raw_number == "0" {
             return Err(vec![MSG_EMPTY_NUMBER.into()]);
@@ -623,14 +720,55 @@ impl Store {
         if number.is_empty() {
             return Err(vec![MSG_EMPTY_NUMBER.into()]);
         }
+        if self.save_may_clash(form, &number) {
+            // It may be refused half-way: work on a copy, so a refusal changes nothing.
+            let mut st = self.clone();
+            let ext_id = st.legacy_save_rows(form, cfg, rng, number)?;
+            *self = st;
+            Ok(ext_id)
+        } else {
+            // It cannot be refused: no copy of the whole store (an O(N) copy per save
+            // made the simulator, not the client, the bottleneck at thousands of rows).
+            self.legacy_save_rows(form, cfg, rng, number)
+        }
+    }
+
+    /// Whether [`Store::legacy_save`] of `form` could be refused: its number, or its
+    /// mobile, held by a row other than the employee's own. Conservative: `false` means
+    /// it cannot be refused.
+    fn save_may_clash(&self, form: &HashMap<String, String>, number: &str) -> bool {
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let uid = match get("user_id").parse::<u64>() {
+            Ok(u) if self.users.contains_key(&u) => u,
+            _ => self.next_user,
+        };
+        let taken =
+            |n: &str, own: Option<u64>| self.exts.iter().any(|(id, e)| e.number == n && Some(*id) != own);
+        let mobile = digits(get("mobile_number"));
+        taken(number, self.sip_ext_of_user(uid))
+            || (!mobile.is_empty() && (mobile == number || taken(&mobile, self.mobile_ext_of_user(uid))))
+    }
+
+    /// The row writes of [`Store::legacy_save`], with `number` already settled.
+    fn legacy_save_rows(
+        &mut self,
+        form: &HashMap<String, String>,
+        cfg: &MikoPbxConfig,
+        rng: &mut StdRng,
+        number: String,
+    ) -> Result<u64, Vec<String>> {
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let or_default = |k: &str, d: String| {
+            let v = get(k);
+            if v.is_empty() { d } else { v.to_string() }
+        };
         let username = get("user_username").to_string();
         let fwd = |k: &str| legacy_fwd(get(k), cfg.legacy_release);
         let int_or = |k: &str, d: i64| {
             let v = get(k);
             if v.is_empty() { d } else { php_int(v) }
         };
-
-        let mut st = self.clone();
+        let st = self;
         let uid = match get("user_id").parse::<u64>() {
             Ok(u) if st.users.contains_key(&u) => u,
             _ => st.alloc_user(),
@@ -744,7 +882,6 @@ impl Store {
                 },
             );
         }
-        *self = st;
         Ok(ext_id)
     }
 
@@ -1494,9 +1631,8 @@ impl MikoPbxSim {
         let st = lock(&self.state);
         let s = &st.store;
         let mut rows: Vec<Record> = s
-            .users
-            .keys()
-            .filter_map(|u| s.record_of_user(*u))
+            .all_records()
+            .into_iter()
             .filter(|r| r.id.is_some())
             .filter(|r| {
                 search.is_empty()
