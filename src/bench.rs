@@ -56,6 +56,8 @@ pub struct Config {
     pub drift_percent: f64,
     /// The systems switchboard runs on.
     pub systems: Vec<BackendKind>,
+    /// Run the seed's script too (without it, no ratios to it).
+    pub baseline: bool,
     /// Where `bench.md` and `bench.svg` go; `None`: nowhere.
     pub out: Option<PathBuf>,
 }
@@ -70,6 +72,7 @@ impl Default for Config {
             rate_limited_max: 1000,
             drift_percent: 1.0,
             systems: BackendKind::ALL.to_vec(),
+            baseline: true,
             out: Some(PathBuf::from("target/bench")),
         }
     }
@@ -228,11 +231,14 @@ pub async fn run(config: &Config, out: &mut impl Write) -> Result<Vec<Measuremen
         let employees = employees(n, config.systems.contains(&BackendKind::Telphin) && n <= TELPHIN_MAX);
         let mut rows = Vec::new();
 
-        let mut base = baseline(&employees, config.latency_ms).await?;
-        base.vs_baseline = Some(1.0);
-        emit(out, &base)?;
-        let base_rate = base.accounts as f64 / base.wall.as_secs_f64().max(f64::EPSILON);
-        rows.push(base);
+        let mut base_rate = None;
+        if config.baseline {
+            let mut base = baseline(&employees, config.latency_ms).await?;
+            base.vs_baseline = Some(1.0);
+            emit(out, &base)?;
+            base_rate = Some(base.accounts as f64 / base.wall.as_secs_f64().max(f64::EPSILON));
+            rows.push(base);
+        }
 
         let mut fleets: Vec<Vec<BackendKind>> = systems.iter().map(|k| vec![*k]).collect();
         if systems.len() > 1 {
@@ -242,7 +248,8 @@ pub async fn run(config: &Config, out: &mut impl Write) -> Result<Vec<Measuremen
             let fleet = Fleet::start(kinds, config, None).await?;
             for scenario in [Scenario::Cold, Scenario::Steady, Scenario::Drift] {
                 let mut m = fleet.scenario(scenario, &employees, config).await?;
-                m.vs_baseline = Some(m.accounts as f64 / m.wall.as_secs_f64().max(f64::EPSILON) / base_rate);
+                m.vs_baseline =
+                    base_rate.map(|b| m.accounts as f64 / m.wall.as_secs_f64().max(f64::EPSILON) / b);
                 emit(out, &m)?;
                 rows.push(m);
             }
@@ -252,7 +259,8 @@ pub async fn run(config: &Config, out: &mut impl Write) -> Result<Vec<Measuremen
             for kind in &systems {
                 let fleet = Fleet::start(&[*kind], config, Some(config.rate_limit)).await?;
                 let mut m = fleet.scenario(Scenario::RateLimited, &employees, config).await?;
-                m.vs_baseline = Some(m.accounts as f64 / m.wall.as_secs_f64().max(f64::EPSILON) / base_rate);
+                m.vs_baseline =
+                    base_rate.map(|b| m.accounts as f64 / m.wall.as_secs_f64().max(f64::EPSILON) / b);
                 emit(out, &m)?;
                 rows.push(m);
                 fleet.shutdown().await;

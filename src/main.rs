@@ -108,6 +108,9 @@ struct BenchArgs {
     /// Systems to run switchboard on (default: all five).
     #[arg(long, value_enum, value_delimiter = ',')]
     systems: Vec<SimKind>,
+    /// Leave out the seed's script (and the ratios to it): for quick runs.
+    #[arg(long)]
+    no_baseline: bool,
     /// Folder for bench.md (the table) and bench.svg (time against N).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -187,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } else {
                     args.systems.iter().map(|&k| k.into()).collect()
                 },
+                baseline: !args.no_baseline,
                 out: Some(args.out),
             };
             switchboard::bench::run(&config, &mut std::io::stdout().lock()).await?;

@@ -22,6 +22,7 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
         rate_limited_max: 10,
         drift_percent: 1.0,
         systems: BackendKind::ALL.to_vec(),
+        baseline: true,
         out: None,
     };
     let mut out = Vec::new();
