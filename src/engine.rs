@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
@@ -515,9 +515,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     let mut out = Outcome::default();
 
     let deletes = bounded(
-        plan.deletes
-            .iter()
-            .map(|d| async move {
+        (0..plan.deletes.len()).map(|i| {
+            let d = &plan.deletes[i];
+            async move {
                 let result = match backend.delete(&d.account).await {
                     Ok(()) => Applied::Gone {
                         event: ("Deleted", format!("deleted account {} on {name}", d.account.id)),
@@ -525,8 +525,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     Err(e) => Applied::Failed { message: format!("delete failed: {e}") },
                 };
                 (d.owner.clone(), result)
-            })
-            .collect(),
+            }
+        }),
         width,
     )
     .await;
@@ -534,9 +534,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     out.results.extend(deletes);
 
     let updates = bounded(
-        plan.updates
-            .iter()
-            .map(|u| async move {
+        (0..plan.updates.len()).map(|i| {
+            let u = &plan.updates[i];
+            async move {
                 let password = password_for(vault, &u.desired, &u.changes);
                 let result = match backend.update(&u.account, &u.desired, &u.changes, password.as_ref()).await
                 {
@@ -549,8 +549,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     Err(e) => Applied::Failed { message: format!("update failed: {e}") },
                 };
                 (u.desired.owner.clone(), result)
-            })
-            .collect(),
+            }
+        }),
         width,
     )
     .await;
@@ -558,9 +558,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     out.results.extend(updates);
 
     let adoptions = bounded(
-        plan.adoptions
-            .iter()
-            .map(|a| async move {
+        (0..plan.adoptions.len()).map(|i| {
+            let a = &plan.adoptions[i];
+            async move {
                 let password = password_for(vault, &a.desired, &a.changes);
                 let written = if a.changes.is_empty() {
                     Ok(())
@@ -588,8 +588,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     }
                 };
                 (a.desired.owner.clone(), result)
-            })
-            .collect(),
+            }
+        }),
         width,
     )
     .await;
@@ -617,9 +617,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     store.record_intents(name, &intents).await.map_err(Error::Intents)?;
 
     let creates = bounded(
-        plan.creates
-            .iter()
-            .map(|c| async move {
+        (0..plan.creates.len()).map(|i| {
+            let c = &plan.creates[i];
+            async move {
                 let (password, generated) = match vault.password(&c.desired.owner) {
                     Some(p) => (p, false),
                     None => (backend.generate_password(), true),
@@ -652,8 +652,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                 };
                 let keep = generated && matches!(result, Applied::Present { .. });
                 (c.desired.owner.clone(), result, keep.then_some(password))
-            })
-            .collect(),
+            }
+        }),
         width,
     )
     .await;
@@ -667,10 +667,25 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     Ok(out)
 }
 
-/// Runs `futures` at most `width` at a time. (Collected first: a lazily mapped stream
-/// of borrowing closures trips the compiler's `Send` inference inside spawned tasks.)
-async fn bounded<F: Future>(futures: Vec<F>, width: usize) -> Vec<F::Output> {
-    stream::iter(futures).buffer_unordered(width).collect().await
+/// Runs the futures `futures` yields, at most `width` at a time, making each only when a
+/// slot is free: a plan of N creates holds `width` futures at once, not N (collected
+/// first, 10,000 create futures took 25 MB). The callers map indices, not borrowed items:
+/// a closure over borrowed items trips the compiler's `Send` inference in spawned tasks.
+async fn bounded<F: Future>(mut futures: impl Iterator<Item = F>, width: usize) -> Vec<F::Output> {
+    let mut running = FuturesUnordered::new();
+    let mut done = Vec::new();
+    loop {
+        while running.len() < width.max(1) {
+            match futures.next() {
+                Some(future) => running.push(future),
+                None => break,
+            }
+        }
+        match running.next().await {
+            Some(output) => done.push(output),
+            None => return done,
+        }
+    }
 }
 
 fn password_for<V: Vault>(vault: &V, desired: &Desired, changes: &[plan::Change]) -> Option<Secret> {
