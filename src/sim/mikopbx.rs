@@ -295,6 +295,10 @@ struct Store {
     next_user: u64,
     next_ext: u64,
     next_row: u64,
+    /// The joins of the admin table, kept while nothing changes (a listing reads every
+    /// record right after the table: with them, each read no longer scans the tables).
+    /// Every `&mut self` method that changes rows drops them first.
+    joins: std::sync::OnceLock<Arc<Joins>>,
 }
 
 /// One employee as the joins show it.
@@ -408,6 +412,7 @@ impl Find for Scan {
 }
 
 /// The scans of [`Scan`] done once, keeping the first match in id order as they do.
+#[derive(Debug)]
 struct Joins {
     sip_ext_of_user: HashMap<u64, u64>,
     mobile_ext_of_user: HashMap<u64, u64>,
@@ -554,16 +559,24 @@ impl Store {
     }
 
     fn record(&self, uid: u64, ext_id: Option<u64>) -> Option<Record> {
-        self.record_with(uid, ext_id, &Scan)
+        match self.joins.get() {
+            Some(joins) => self.record_with(uid, ext_id, joins.as_ref()),
+            None => self.record_with(uid, ext_id, &Scan),
+        }
+    }
+
+    /// Rows are about to change: the kept joins no longer hold.
+    fn touched(&mut self) {
+        self.joins = std::sync::OnceLock::new();
     }
 
     /// Every employee's record, as `record_of_user` gives them one by one, but joined
     /// through maps built once (one by one, each join scans a table: O(N²) for the list).
     fn all_records(&self) -> Vec<Record> {
-        let joins = Joins::new(self);
+        let joins = self.joins.get_or_init(|| Arc::new(Joins::new(self))).clone();
         self.users
             .keys()
-            .filter_map(|uid| self.record_with(*uid, joins.sip_ext_of_user(self, *uid), &joins))
+            .filter_map(|uid| self.record_with(*uid, joins.sip_ext_of_user(self, *uid), joins.as_ref()))
             .collect()
     }
 
@@ -645,6 +658,7 @@ impl Store {
     }
 
     fn delete_ext(&mut self, ext_id: u64) {
+        self.touched();
         if let Some(e) = self.exts.remove(&ext_id) {
             self.sips.retain(|_, s| s.extension != e.number);
             self.phones.retain(|_, p| p.extension != e.number);
@@ -652,6 +666,7 @@ impl Store {
     }
 
     fn delete_mobile(&mut self, uid: u64) {
+        self.touched();
         let ids: Vec<u64> = self
             .exts
             .iter()
@@ -687,6 +702,7 @@ impl Store {
     }
 
     fn delete_user(&mut self, uid: u64) {
+        self.touched();
         let own = self.numbers_of_user(uid);
         self.fwds.retain(|_, f| !own.contains(&f.extension));
         let ids: Vec<u64> =
@@ -757,6 +773,7 @@ impl Store {
         rng: &mut StdRng,
         number: String,
     ) -> Result<u64, Vec<String>> {
+        self.touched();
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         let or_default = |k: &str, d: String| {
             let v = get(k);
@@ -893,6 +910,7 @@ impl Store {
         cfg: &MikoPbxConfig,
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
+        self.touched();
         let mut st = self.clone();
         let uid = match uid {
             Some(u) => u,
@@ -1044,6 +1062,7 @@ impl Store {
 
     /// Direct row edits for `Simulator::tamper` (legacy field names).
     fn tamper(&mut self, ext_id: u64, patch: &Map<String, Value>) -> Result<(), String> {
+        self.touched();
         let rec =
             self.record_of_ext(ext_id).ok_or_else(|| format!("no employee with extension id {ext_id}"))?;
         let uid = rec.user_id.unwrap_or_default();
