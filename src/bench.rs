@@ -815,13 +815,17 @@ fn verdicts(config: &Config, rows: &[Measurement]) -> Vec<String> {
     }
     for m in rows.iter().filter(|m| m.scenario == Scenario::RateLimited) {
         if let Some(r) = m.over_limit() {
+            // What the rate allows for the requests actually needed (k per account).
+            let per_request =
+                m.wall.as_secs_f64() * f64::from(config.rate_limit) / m.stats.requests.max(1) as f64;
             lines.push(format!(
-                "  within 15% of N / R ({} / {} rps), {}: {} = {r:.2} × N/R ({})",
+                "  within 15% of N / R ({} / {} rps), {}: {} = {r:.2} × N/R ({}); {:.1} requests per account, {per_request:.2} × requests/R",
                 m.n,
                 config.rate_limit,
                 m.system,
                 seconds(m.wall),
-                mark(r <= 1.15)
+                mark(r <= 1.15),
+                m.stats.requests as f64 / m.n.max(1) as f64
             ));
         }
     }

@@ -1,10 +1,24 @@
 //! `switchboard bench` at a small N with no latency: it runs, and every scenario costs
 //! exactly the requests it should. No timing is asserted.
 
+use std::collections::BTreeMap;
+
 use switchboard::{
     api::BackendKind,
     bench::{self, Config, Measurement, Scenario, writes_in},
 };
+
+/// Requests by operation, any status.
+fn ops(m: &Measurement) -> BTreeMap<String, u64> {
+    m.stats.by_operation.iter().map(|(op, statuses)| (op.clone(), statuses.values().sum())).collect()
+}
+
+fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(op, n)| ((*op).to_owned(), *n)).collect()
+}
+
+/// A system, a scenario and its requests by operation.
+type Expected = (&'static str, Scenario, &'static [(&'static str, u64)]);
 
 fn row<'a>(rows: &'a [Measurement], scenario: Scenario, system: &str) -> &'a Measurement {
     rows.iter()
@@ -68,6 +82,49 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
 
         let limited = row(&rows, Scenario::RateLimited, name);
         assert_eq!((limited.writes, limited.failures), (10, 0), "{name}: {:?}", limited.stats);
+    }
+
+    // Every request of every scenario, exactly (N = 10, 1 account changed).
+    const LIST: &str = switchboard::sim::ringostat::LIST_STAFF;
+    const ADD: &str = switchboard::sim::ringostat::ADD_STAFF;
+    let expected: [Expected; 15] = [
+        // Legacy MikoPBX: a session for the admin table, then the seed's two calls per create.
+        (
+            "mikopbx",
+            Scenario::Cold,
+            &[("sessionStart", 1), ("getNewRecords", 1), ("getRecord", 10), ("saveRecord", 10)],
+        ),
+        // The table, then every record (forwarding is only in the record).
+        ("mikopbx", Scenario::Steady, &[("getNewRecords", 1), ("getRecord", 10)]),
+        // An update is read-modify-write of the whole record.
+        ("mikopbx", Scenario::Drift, &[("getNewRecords", 1), ("getRecord", 11), ("saveRecord", 1)]),
+        ("thulium", Scenario::Cold, &[("GET agents", 1), ("POST agents", 10)]),
+        ("thulium", Scenario::Steady, &[("GET agents", 1)]),
+        ("thulium", Scenario::Drift, &[("GET agents", 1)]),
+        ("apio", Scenario::Cold, &[("listUsers", 1), ("createUser", 10)]),
+        ("apio", Scenario::Steady, &[("listUsers", 1), ("getUser", 10)]),
+        ("apio", Scenario::Drift, &[("listUsers", 1), ("getUser", 10), ("updateUser", 1)]),
+        // A number the listing did not have is created straight away.
+        (
+            "telphin",
+            Scenario::Cold,
+            &[
+                ("token", 1),
+                ("listUsers", 1),
+                ("listExtensions", 1),
+                ("createExtension", 10),
+                ("createUser", 10),
+            ],
+        ),
+        ("telphin", Scenario::Steady, &[("listUsers", 1), ("listExtensions", 1)]),
+        ("telphin", Scenario::Drift, &[("listUsers", 1), ("listExtensions", 1), ("updateUser", 1)]),
+        // addStaff answers no id: one lookup (filtered by e-mail) per create.
+        ("ringostat", Scenario::Cold, &[(LIST, 11), (ADD, 10)]),
+        ("ringostat", Scenario::Steady, &[(LIST, 1)]),
+        ("ringostat", Scenario::Drift, &[(LIST, 1)]),
+    ];
+    for (system, scenario, pairs) in expected {
+        assert_eq!(ops(row(&rows, scenario, system)), expect(pairs), "{system} {scenario:?}");
     }
 
     // All five at once: the same work, side by side.
