@@ -419,6 +419,8 @@ struct Joins {
     sip_for: HashMap<String, u64>,
     fwd_for: HashMap<String, u64>,
     phone_for: HashMap<String, u64>,
+    /// Every record, built through these joins (each table page reads them all).
+    records: std::sync::OnceLock<Arc<Vec<Record>>>,
 }
 
 impl Joins {
@@ -429,6 +431,7 @@ impl Joins {
             sip_for: HashMap::new(),
             fwd_for: HashMap::new(),
             phone_for: HashMap::new(),
+            records: std::sync::OnceLock::new(),
         };
         for (id, e) in &s.exts {
             let Some(uid) = e.userid else { continue };
@@ -572,12 +575,21 @@ impl Store {
 
     /// Every employee's record, as `record_of_user` gives them one by one, but joined
     /// through maps built once (one by one, each join scans a table: O(N²) for the list).
-    fn all_records(&self) -> Vec<Record> {
+    fn all_records(&self) -> Arc<Vec<Record>> {
         let joins = self.joins.get_or_init(|| Arc::new(Joins::new(self))).clone();
-        self.users
-            .keys()
-            .filter_map(|uid| self.record_with(*uid, joins.sip_ext_of_user(self, *uid), joins.as_ref()))
-            .collect()
+        joins
+            .records
+            .get_or_init(|| {
+                Arc::new(
+                    self.users
+                        .keys()
+                        .filter_map(|uid| {
+                            self.record_with(*uid, joins.sip_ext_of_user(self, *uid), joins.as_ref())
+                        })
+                        .collect(),
+                )
+            })
+            .clone()
     }
 
     fn record_with(&self, uid: u64, ext_id: Option<u64>, find: &impl Find) -> Option<Record> {
@@ -1649,9 +1661,9 @@ impl MikoPbxSim {
         let search = get("search[value]").to_lowercase();
         let st = lock(&self.state);
         let s = &st.store;
-        let mut rows: Vec<Record> = s
-            .all_records()
-            .into_iter()
+        let all = s.all_records();
+        let mut rows: Vec<&Record> = all
+            .iter()
             .filter(|r| r.id.is_some())
             .filter(|r| {
                 search.is_empty()
@@ -1670,7 +1682,7 @@ impl MikoPbxSim {
                 _ => r.number.clone(),
             }
         };
-        rows.sort_by_key(key);
+        rows.sort_by_cached_key(|r| key(r));
         if get("order[0][dir]").eq_ignore_ascii_case("desc") {
             rows.reverse();
         }
