@@ -193,7 +193,8 @@ async fn one_system(
         .and_then(|r| manifests.secret_data(&namespace, &r.name))
         .unwrap_or_default();
     data.extend(env_credentials(&name, env));
-    let backend = match backends::connect(&system.spec, &Credentials::new(data), Settings::default()) {
+    let settings = Settings::default().for_system(&system.spec);
+    let backend = match backends::connect(&system.spec, &Credentials::new(data), settings) {
         Ok(b) => b,
         Err(e) => {
             result.error = Some(e.to_string());

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
@@ -583,9 +583,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     let mut out = Outcome::default();
 
     let deletes = bounded(
-        plan.deletes
-            .iter()
-            .map(|d| async move {
+        (0..plan.deletes.len()).map(|i| {
+            let d = &plan.deletes[i];
+            async move {
                 let result = match backend.delete(&d.account).await {
                     Ok(()) => Applied::Gone {
                         event: ("Deleted", format!("deleted account {} on {name}", d.account.id)),
@@ -593,8 +593,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     Err(e) => Applied::Failed { message: format!("delete failed: {e}") },
                 };
                 (d.owner.clone(), result)
-            })
-            .collect(),
+            }
+        }),
         width,
         ticker,
     )
@@ -603,9 +603,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     out.results.extend(deletes.into_iter().map(|(owner, result)| (owner, "delete", result)));
 
     let updates = bounded(
-        plan.updates
-            .iter()
-            .map(|u| async move {
+        (0..plan.updates.len()).map(|i| {
+            let u = &plan.updates[i];
+            async move {
                 let password = password_for(vault, &u.desired, &u.changes);
                 let result = match backend.update(&u.account, &u.desired, &u.changes, password.as_ref()).await
                 {
@@ -618,8 +618,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     Err(e) => Applied::Failed { message: format!("update failed: {e}") },
                 };
                 (u.desired.owner.clone(), result)
-            })
-            .collect(),
+            }
+        }),
         width,
         ticker,
     )
@@ -640,9 +640,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     }
 
     let adoptions = bounded(
-        plan.adoptions
-            .iter()
-            .map(|a| async move {
+        (0..plan.adoptions.len()).map(|i| {
+            let a = &plan.adoptions[i];
+            async move {
                 let password = password_for(vault, &a.desired, &a.changes);
                 let written = if a.changes.is_empty() {
                     Ok(())
@@ -670,8 +670,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     }
                 };
                 (a.desired.owner.clone(), result)
-            })
-            .collect(),
+            }
+        }),
         width,
         ticker,
     )
@@ -710,9 +710,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     let generated = &generated;
 
     let creates = bounded(
-        plan.creates
-            .iter()
-            .map(|c| async move {
+        (0..plan.creates.len()).map(|i| {
+            let c = &plan.creates[i];
+            async move {
                 let (password, generated) = match generated.get(&c.desired.owner) {
                     Some(p) => ((*p).clone(), true),
                     None => (
@@ -747,8 +747,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     },
                 };
                 (c.desired.owner.clone(), result)
-            })
-            .collect(),
+            }
+        }),
         width,
         ticker,
     )
@@ -758,10 +758,32 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     Ok(out)
 }
 
-/// Runs `futures` at most `width` at a time. (Collected first: a lazily mapped stream
-/// of borrowing closures trips the compiler's `Send` inference inside spawned tasks.)
-async fn bounded<F: Future>(futures: Vec<F>, width: usize, ticker: &Ticker<'_>) -> Vec<F::Output> {
-    stream::iter(futures).buffer_unordered(width).inspect(|_| ticker.tick()).collect().await
+/// Runs the futures `futures` yields, at most `width` at a time, making each only when a
+/// slot is free: a plan of N creates holds `width` futures at once, not N (collected
+/// first, 10,000 create futures took 25 MB). The callers map indices, not borrowed items:
+/// a closure over borrowed items trips the compiler's `Send` inference in spawned tasks.
+async fn bounded<F: Future>(
+    mut futures: impl Iterator<Item = F>,
+    width: usize,
+    ticker: &Ticker<'_>,
+) -> Vec<F::Output> {
+    let mut running = FuturesUnordered::new();
+    let mut done = Vec::new();
+    loop {
+        while running.len() < width.max(1) {
+            match futures.next() {
+                Some(future) => running.push(future),
+                None => break,
+            }
+        }
+        match running.next().await {
+            Some(output) => {
+                ticker.tick();
+                done.push(output);
+            }
+            None => return done,
+        }
+    }
 }
 
 fn password_for<V: Vault>(vault: &V, desired: &Desired, changes: &[plan::Change]) -> Option<Secret> {

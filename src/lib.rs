@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod bench;
 pub mod cli;
 pub mod controller;
 pub mod demo;

@@ -48,6 +48,8 @@ enum Command {
     Import(ImportArgs),
     /// Serve simulators of the five PBX APIs on loopback until interrupted.
     Sim(SimArgs),
+    /// Measure switchboard against MikoPBX's own load-test script, on the simulators.
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -160,6 +162,41 @@ struct SimArgs {
     seed: u64,
 }
 
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Employee counts (per system), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    sizes: Vec<usize>,
+    /// Also run N = 10,000 (last: peak RSS is the process's).
+    #[arg(long)]
+    large: bool,
+    /// Latency every simulator adds to every request, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// maxConcurrency of every PhoneSystem.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=64))]
+    concurrency: u32,
+    /// R of the rate-limited scenario: the simulator allows R requests per second and the
+    /// PhoneSystem's rateLimit is R.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    rate_limit: u32,
+    /// Run the rate-limited scenario only up to this N (it takes N / R seconds at least).
+    #[arg(long, default_value_t = 1000)]
+    rate_limited_max: usize,
+    /// Percentage of accounts changed behind switchboard's back in the drift scenario.
+    #[arg(long, default_value_t = 1.0)]
+    drift_percent: f64,
+    /// Systems to run switchboard on (default: all five).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    systems: Vec<SimKind>,
+    /// Leave out the seed's script (and the ratios to it): for quick runs.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Folder for bench.md (the table) and bench.svg (time against N).
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum SimKind {
     Mikopbx,
@@ -219,6 +256,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => serve_simulators(args).await,
         Command::Demo => {
             switchboard::demo::run(&mut std::io::stdout().lock()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            let mut sizes = args.sizes;
+            if args.large {
+                sizes.push(10_000);
+            }
+            anyhow::ensure!(!sizes.is_empty() && !sizes.contains(&0), "--sizes needs counts above 0");
+            let config = switchboard::bench::Config {
+                sizes,
+                latency_ms: args.latency_ms,
+                concurrency: args.concurrency,
+                rate_limit: args.rate_limit,
+                rate_limited_max: args.rate_limited_max,
+                drift_percent: args.drift_percent,
+                systems: if args.systems.is_empty() {
+                    BackendKind::ALL.to_vec()
+                } else {
+                    args.systems.iter().map(|&k| k.into()).collect()
+                },
+                baseline: !args.no_baseline,
+                out: Some(args.out),
+            };
+            switchboard::bench::run(&config, &mut std::io::stdout().lock()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => folder(args, false).await,

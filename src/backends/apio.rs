@@ -19,7 +19,7 @@
 //! - `GET users/{userId}/` for each listed user: the list carries names, extension and
 //!   e-mail only, and `language`, `timeZone` and `mobilePhoneNumber` are only in the
 //!   user's own record. One request per user per listing is the price of seeing drift in
-//!   them.
+//!   them; they run `maxConcurrency` at a time, as do the prefix queries of one level.
 //! - `POST users/` without `userId`: APIO generates it (`USER_ID_RULE`), and the answer
 //!   carries it. `cliFirstName`/`cliLastName` (calling-line-id names, ASCII only in
 //!   BroadWorks) are sent transliterated from the names, which may be in any alphabet.
@@ -79,8 +79,6 @@ const EMAIL_MAX: usize = 80;
 const EXTENSION_MAX: usize = 20;
 /// Characters BroadWorks refuses in calling-line-id names (besides non-ASCII).
 const CLI_FORBIDDEN: &[char] = &['%', '+', '\\', '"'];
-/// User records read at once while listing (the Http concurrency cap still applies).
-const DETAIL_READS: usize = 8;
 /// Renew an access token this long before it expires (the vendor UI uses 20 s), or at
 /// half its life when it is shorter than twice that.
 const RENEW_MARGIN: Duration = Duration::from_secs(20);
@@ -98,6 +96,9 @@ pub struct Apio {
     auth: Auth,
     caps: Capabilities,
     page: usize,
+    /// Requests a listing keeps in flight (user records, prefix queries): the
+    /// PhoneSystem's `maxConcurrency`, which the Http cap enforces anyway.
+    concurrency: usize,
 }
 
 enum Auth {
@@ -185,6 +186,7 @@ impl Apio {
                 session: Mutex::new(None),
             },
         };
+        let concurrency = settings.max_concurrency.max(1);
         let http = Http::new(SYSTEM, &block.url, settings, credentials.values())?;
         let prefix = block.path_prefix.trim_end_matches('/');
         let group_path =
@@ -196,7 +198,7 @@ impl Apio {
         let mut writable = readable.clone();
         writable.insert(Field::Password);
         let caps = Capabilities { create: true, update: true, delete: true, readable, writable };
-        Ok(Apio { http, group_path, auth, caps, page: DEFAULT_PAGE })
+        Ok(Apio { http, group_path, auth, caps, page: DEFAULT_PAGE, concurrency })
     }
 
     /// Sets how many users one list request may return before the listing splits by
@@ -371,26 +373,51 @@ impl Apio {
         self.check_criterion(&bare, |e| e.is_empty())?;
         complete &= bare.len() <= self.page;
         found.extend(bare.into_iter().map(|u| u.user_id));
-        let mut prefixes: Vec<String> = (0..10).rev().map(|d| d.to_string()).collect();
-        while let Some(prefix) = prefixes.pop() {
-            let users = self.query(&[("insensitiveExtensionStarts", &prefix)]).await?;
-            self.check_criterion(&users, |e| e.starts_with(prefix.as_str()))?;
-            if users.len() <= self.page {
+        // Level by level (one digit longer each time), each level's queries at once.
+        let mut level: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        while !level.is_empty() {
+            let queries: Vec<_> = level
+                .into_iter()
+                .map(|prefix| self.query_owned("insensitiveExtensionStarts", prefix))
+                .collect();
+            let answers: Vec<(String, Vec<ListedUser>)> =
+                stream::iter(queries).buffered(self.concurrency).try_collect().await?;
+            let mut split = Vec::new();
+            for (prefix, users) in answers {
+                self.check_criterion(&users, |e| e.starts_with(prefix.as_str()))?;
+                if users.len() <= self.page {
+                    found.extend(users.into_iter().map(|u| u.user_id));
+                } else if prefix.len() >= EXTENSION_MAX {
+                    complete = false;
+                } else {
+                    split.push(prefix);
+                }
+            }
+            // Each cut prefix: itself as a whole extension, then one digit longer.
+            let queries: Vec<_> = split
+                .iter()
+                .map(|prefix| self.query_owned("insensitiveExtensionEquals", prefix.clone()))
+                .collect();
+            let exact: Vec<(String, Vec<ListedUser>)> =
+                stream::iter(queries).buffered(self.concurrency).try_collect().await?;
+            for (prefix, users) in exact {
+                self.check_criterion(&users, |e| e == prefix)?;
+                complete &= users.len() <= self.page;
                 found.extend(users.into_iter().map(|u| u.user_id));
-                continue;
             }
-            if prefix.len() >= EXTENSION_MAX {
-                complete = false;
-                continue;
-            }
-            // The prefix itself as a whole extension, then one digit longer.
-            let exact = self.query(&[("insensitiveExtensionEquals", &prefix)]).await?;
-            self.check_criterion(&exact, |e| e == prefix)?;
-            complete &= exact.len() <= self.page;
-            found.extend(exact.into_iter().map(|u| u.user_id));
-            prefixes.extend((0..10).rev().map(|d| format!("{prefix}{d}")));
+            level = split.iter().flat_map(|p| (0..10).map(move |d| format!("{p}{d}"))).collect();
         }
         Ok((found.into_iter().collect(), complete))
+    }
+
+    /// The users `criterion` = `value` lists, with the value.
+    async fn query_owned(
+        &self,
+        criterion: &'static str,
+        value: String,
+    ) -> Result<(String, Vec<ListedUser>), Error> {
+        let users = self.query(&[(criterion, value.as_str())]).await?;
+        Ok((value, users))
     }
 
     /// An answer that does not match its criterion means the server ignored it, and a
@@ -625,7 +652,7 @@ impl Backend for Apio {
         let (ids, complete) = self.user_ids().await?;
         let found: Vec<Option<Account>> =
             stream::iter(ids.into_iter().map(|id| async move { self.user(&id).await }))
-                .buffer_unordered(DETAIL_READS)
+                .buffer_unordered(self.concurrency)
                 .try_collect()
                 .await?;
         // A user deleted between the list and its read is gone: not listed.

@@ -79,6 +79,19 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// These settings with a PhoneSystem's `maxConcurrency` and `rateLimit` (burst
+    /// defaulting to the rate) applied: what the controller, `sync` and `bench` use.
+    pub fn for_system(mut self, spec: &crate::api::PhoneSystemSpec) -> Self {
+        self.max_concurrency = usize::try_from(spec.max_concurrency).unwrap_or(1).max(1);
+        self.rate = spec
+            .rate_limit
+            .as_ref()
+            .map(|r| (r.requests_per_second, r.burst.unwrap_or(r.requests_per_second)));
+        self
+    }
+}
+
 /// Whether a request may be sent again after an unclear failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retry {

@@ -12,7 +12,9 @@
 //! - `POST /api/json-rpc`, method `getProjectStaffListAndDirections` with `projectId`:
 //!   every employee, no paging. An empty project answers the error "User does not exist",
 //!   which we read as an empty list. The result is read as an object keyed by staff id
-//!   (what a public client assumes) or an array.
+//!   (what a public client assumes) or an array. After `addStaff`, the new employee is
+//!   looked up with `filters.email` (partial match; the e-mail is unique in a project), so
+//!   a create costs two requests whatever the size of the project.
 //! - Errors are JSON-RPC error objects; their codes are not documented. We read: HTTP or
 //!   code 401/403 -> `Auth`; -32602 (invalid params) and 422 -> `Validation` with the
 //!   param named in `data.errors[].field`; 409 -> `Conflict`; -32603 and the -32000..-32099
@@ -210,8 +212,12 @@ impl Ringostat {
         }
     }
 
-    async fn list_all(&self) -> Result<Vec<Account>, Error> {
-        let params = json!({"projectId": self.project_id});
+    /// Every employee, or those `filters` (`staffId`, `fio`, `email`) match.
+    async fn list_all(&self, filters: Option<Value>) -> Result<Vec<Account>, Error> {
+        let mut params = json!({"projectId": self.project_id});
+        if let Some(filters) = filters {
+            params["filters"] = filters;
+        }
         let result = match self
             .call(&self.http, LIST_PATH, LIST_STAFF, params, Retry::Idempotent, &[])
             .await?
@@ -480,11 +486,11 @@ impl Backend for Ringostat {
 
     async fn list(&self) -> Result<Listing, Error> {
         // One answer holds every employee: there are no pages to lose.
-        Ok(Listing { accounts: self.list_all().await?, complete: true })
+        Ok(Listing { accounts: self.list_all(None).await?, complete: true })
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
-        Ok(self.list_all().await?.into_iter().find(|a| a.extension == extension))
+        Ok(self.list_all(None).await?.into_iter().find(|a| a.extension == extension))
     }
 
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
@@ -549,8 +555,11 @@ impl Backend for Ringostat {
                 http.snippet(result.to_string().as_bytes())
             )));
         }
-        // addStaff returns no id: the list has it.
-        self.find(&desired.extension).await?.ok_or_else(|| {
+        // addStaff returns no id: the list has it. The e-mail is unique in a project, so
+        // the list filtered by it (a documented filter; the extension is not one) answers
+        // this employee alone, not the whole project: a create costs the same at any size.
+        let found = self.list_all(Some(json!({"email": email}))).await?;
+        found.into_iter().find(|a| a.extension == desired.extension).ok_or_else(|| {
             http.protocol(&format!(
                 "{ADD_STAFF} reported success, but no employee has extension {}",
                 desired.extension

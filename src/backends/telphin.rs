@@ -13,7 +13,10 @@
 //! `/api/ver1.0/client/{clientId}` (`@me`: the application's own client):
 //! - `GET extension/?name=NNN`, `POST extension/` (`type: phone`, `status: active`): the
 //!   number is found, or created when missing, before its user; numbers are never
-//!   deleted (they carry phone settings, and a recreated user reuses its number).
+//!   deleted (they carry phone settings, and a recreated user reuses its number). A
+//!   number the last listing did not have is created straight away (and looked up only
+//!   if that answers `already_exists`): a create of a new number is then 2 requests,
+//!   not 3.
 //! - `GET user/extension/` (paged with `page`/`per_page` until a short page; filter
 //!   `extension_id`), `GET extension/` to turn `extension_id` into the number.
 //! - `POST user/extension/` with `extension_id`, `name` (display name), `login`,
@@ -92,6 +95,9 @@ pub struct Telphin {
     token: Mutex<Option<Token>>,
     caps: Capabilities,
     per_page: usize,
+    /// The numbers the last listing found; `None` before the first. Only decides whether
+    /// a create looks its number up first or creates it first: both handle the other case.
+    numbers: std::sync::Mutex<Option<HashSet<String>>>,
 }
 
 struct Token {
@@ -174,6 +180,7 @@ impl Telphin {
             token: Mutex::new(None),
             caps: Capabilities { create: true, update: true, delete: true, readable, writable },
             per_page: DEFAULT_PER_PAGE,
+            numbers: std::sync::Mutex::new(None),
         })
     }
 
@@ -361,7 +368,13 @@ impl Telphin {
     /// The extension numbered `extension`, created (a phone, active) when missing.
     /// Returns its id and whether this call created it.
     async fn ensure_extension(&self, extension: &str, label: Option<&str>) -> Result<(u64, bool), Error> {
-        if let Some(id) = self.find_extension(extension).await? {
+        let listed_absent = self
+            .numbers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|numbers| !numbers.contains(extension));
+        if !listed_absent && let Some(id) = self.find_extension(extension).await? {
             return Ok((id, false));
         }
         let mut body = json!({"name": extension, "type": "phone", "status": "active"});
@@ -590,6 +603,7 @@ impl Backend for Telphin {
             let e: Extension = self.parse(e)?;
             numbers.insert(e.id, number(&e.name).to_owned());
         }
+        *self.numbers.lock().unwrap_or_else(|e| e.into_inner()) = Some(numbers.values().cloned().collect());
         let mut accounts = Vec::with_capacity(users.len());
         for u in users {
             let extension = match numbers.get(&u.extension_id) {

@@ -525,9 +525,26 @@ impl Backend for Thulium {
             )));
         }
         let login = created.agent_login.unwrap_or(login);
-        // Read it back, so the caller gets the agent as Thulium holds it.
-        self.get(&login).await?.ok_or_else(|| {
-            http.protocol(&format!("created agent {login}, but GET agents/{login} finds none"))
+        // The answer names the agent; the caller needs only its id and number, and the
+        // next listing reads it as stored. (A read-back GET here doubled the requests of
+        // a create, and with them the time a rate-limited create of N agents takes.)
+        let mut settings = BTreeMap::new();
+        if let Some(mode) = a.settings.get(OUTBOUND_MODE) {
+            settings.insert(OUTBOUND_MODE.to_owned(), mode.clone());
+        }
+        Ok(Account {
+            id: login.clone(),
+            extension: desired.extension.clone(),
+            attributes: Attributes {
+                given_name: a.given_name.clone(),
+                family_name: a.family_name.clone(),
+                email: a.email.clone().filter(|e| !e.is_empty()),
+                login: Some(login),
+                enabled: Some(a.enabled.unwrap_or(true)),
+                settings,
+                ..Attributes::default()
+            },
+            marker: None,
         })
     }
 

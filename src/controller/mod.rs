@@ -652,18 +652,12 @@ fn backend_for(
     {
         return Ok(cached.backend.clone());
     }
-    let mut settings = ctx.config.http.clone();
+    let mut settings = ctx.config.http.clone().for_system(&system.spec);
     settings.observer = Some(Arc::new(PbxObserver::new(
         ctx.config.metrics.clone(),
         ns,
         system.metadata.name.as_deref().unwrap_or_default(),
     )));
-    settings.max_concurrency = usize::try_from(system.spec.max_concurrency).unwrap_or(1);
-    settings.rate = system
-        .spec
-        .rate_limit
-        .as_ref()
-        .map(|r| (r.requests_per_second, r.burst.unwrap_or(r.requests_per_second)));
     let backend = backends::connect(&system.spec, &Credentials::new(data), settings).map_err(|e| {
         let reason = match e {
             backends::Error::Credentials { .. } => reason::CREDENTIALS_MISSING,

@@ -295,6 +295,10 @@ struct Store {
     next_user: u64,
     next_ext: u64,
     next_row: u64,
+    /// The joins of the admin table, kept while nothing changes (a listing reads every
+    /// record right after the table: with them, each read no longer scans the tables).
+    /// Every `&mut self` method that changes rows drops them first.
+    joins: std::sync::OnceLock<Arc<Joins>>,
 }
 
 /// One employee as the joins show it.
@@ -375,6 +379,97 @@ impl Record {
 
     fn mobile_dialstring(&self) -> &str {
         self.mobile.as_ref().map(|m| m.2.as_str()).unwrap_or("")
+    }
+}
+
+/// How a record's rows are found: by scanning (one record), or through [`Joins`] (all).
+trait Find {
+    fn sip_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64>;
+    fn mobile_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64>;
+    fn sip_for(&self, s: &Store, number: &str) -> Option<u64>;
+    fn fwd_for(&self, s: &Store, number: &str) -> Option<u64>;
+    fn phone_for(&self, s: &Store, number: &str) -> Option<u64>;
+}
+
+struct Scan;
+
+impl Find for Scan {
+    fn sip_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64> {
+        s.sip_ext_of_user(uid)
+    }
+    fn mobile_ext_of_user(&self, s: &Store, uid: u64) -> Option<u64> {
+        s.mobile_ext_of_user(uid)
+    }
+    fn sip_for(&self, s: &Store, number: &str) -> Option<u64> {
+        s.sip_for(number)
+    }
+    fn fwd_for(&self, s: &Store, number: &str) -> Option<u64> {
+        s.fwd_for(number)
+    }
+    fn phone_for(&self, s: &Store, number: &str) -> Option<u64> {
+        s.phone_for(number)
+    }
+}
+
+/// The scans of [`Scan`] done once, keeping the first match in id order as they do.
+#[derive(Debug)]
+struct Joins {
+    sip_ext_of_user: HashMap<u64, u64>,
+    mobile_ext_of_user: HashMap<u64, u64>,
+    sip_for: HashMap<String, u64>,
+    fwd_for: HashMap<String, u64>,
+    phone_for: HashMap<String, u64>,
+    /// Every record, built through these joins (each table page reads them all).
+    records: std::sync::OnceLock<Arc<Vec<Record>>>,
+}
+
+impl Joins {
+    fn new(s: &Store) -> Self {
+        let mut j = Joins {
+            sip_ext_of_user: HashMap::new(),
+            mobile_ext_of_user: HashMap::new(),
+            sip_for: HashMap::new(),
+            fwd_for: HashMap::new(),
+            phone_for: HashMap::new(),
+            records: std::sync::OnceLock::new(),
+        };
+        for (id, e) in &s.exts {
+            let Some(uid) = e.userid else { continue };
+            if e.kind == ExtKind::Sip && e.is_general_user_number == "1" {
+                j.sip_ext_of_user.entry(uid).or_insert(*id);
+            }
+            if e.kind == ExtKind::External {
+                j.mobile_ext_of_user.entry(uid).or_insert(*id);
+            }
+        }
+        for (id, r) in &s.sips {
+            j.sip_for.entry(r.extension.clone()).or_insert(*id);
+        }
+        for (id, r) in &s.fwds {
+            j.fwd_for.entry(r.extension.clone()).or_insert(*id);
+        }
+        for (id, r) in &s.phones {
+            j.phone_for.entry(r.extension.clone()).or_insert(*id);
+        }
+        j
+    }
+}
+
+impl Find for Joins {
+    fn sip_ext_of_user(&self, _: &Store, uid: u64) -> Option<u64> {
+        self.sip_ext_of_user.get(&uid).copied()
+    }
+    fn mobile_ext_of_user(&self, _: &Store, uid: u64) -> Option<u64> {
+        self.mobile_ext_of_user.get(&uid).copied()
+    }
+    fn sip_for(&self, _: &Store, number: &str) -> Option<u64> {
+        self.sip_for.get(number).copied()
+    }
+    fn fwd_for(&self, _: &Store, number: &str) -> Option<u64> {
+        self.fwd_for.get(number).copied()
+    }
+    fn phone_for(&self, _: &Store, number: &str) -> Option<u64> {
+        self.phone_for.get(number).copied()
     }
 }
 
@@ -467,13 +562,44 @@ impl Store {
     }
 
     fn record(&self, uid: u64, ext_id: Option<u64>) -> Option<Record> {
+        match self.joins.get() {
+            Some(joins) => self.record_with(uid, ext_id, joins.as_ref()),
+            None => self.record_with(uid, ext_id, &Scan),
+        }
+    }
+
+    /// Rows are about to change: the kept joins no longer hold.
+    fn touched(&mut self) {
+        self.joins = std::sync::OnceLock::new();
+    }
+
+    /// Every employee's record, as `record_of_user` gives them one by one, but joined
+    /// through maps built once (one by one, each join scans a table: O(N²) for the list).
+    fn all_records(&self) -> Arc<Vec<Record>> {
+        let joins = self.joins.get_or_init(|| Arc::new(Joins::new(self))).clone();
+        joins
+            .records
+            .get_or_init(|| {
+                Arc::new(
+                    self.users
+                        .keys()
+                        .filter_map(|uid| {
+                            self.record_with(*uid, joins.sip_ext_of_user(self, *uid), joins.as_ref())
+                        })
+                        .collect(),
+                )
+            })
+            .clone()
+    }
+
+    fn record_with(&self, uid: u64, ext_id: Option<u64>, find: &impl Find) -> Option<Record> {
         let user = self.users.get(&uid)?;
         let ext = ext_id.and_then(|id| self.exts.get(&id));
         let number = ext.map(|e| e.number.clone()).unwrap_or_default();
-        let sip = ext.and_then(|_| self.sip_for(&number)).and_then(|r| self.sips.get(&r));
-        let fwd = ext.and_then(|_| self.fwd_for(&number)).and_then(|r| self.fwds.get(&r));
-        let mobile = self.mobile_ext_of_user(uid).and_then(|m| self.exts.get(&m)).map(|me| {
-            let phone = self.phone_for(&me.number).and_then(|r| self.phones.get(&r));
+        let sip = ext.and_then(|_| find.sip_for(self, &number)).and_then(|r| self.sips.get(&r));
+        let fwd = ext.and_then(|_| find.fwd_for(self, &number)).and_then(|r| self.fwds.get(&r));
+        let mobile = find.mobile_ext_of_user(self, uid).and_then(|m| self.exts.get(&m)).map(|me| {
+            let phone = find.phone_for(self, &me.number).and_then(|r| self.phones.get(&r));
             (
                 phone.map(|p| p.uniqid.clone()).unwrap_or_default(),
                 me.number.clone(),
@@ -544,6 +670,7 @@ impl Store {
     }
 
     fn delete_ext(&mut self, ext_id: u64) {
+        self.touched();
         if let Some(e) = self.exts.remove(&ext_id) {
             self.sips.retain(|_, s| s.extension != e.number);
             self.phones.retain(|_, p| p.extension != e.number);
@@ -551,6 +678,7 @@ impl Store {
     }
 
     fn delete_mobile(&mut self, uid: u64) {
+        self.touched();
         let ids: Vec<u64> = self
             .exts
             .iter()
@@ -586,6 +714,7 @@ impl Store {
     }
 
     fn delete_user(&mut self, uid: u64) {
+        self.touched();
         let own = self.numbers_of_user(uid);
         self.fwds.retain(|_, f| !own.contains(&f.extension));
         let ids: Vec<u64> =
@@ -608,10 +737,6 @@ impl Store {
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-        let or_default = |k: &str, d: String| {
-            let v = get(k);
-            if v.is_empty() { d } else { v.to_string() }
-        };
         let raw_number = get("number");
         if raw_number.is_empty() || raw_number == "0" {
             return Err(vec![MSG_EMPTY_NUMBER.into()]);
@@ -623,14 +748,56 @@ impl Store {
         if number.is_empty() {
             return Err(vec![MSG_EMPTY_NUMBER.into()]);
         }
+        if self.save_may_clash(form, &number) {
+            // It may be refused half-way: work on a copy, so a refusal changes nothing.
+            let mut st = self.clone();
+            let ext_id = st.legacy_save_rows(form, cfg, rng, number)?;
+            *self = st;
+            Ok(ext_id)
+        } else {
+            // It cannot be refused: no copy of the whole store (an O(N) copy per save
+            // made the simulator, not the client, the bottleneck at thousands of rows).
+            self.legacy_save_rows(form, cfg, rng, number)
+        }
+    }
+
+    /// Whether [`Store::legacy_save`] of `form` could be refused: its number, or its
+    /// mobile, held by a row other than the employee's own. Conservative: `false` means
+    /// it cannot be refused.
+    fn save_may_clash(&self, form: &HashMap<String, String>, number: &str) -> bool {
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let uid = match get("user_id").parse::<u64>() {
+            Ok(u) if self.users.contains_key(&u) => u,
+            _ => self.next_user,
+        };
+        let taken =
+            |n: &str, own: Option<u64>| self.exts.iter().any(|(id, e)| e.number == n && Some(*id) != own);
+        let mobile = digits(get("mobile_number"));
+        taken(number, self.sip_ext_of_user(uid))
+            || (!mobile.is_empty() && (mobile == number || taken(&mobile, self.mobile_ext_of_user(uid))))
+    }
+
+    /// The row writes of [`Store::legacy_save`], with `number` already settled.
+    fn legacy_save_rows(
+        &mut self,
+        form: &HashMap<String, String>,
+        cfg: &MikoPbxConfig,
+        rng: &mut StdRng,
+        number: String,
+    ) -> Result<u64, Vec<String>> {
+        self.touched();
+        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+        let or_default = |k: &str, d: String| {
+            let v = get(k);
+            if v.is_empty() { d } else { v.to_string() }
+        };
         let username = get("user_username").to_string();
         let fwd = |k: &str| legacy_fwd(get(k), cfg.legacy_release);
         let int_or = |k: &str, d: i64| {
             let v = get(k);
             if v.is_empty() { d } else { php_int(v) }
         };
-
-        let mut st = self.clone();
+        let st = self;
         let uid = match get("user_id").parse::<u64>() {
             Ok(u) if st.users.contains_key(&u) => u,
             _ => st.alloc_user(),
@@ -744,7 +911,6 @@ impl Store {
                 },
             );
         }
-        *self = st;
         Ok(ext_id)
     }
 
@@ -756,6 +922,7 @@ impl Store {
         cfg: &MikoPbxConfig,
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
+        self.touched();
         let mut st = self.clone();
         let uid = match uid {
             Some(u) => u,
@@ -907,6 +1074,7 @@ impl Store {
 
     /// Direct row edits for `Simulator::tamper` (legacy field names).
     fn tamper(&mut self, ext_id: u64, patch: &Map<String, Value>) -> Result<(), String> {
+        self.touched();
         let rec =
             self.record_of_ext(ext_id).ok_or_else(|| format!("no employee with extension id {ext_id}"))?;
         let uid = rec.user_id.unwrap_or_default();
@@ -1493,10 +1661,9 @@ impl MikoPbxSim {
         let search = get("search[value]").to_lowercase();
         let st = lock(&self.state);
         let s = &st.store;
-        let mut rows: Vec<Record> = s
-            .users
-            .keys()
-            .filter_map(|u| s.record_of_user(*u))
+        let all = s.all_records();
+        let mut rows: Vec<&Record> = all
+            .iter()
             .filter(|r| r.id.is_some())
             .filter(|r| {
                 search.is_empty()
@@ -1515,7 +1682,7 @@ impl MikoPbxSim {
                 _ => r.number.clone(),
             }
         };
-        rows.sort_by_key(key);
+        rows.sort_by_cached_key(|r| key(r));
         if get("order[0][dir]").eq_ignore_ascii_case("desc") {
             rows.reverse();
         }

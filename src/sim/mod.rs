@@ -17,6 +17,12 @@
 //! answers 502 (or hangs, with `commit_then_fail_hang`): the real-world case of a proxy
 //! timing out after the backend committed, which a client must survive without creating
 //! a second account.
+//!
+//! Besides the random faults, `max_rps` enforces a request rate: a token bucket that
+//! holds one second's worth of requests and refills continuously; a request that finds
+//! it empty is answered 429 with `Retry-After` (whole seconds until a token is free, at
+//! least 1), before the simulator sees it. It is what a real API's rate limiter does, so
+//! a client's own limit can be measured against it.
 
 pub mod apio;
 pub mod mikopbx;
@@ -113,6 +119,9 @@ pub struct FaultConfig {
     pub commit_then_fail_hang: bool,
     /// Seeds the RNG that decides which request gets which fault, so runs repeat.
     pub seed: u64,
+    /// Requests per second the API accepts (token bucket, burst of one second's worth);
+    /// past it, 429 with `Retry-After`. 0: no limit.
+    pub max_rps: u32,
 }
 
 impl Default for FaultConfig {
@@ -129,6 +138,7 @@ impl Default for FaultConfig {
             commit_then_fail_rate: 0.0,
             commit_then_fail_hang: false,
             seed: 0,
+            max_rps: 0,
         }
     }
 }
@@ -188,6 +198,34 @@ impl Stats {
 struct FaultState {
     config: FaultConfig,
     rng: StdRng,
+    bucket: Bucket,
+}
+
+/// The `max_rps` token bucket.
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Bucket {
+    fn full(rps: u32) -> Self {
+        Bucket { tokens: f64::from(rps), refilled: Instant::now() }
+    }
+
+    /// Takes a token, or says how long until one is free.
+    fn take(&mut self, rps: u32) -> Result<(), Duration> {
+        let rate = f64::from(rps);
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
 }
 
 struct Shared {
@@ -202,6 +240,7 @@ impl Shared {
         // Re-seeding on every change is what makes a run repeat from the moment faults
         // are switched on, whatever traffic came before.
         state.rng = StdRng::seed_from_u64(config.seed);
+        state.bucket = Bucket::full(config.max_rps);
         state.config = config;
     }
 
@@ -229,6 +268,8 @@ impl Shared {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
     RateLimit,
+    /// Over `max_rps`; the seconds to wait.
+    Throttled(u64),
     Error(u16),
     Hang,
     Garbage,
@@ -240,6 +281,7 @@ impl Fault {
     fn name(self) -> &'static str {
         match self {
             Fault::RateLimit => "rate_limit",
+            Fault::Throttled(_) => "max_rps",
             Fault::Error(_) => "error",
             Fault::Hang => "hang",
             Fault::Garbage => "garbage",
@@ -320,7 +362,14 @@ async fn faults_and_stats(State(shared): State<Arc<Shared>>, req: Request, next:
     };
     let (latency, hang, retry_after, commit_hang, fault) = {
         let mut state = lock(&shared.faults);
-        let fault = decide(&mut state);
+        let rps = state.config.max_rps;
+        let fault = match rps {
+            0 => decide(&mut state),
+            _ => match state.bucket.take(rps) {
+                Ok(()) => decide(&mut state),
+                Err(wait) => Some(Fault::Throttled(wait.as_secs_f64().ceil().max(1.0) as u64)),
+            },
+        };
         let c = &state.config;
         (
             Duration::from_millis(c.latency_ms),
@@ -334,7 +383,11 @@ async fn faults_and_stats(State(shared): State<Arc<Shared>>, req: Request, next:
         shared.sleep(latency).await;
     }
     let (op, response) = match fault {
-        Some(Fault::RateLimit) => {
+        Some(Fault::RateLimit | Fault::Throttled(_)) => {
+            let retry_after = match fault {
+                Some(Fault::Throttled(wait)) => wait,
+                _ => retry_after,
+            };
             let body = Json(json!({"error": "Too Many Requests", "retry_after": retry_after}));
             let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
@@ -560,7 +613,11 @@ pub async fn spawn(sim: Arc<dyn Simulator>, addr: SocketAddr) -> Result<Running,
     let (stop, stopped) = watch::channel(false);
     let defaults = FaultConfig::default();
     let shared = Arc::new(Shared {
-        faults: Mutex::new(FaultState { rng: StdRng::seed_from_u64(defaults.seed), config: defaults }),
+        faults: Mutex::new(FaultState {
+            rng: StdRng::seed_from_u64(defaults.seed),
+            bucket: Bucket::full(defaults.max_rps),
+            config: defaults,
+        }),
         stats: Mutex::new(Stats::default()),
         shutdown: stopped.clone(),
     });

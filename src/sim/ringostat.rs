@@ -634,8 +634,8 @@ impl RingostatSim {
             .staff
             .values()
             .filter(|s| staff_id.as_ref().is_none_or(|id| s.staff_id.to_string() == *id))
-            .filter(|s| fio.as_ref().is_none_or(|f| s.fio.to_lowercase().contains(f)))
-            .filter(|s| email.as_ref().is_none_or(|e| s.email.to_lowercase().contains(e)))
+            .filter(|s| fio.as_ref().is_none_or(|f| contains_lowercase(&s.fio, f)))
+            .filter(|s| email.as_ref().is_none_or(|e| contains_lowercase(&s.email, e)))
             .map(|s| (s.staff_id.to_string(), self.list_item(s)))
             .collect();
         let filtered = staff_id.is_some() || fio.is_some() || email.is_some();
@@ -860,4 +860,14 @@ impl Simulator for RingostatSim {
             ("creatorId".to_string(), self.config.creator_id.clone()),
         ])
     }
+}
+
+/// Whether `text`, lowercased, contains `needle` (already lowercase); ASCII text is
+/// compared in place rather than copied once per staff member and lookup.
+fn contains_lowercase(text: &str, needle: &str) -> bool {
+    if !text.is_ascii() {
+        return text.to_lowercase().contains(needle);
+    }
+    let needle = needle.as_bytes();
+    needle.is_empty() || text.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }

@@ -476,10 +476,12 @@ impl TelphinSim {
             Some(Value::String(n)) => self.full_extension_name(n)?,
             _ => return Err(ApiErr::invalid("name is required")),
         };
+        // The JSON values are built once, not once per extension compared.
+        let (client, wanted) = (json!(client_id), json!(name));
         let taken = inner
             .extensions
             .values()
-            .any(|e| e.get("client_id") == Some(&json!(client_id)) && e.get("name") == Some(&json!(name)));
+            .any(|e| e.get("client_id") == Some(&client) && e.get("name") == Some(&wanted));
         if taken {
             return Err(ApiErr(
                 StatusCode::BAD_REQUEST,
@@ -619,7 +621,14 @@ impl TelphinSim {
                             && u.fields
                                 .get("login")
                                 .and_then(Value::as_str)
-                                .is_some_and(|l| l.to_lowercase() == lower)
+                                // ASCII logins compare without a lowercase copy each.
+                                .is_some_and(|l| {
+                                    if l.is_ascii() {
+                                        l.eq_ignore_ascii_case(&lower)
+                                    } else {
+                                        l.to_lowercase() == lower
+                                    }
+                                })
                     });
                     if taken {
                         return Err(ApiErr(

@@ -7,6 +7,7 @@ mod backend_mikopbx;
 mod backend_ringostat;
 mod backend_telphin;
 mod backend_thulium;
+mod bench;
 mod chaos;
 mod cli;
 mod controller;

@@ -66,6 +66,37 @@ async fn rate_limit_answers_429_with_retry_after_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn max_rps_answers_429_past_the_rate_and_lets_requests_through_as_tokens_refill() {
+    let running = start().await;
+    let client = Client::new();
+    // Two per second: the bucket holds two, and refills one every 500 ms (slow enough
+    // that the requests below cannot outrun the test on a busy machine).
+    running.set_faults(FaultConfig { max_rps: 2, ..FaultConfig::default() });
+    assert_eq!(list(&running, &client).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(list(&running, &client).await.unwrap().status(), StatusCode::OK);
+    let refused = list(&running, &client).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    // A throttled create changes nothing.
+    let create_refused = create(&running, &client, "jkowalski", "345").await;
+    assert_eq!(create_refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(agents(&running).is_empty());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(list(&running, &client).await.unwrap().status(), StatusCode::OK);
+    let stats = running.stats();
+    assert_eq!(stats.fault_count("max_rps"), 2, "{stats:?}");
+    assert_eq!(stats.count("GET /api/agents", 429), 1);
+    assert_eq!(stats.count("POST /api/agents", 429), 1);
+    assert_eq!(stats.fault_count("rate_limit"), 0, "an enforced limit is not the random fault");
+
+    // 0 switches it off.
+    running.set_faults(FaultConfig::default());
+    for _ in 0..10 {
+        assert_eq!(list(&running, &client).await.unwrap().status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
 async fn error_answers_5xx_html_and_changes_nothing() {
     let running = start().await;
     let client = Client::new();

@@ -1,0 +1,148 @@
+//! `switchboard bench` at a small N with no latency: it runs, and every scenario costs
+//! exactly the requests it should. No timing is asserted.
+
+use std::collections::BTreeMap;
+
+use switchboard::{
+    api::BackendKind,
+    bench::{self, Config, Measurement, Scenario, writes_in},
+};
+
+/// Requests by operation, any status.
+fn ops(m: &Measurement) -> BTreeMap<String, u64> {
+    m.stats.by_operation.iter().map(|(op, statuses)| (op.clone(), statuses.values().sum())).collect()
+}
+
+fn expect(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(op, n)| ((*op).to_owned(), *n)).collect()
+}
+
+/// A system, a scenario and its requests by operation.
+type Expected = (&'static str, Scenario, &'static [(&'static str, u64)]);
+
+fn row<'a>(rows: &'a [Measurement], scenario: Scenario, system: &str) -> &'a Measurement {
+    rows.iter()
+        .find(|m| m.scenario == scenario && m.system == system)
+        .unwrap_or_else(|| panic!("no {scenario:?} row for {system}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_run_makes_exactly_the_requests_it_should() {
+    let config = Config {
+        sizes: vec![10],
+        latency_ms: 0,
+        concurrency: 4,
+        rate_limit: 200,
+        rate_limited_max: 10,
+        drift_percent: 1.0,
+        systems: BackendKind::ALL.to_vec(),
+        baseline: true,
+        out: None,
+    };
+    let mut out = Vec::new();
+    let rows = bench::run(&config, &mut out).await.unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("Targets:"), "{text}");
+
+    // The seed's method: one getRecord and one saveRecord per employee, nothing else.
+    let base = row(&rows, Scenario::Baseline, "mikopbx, seed script");
+    assert_eq!(base.requests("getRecord"), 10, "{:?}", base.stats);
+    assert_eq!(base.requests("saveRecord"), 10);
+    assert_eq!(base.stats.requests, 20);
+    assert_eq!((base.writes, base.failures), (10, 0));
+
+    let updatable = [BackendKind::Mikopbx, BackendKind::Apio, BackendKind::Telphin];
+    for kind in BackendKind::ALL {
+        let name = kind.as_str();
+        let cold = row(&rows, Scenario::Cold, name);
+        assert_eq!((cold.writes, cold.failures), (10, 0), "{name}: {:?}", cold.stats);
+        assert_eq!(
+            writes_in(&cold.stats),
+            10 + u64::from(kind == BackendKind::Telphin) * 10,
+            "{name}: {:?}",
+            cold.stats
+        );
+
+        let steady = row(&rows, Scenario::Steady, name);
+        assert_eq!(steady.writes, 0, "{name}");
+        assert_eq!(writes_in(&steady.stats), 0, "{name}: {:?}", steady.stats);
+        assert_eq!(steady.failures, 0, "{name}");
+        assert!(steady.stats.requests > 0, "{name}: a resync lists");
+
+        let drift = row(&rows, Scenario::Drift, name);
+        assert_eq!(drift.changed, 1, "{name}");
+        if updatable.contains(&kind) {
+            assert_eq!(drift.writes, 1, "{name}: {:?}", drift.stats);
+            assert_eq!(writes_in(&drift.stats), 1, "{name}: {:?}", drift.stats);
+        } else {
+            // No update API: the change is reported for a person, never written.
+            assert_eq!((drift.writes, drift.manual), (0, 1), "{name}");
+            assert_eq!(writes_in(&drift.stats), 0, "{name}: {:?}", drift.stats);
+        }
+
+        let limited = row(&rows, Scenario::RateLimited, name);
+        assert_eq!((limited.writes, limited.failures), (10, 0), "{name}: {:?}", limited.stats);
+    }
+
+    // Every request of every scenario, exactly (N = 10, 1 account changed).
+    const LIST: &str = switchboard::sim::ringostat::LIST_STAFF;
+    const ADD: &str = switchboard::sim::ringostat::ADD_STAFF;
+    let expected: [Expected; 15] = [
+        // Legacy MikoPBX: a session for the admin table, then the seed's two calls per create.
+        (
+            "mikopbx",
+            Scenario::Cold,
+            &[("sessionStart", 1), ("getNewRecords", 1), ("getRecord", 10), ("saveRecord", 10)],
+        ),
+        // The table, then every record (forwarding is only in the record).
+        ("mikopbx", Scenario::Steady, &[("getNewRecords", 1), ("getRecord", 10)]),
+        // An update is read-modify-write of the whole record.
+        ("mikopbx", Scenario::Drift, &[("getNewRecords", 1), ("getRecord", 11), ("saveRecord", 1)]),
+        ("thulium", Scenario::Cold, &[("GET agents", 1), ("POST agents", 10)]),
+        ("thulium", Scenario::Steady, &[("GET agents", 1)]),
+        ("thulium", Scenario::Drift, &[("GET agents", 1)]),
+        ("apio", Scenario::Cold, &[("listUsers", 1), ("createUser", 10)]),
+        ("apio", Scenario::Steady, &[("listUsers", 1), ("getUser", 10)]),
+        ("apio", Scenario::Drift, &[("listUsers", 1), ("getUser", 10), ("updateUser", 1)]),
+        // A number the listing did not have is created straight away.
+        (
+            "telphin",
+            Scenario::Cold,
+            &[
+                ("token", 1),
+                ("listUsers", 1),
+                ("listExtensions", 1),
+                ("createExtension", 10),
+                ("createUser", 10),
+            ],
+        ),
+        ("telphin", Scenario::Steady, &[("listUsers", 1), ("listExtensions", 1)]),
+        ("telphin", Scenario::Drift, &[("listUsers", 1), ("listExtensions", 1), ("updateUser", 1)]),
+        // addStaff answers no id: one lookup (filtered by e-mail) per create.
+        ("ringostat", Scenario::Cold, &[(LIST, 11), (ADD, 10)]),
+        ("ringostat", Scenario::Steady, &[(LIST, 1)]),
+        ("ringostat", Scenario::Drift, &[(LIST, 1)]),
+    ];
+    for (system, scenario, pairs) in expected {
+        assert_eq!(ops(row(&rows, scenario, system)), expect(pairs), "{system} {scenario:?}");
+    }
+
+    // All five at once: the same work, side by side.
+    let all = "all 5 at once";
+    let cold = row(&rows, Scenario::Cold, all);
+    assert_eq!((cold.writes, cold.failures, cold.accounts), (50, 0, 50));
+    assert_eq!(row(&rows, Scenario::Steady, all).writes, 0);
+    assert_eq!(writes_in(&row(&rows, Scenario::Steady, all).stats), 0);
+    let drift = row(&rows, Scenario::Drift, all);
+    assert_eq!((drift.changed, drift.writes, drift.manual), (5, 3, 2));
+    assert!(rows.iter().all(|m| m.peak_rss_kib.is_some()));
+}
+
+#[test]
+fn the_table_and_the_chart_are_written() {
+    let rows = vec![];
+    let config = Config::default();
+    assert!(bench::markdown(&config, &rows).starts_with("# switchboard bench"));
+    let svg = bench::svg(&config, &rows);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+}
