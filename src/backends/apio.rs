@@ -52,7 +52,7 @@ use tokio::sync::Mutex;
 
 use super::{
     Backend, Credentials, Error, Listing, Secret, check_settings_block,
-    common::{Answer, random_password, unsupported},
+    common::{Answer, bearer_call, random_password, unsupported},
     extension_field,
     http::{Http, Retry, Settings},
 };
@@ -315,34 +315,29 @@ impl Apio {
         })
     }
 
-    /// Sends an authenticated request; on a 401 renews the token once and sends again.
-    /// `secrets` are values in the request (a password) to keep out of errors.
+    /// Sends an authenticated request; on a 401 renews the token once and sends again
+    /// (an M2M token cannot be renewed). `secrets` are values in the request (a
+    /// password) to keep out of errors.
     async fn call(
         &self,
         retry: Retry,
         secrets: &[&Secret],
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<Answer, Error> {
-        let mut renewed = false;
-        loop {
-            let token = self.token().await?;
-            let mut known: Vec<&Secret> = secrets.to_vec();
-            known.push(&token);
-            let reply = self.http.send(retry, &known, |c| build(c).bearer_auth(token.expose())).await?;
-            let mut redactor = self.http.redactor().clone();
-            redactor.extend(known);
-            let answer = Answer { reply, redactor };
-            if answer.reply.status != StatusCode::UNAUTHORIZED {
-                return Ok(answer);
-            }
-            if renewed || matches!(self.auth, Auth::M2m(_)) {
-                let message = answer.text(error_message(&answer.reply.body).as_deref());
-                return Err(answer.scrub(self.http.auth(&format!("token refused: {message}"))));
-            }
-            // A 401 was refused before any work was done, so even a create may go again.
-            self.refused(&token).await;
-            renewed = true;
-        }
+        let renewable = !matches!(self.auth, Auth::M2m(_));
+        bearer_call(
+            &self.http,
+            retry,
+            secrets,
+            build,
+            || self.token(),
+            |used| async move {
+                self.refused(&used).await;
+                renewable
+            },
+            |answer| answer.text(error_message(&answer.reply.body).as_deref()),
+        )
+        .await
     }
 
     // ---- reading -----------------------------------------------------------------

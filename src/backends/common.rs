@@ -5,9 +5,11 @@
 use rand::{Rng, seq::SliceRandom};
 use serde::de::DeserializeOwned;
 
+use reqwest::{Client, RequestBuilder, StatusCode};
+
 use super::{
     Error, Secret,
-    http::{Http, Redactor, Reply},
+    http::{Http, Redactor, Reply, Retry},
 };
 use crate::plan::Field;
 
@@ -117,5 +119,42 @@ impl Answer {
 
     pub fn scrub(&self, err: Error) -> Error {
         scrub(err, &self.redactor)
+    }
+}
+
+/// Sends a request with a Bearer token from `token`; on a 401 tells `refused` (which
+/// forgets that token and says whether a new one may help) and sends once more: a 401
+/// did no work, so even a create may go again. The answer is read with the token and
+/// `secrets` scrubbed; `message` quotes the server's reason for a final refusal.
+pub async fn bearer_call<T, R>(
+    http: &Http,
+    retry: Retry,
+    secrets: &[&Secret],
+    build: impl Fn(&Client) -> RequestBuilder,
+    token: impl Fn() -> T,
+    refused: impl Fn(Secret) -> R,
+    message: impl Fn(&Answer) -> String,
+) -> Result<Answer, Error>
+where
+    T: Future<Output = Result<Secret, Error>>,
+    R: Future<Output = bool>,
+{
+    let mut renewed = false;
+    loop {
+        let token = token().await?;
+        let mut known: Vec<&Secret> = secrets.to_vec();
+        known.push(&token);
+        let reply = http.send(retry, &known, |c| build(c).bearer_auth(token.expose())).await?;
+        let mut redactor = http.redactor().clone();
+        redactor.extend(known);
+        let answer = Answer { reply, redactor };
+        if answer.reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(answer);
+        }
+        if renewed || !refused(token.clone()).await {
+            let text = message(&answer);
+            return Err(answer.scrub(http.auth(&format!("token refused: {text}"))));
+        }
+        renewed = true;
     }
 }

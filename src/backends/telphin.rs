@@ -52,7 +52,7 @@ use tokio::sync::Mutex;
 
 use super::{
     Backend, Credentials, Error, Listing, Secret, check_settings_block,
-    common::{Answer, random_password, unsupported},
+    common::{Answer, bearer_call, random_password, unsupported},
     extension_field,
     http::{Http, Retry, Settings},
 };
@@ -262,28 +262,19 @@ impl Telphin {
         secrets: &[&Secret],
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<Answer, Error> {
-        let mut renewed = false;
-        loop {
-            let token = self.bearer().await?;
-            let mut known: Vec<&Secret> = secrets.to_vec();
-            known.push(&token);
-            let reply = self.http.send(retry, &known, |c| build(c).bearer_auth(token.expose())).await?;
-            let mut redactor = self.http.redactor().clone();
-            redactor.extend(known);
-            let answer = Answer { reply, redactor };
-            if answer.reply.status != StatusCode::UNAUTHORIZED {
-                return Ok(answer);
-            }
-            if renewed {
-                let (message, _) = error_of(&answer.reply.body);
-                return Err(
-                    answer.scrub(self.http.auth(&format!("token refused: {}", message.unwrap_or_default())))
-                );
-            }
-            // A 401 did no work, so even a create may go again.
-            self.refused(&token).await;
-            renewed = true;
-        }
+        bearer_call(
+            &self.http,
+            retry,
+            secrets,
+            build,
+            || self.bearer(),
+            |used| async move {
+                self.refused(&used).await;
+                true
+            },
+            |answer| error_of(&answer.reply.body).0.unwrap_or_default(),
+        )
+        .await
     }
 
     // ---- reading -----------------------------------------------------------------
