@@ -356,39 +356,6 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, String> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 2;
-            }
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
@@ -969,7 +936,11 @@ impl ApioSim {
             let m = json_object(body).map_err(ApiErr::bad)?;
             given.extend(m);
         }
-        given.extend(query_pairs(raw_query).into_iter().map(|(k, v)| (k, Value::String(v))));
+        given.extend(
+            super::form_pairs(raw_query.unwrap_or("").as_bytes())
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v))),
+        );
         let mut seen = BTreeSet::new();
         let mut criteria = Vec::new();
         let mut limit: Option<usize> = None;

@@ -1736,11 +1736,11 @@ impl MikoPbxSim {
                 }
             }
         } else if ct.starts_with("application/x-www-form-urlencoded") {
-            for (k, v) in parse_form(body) {
+            for (k, v) in super::form_pairs(body) {
                 data.insert(k, Value::String(v));
             }
         }
-        for (k, v) in parse_form(query.as_bytes()) {
+        for (k, v) in super::form_pairs(query.as_bytes()) {
             data.insert(k, Value::String(v));
         }
         Ok(data)
@@ -1775,7 +1775,7 @@ impl MikoPbxSim {
     }
 
     fn v3_list(&self, query: &str) -> Response {
-        let q: HashMap<String, String> = parse_form(query.as_bytes()).into_iter().collect();
+        let q: HashMap<String, String> = super::form_pairs(query.as_bytes()).into_iter().collect();
         let st = lock(&self.state);
         let s = &st.store;
         let search = q.get("search").map(|v| v.trim().to_lowercase()).unwrap_or_default();
@@ -2556,7 +2556,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 }
 
 fn query_map(q: &Option<String>) -> HashMap<String, String> {
-    parse_form(q.as_deref().unwrap_or("").as_bytes()).into_iter().collect()
+    super::form_pairs(q.as_deref().unwrap_or("").as_bytes()).into_iter().collect()
 }
 
 async fn legacy_get(
@@ -2579,7 +2579,7 @@ async fn legacy_post(
 ) -> Response {
     // PHP fills $_POST only from form bodies.
     let post = if content_type(&headers).starts_with("application/x-www-form-urlencoded") {
-        parse_form(&body).into_iter().collect()
+        super::form_pairs(&body).into_iter().collect()
     } else {
         HashMap::new()
     };
@@ -2588,7 +2588,7 @@ async fn legacy_post(
 
 async fn session_start(State(sim): Sim, Peer(ip): Peer, headers: HeaderMap, body: Bytes) -> Response {
     let form = if content_type(&headers).starts_with("application/x-www-form-urlencoded") {
-        parse_form(&body).into_iter().collect()
+        super::form_pairs(&body).into_iter().collect()
     } else {
         HashMap::new()
     };
@@ -2597,7 +2597,7 @@ async fn session_start(State(sim): Sim, Peer(ip): Peer, headers: HeaderMap, body
 
 async fn get_new_records(State(sim): Sim, headers: HeaderMap, body: Bytes) -> Response {
     let form = if content_type(&headers).starts_with("application/x-www-form-urlencoded") {
-        parse_form(&body).into_iter().collect()
+        super::form_pairs(&body).into_iter().collect()
     } else {
         HashMap::new()
     };
@@ -2907,40 +2907,6 @@ fn throttled(failures: &mut HashMap<IpAddr, Vec<Instant>>, ip: IpAddr, cfg: &Mik
     list.len() >= cfg.login_attempts
 }
 
-/// `application/x-www-form-urlencoded` pairs in order.
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|b| *b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let mut it = pair.splitn(2, |b| *b == b'=');
-            let k = percent_decode(it.next().unwrap_or_default());
-            let v = percent_decode(it.next().unwrap_or_default());
-            (k, v)
-        })
-        .collect()
-}
-
-fn percent_decode(s: &[u8]) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() && hex_val(s[i + 1]).is_some() && hex_val(s[i + 2]).is_some() => {
-                out.push(hex_val(s[i + 1]).unwrap_or(0) * 16 + hex_val(s[i + 2]).unwrap_or(0));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-}
-
 fn new_uniqid(prefix: &str, rng: &mut StdRng) -> String {
     format!("{prefix}{:08X}", rng.random::<u32>())
 }
@@ -3056,7 +3022,7 @@ mod tests {
 
     #[test]
     fn form_decoding() {
-        let f = parse_form(b"a=1&b=x+y%20z&c=&search%5Bvalue%5D=%D0%98&bad=%zz");
+        let f = crate::sim::form_pairs(b"a=1&b=x+y%20z&c=&search%5Bvalue%5D=%D0%98&bad=%zz");
         assert_eq!(
             f,
             vec![

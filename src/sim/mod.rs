@@ -684,3 +684,9 @@ pub fn default_simulator(kind: crate::api::BackendKind) -> Arc<dyn Simulator> {
         BackendKind::Ringostat => ringostat::RingostatSim::new(ringostat::RingostatConfig::default()),
     }
 }
+
+/// `application/x-www-form-urlencoded` pairs (a form body or a query string), in order,
+/// repeated keys kept.
+pub(crate) fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw).into_owned().collect()
+}

@@ -281,38 +281,6 @@ fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Api
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 2;
-            }
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn form_pairs(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
 fn valid_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
@@ -335,7 +303,7 @@ struct ListQuery {
 impl ListQuery {
     fn parse(raw: Option<&str>, allowed: &[&str], cfg: &TelphinConfig) -> Result<Self, ApiErr> {
         let mut q = ListQuery { filters: BTreeMap::new(), page: 1, per_page: cfg.default_per_page };
-        for (k, v) in form_pairs(raw.unwrap_or("")) {
+        for (k, v) in super::form_pairs(raw.unwrap_or("").as_bytes()) {
             let key = k.strip_suffix("[]").unwrap_or(&k);
             let positive = |v: &str| v.trim().parse::<usize>().ok().filter(|n| *n >= 1);
             match key {
@@ -828,7 +796,7 @@ async fn token(State(sim): Sim, headers: HeaderMap, body: Bytes) -> Response {
             ),
         );
     }
-    let form: BTreeMap<String, String> = form_pairs(&String::from_utf8_lossy(&body)).into_iter().collect();
+    let form: BTreeMap<String, String> = super::form_pairs(&body).into_iter().collect();
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         None => {
