@@ -583,10 +583,6 @@ fn cli_name(name: &str, fallback: &str) -> String {
     if cut.is_empty() { fallback.to_owned() } else { cut.to_owned() }
 }
 
-fn unfit(field: &str, rule: &str) -> Error {
-    Error::Unfit { system: SYSTEM, field: field.to_owned(), rule: rule.to_owned() }
-}
-
 impl Backend for Apio {
     fn kind(&self) -> BackendKind {
         SYSTEM
@@ -603,23 +599,23 @@ impl Backend for Apio {
             || extension.len() > EXTENSION_MAX
             || !extension.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err(unfit(&extension_field(membership), "must be 1 to 20 digits"));
+            return Err(Error::unfit(SYSTEM, extension_field(membership), "must be 1 to 20 digits"));
         }
         for (field, value) in
             [("spec.givenName", &employee.given_name), ("spec.familyName", &employee.family_name)]
         {
             let len = value.trim().chars().count();
             if len == 0 || len > NAME_MAX {
-                return Err(unfit(field, "must be 1 to 30 characters"));
+                return Err(Error::unfit(SYSTEM, field, "must be 1 to 30 characters"));
             }
         }
         if employee.email.chars().count() > EMAIL_MAX {
-            return Err(unfit("spec.email", "must be at most 80 characters"));
+            return Err(Error::unfit(SYSTEM, "spec.email", "must be at most 80 characters"));
         }
         if let Some(mobile) = &employee.mobile {
             let digits = mobile.strip_prefix('+').unwrap_or(mobile);
             if !(3..=15).contains(&digits.len()) {
-                return Err(unfit("spec.mobile", "must have 3 to 15 digits"));
+                return Err(Error::unfit(SYSTEM, "spec.mobile", "must have 3 to 15 digits"));
             }
         }
         let mut attributes = Attributes {

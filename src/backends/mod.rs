@@ -110,6 +110,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// The Employee's `field` breaks `system`'s `rule`.
+    pub fn unfit(system: BackendKind, field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Error::Unfit { system, field: field.into(), rule: rule.into() }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient { .. })

@@ -263,10 +263,6 @@ fn capabilities() -> Capabilities {
     Capabilities { create: true, update: false, delete: false, readable, writable }
 }
 
-fn unfit(field: impl Into<String>, rule: impl Into<String>) -> Error {
-    Error::Unfit { system: SYSTEM, field: field.into(), rule: rule.into() }
-}
-
 #[derive(Deserialize)]
 struct Envelope {
     #[serde(default)]
@@ -439,7 +435,7 @@ impl Backend for Ringostat {
         check_settings_block(SYSTEM, membership)?;
         let extension = employee.extension_on(membership);
         if !EXTENSION_DIGITS.contains(&extension.len()) || !extension.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(unfit(extension_field(membership), "must be 2–5 digits"));
+            return Err(Error::unfit(SYSTEM, extension_field(membership), "must be 2–5 digits"));
         }
         let rule = "may hold only letters and spaces (no digits, hyphens, apostrophes or other punctuation)";
         let fio = collapse_spaces(&employee.full_name());
@@ -449,10 +445,10 @@ impl Backend for Ringostat {
                 (None, false) => "spec.givenName",
                 (None, true) => "spec.familyName",
             };
-            return Err(unfit(field, rule));
+            return Err(Error::unfit(SYSTEM, field, rule));
         }
         if !is_email(&employee.email) {
-            return Err(unfit("spec.email", "is not an e-mail address Ringostat accepts"));
+            return Err(Error::unfit(SYSTEM, "spec.email", "is not an e-mail address Ringostat accepts"));
         }
 
         let mut settings = BTreeMap::new();
@@ -505,15 +501,19 @@ impl Backend for Ringostat {
             }
         };
         if password.expose().chars().count() < SIP_PASSWORD_MIN {
-            return Err(unfit(
+            return Err(Error::unfit(
+                SYSTEM,
                 "spec.passwordSecretRef",
                 format!("the SIP password must be at least {SIP_PASSWORD_MIN} characters"),
             ));
         }
         let a = &desired.attributes;
-        let fio =
-            a.display_name.clone().ok_or_else(|| unfit("spec.displayName", "is required on Ringostat"))?;
-        let email = a.email.clone().ok_or_else(|| unfit("spec.email", "is required on Ringostat"))?;
+        let fio = a
+            .display_name
+            .clone()
+            .ok_or_else(|| Error::unfit(SYSTEM, "spec.displayName", "is required on Ringostat"))?;
+        let email =
+            a.email.clone().ok_or_else(|| Error::unfit(SYSTEM, "spec.email", "is required on Ringostat"))?;
         let departments = match a.settings.get(DEPARTMENTS) {
             Some(text) => serde_json::from_str::<Value>(text)
                 .map_err(|e| Error::Config(format!("{SYSTEM}: departments {text:?}: {e}")))?,

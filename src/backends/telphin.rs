@@ -521,10 +521,6 @@ fn status(enabled: bool) -> &'static str {
     if enabled { "active" } else { "blocked" }
 }
 
-fn unfit(field: &str, rule: &str) -> Error {
-    Error::Unfit { system: SYSTEM, field: field.to_owned(), rule: rule.to_owned() }
-}
-
 impl Backend for Telphin {
     fn kind(&self) -> BackendKind {
         SYSTEM
@@ -538,7 +534,7 @@ impl Backend for Telphin {
         check_settings_block(SYSTEM, membership)?;
         let extension = employee.extension_on(membership);
         if !EXTENSION_DIGITS.contains(&extension.len()) || !extension.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(unfit(&extension_field(membership), "must be 2 to 4 digits"));
+            return Err(Error::unfit(SYSTEM, extension_field(membership), "must be 2 to 4 digits"));
         }
         let login = employee.login();
         let login_ok = LOGIN_LEN.contains(&login.len())
@@ -551,12 +547,12 @@ impl Backend for Telphin {
                     "the login (the part before @, as spec.login is unset) must be 3 to 64 characters of A-Z a-z 0-9 . _ @ + -",
                 ),
             };
-            return Err(unfit(field, rule));
+            return Err(Error::unfit(SYSTEM, field, rule));
         }
         let name = employee.full_name().trim().to_owned();
         if name.is_empty() || name.chars().count() > NAME_MAX {
             let field = if employee.display_name.is_some() { "spec.displayName" } else { "spec.givenName" };
-            return Err(unfit(field, "the name must be 1 to 255 characters"));
+            return Err(Error::unfit(SYSTEM, field, "the name must be 1 to 255 characters"));
         }
         let mut attributes = Attributes {
             display_name: Some(name),

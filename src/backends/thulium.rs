@@ -204,10 +204,6 @@ fn capabilities() -> Capabilities {
     Capabilities { create: true, update: false, delete: false, readable, writable }
 }
 
-fn unfit(field: impl Into<String>, rule: impl Into<String>) -> Error {
-    Error::Unfit { system: SYSTEM, field: field.into(), rule: rule.into() }
-}
-
 /// The documented error body.
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -377,10 +373,15 @@ impl Backend for Thulium {
             || extension.len() > NUMBER_MAX_DIGITS
             || !extension.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err(unfit(extension_field(membership), format!("must be 1–{NUMBER_MAX_DIGITS} digits")));
+            return Err(Error::unfit(
+                SYSTEM,
+                extension_field(membership),
+                format!("must be 1–{NUMBER_MAX_DIGITS} digits"),
+            ));
         }
         if extension.starts_with('0') {
-            return Err(unfit(
+            return Err(Error::unfit(
+                SYSTEM,
                 extension_field(membership),
                 "must not start with 0 (Thulium keeps agent numbers as integers: the zero would be lost)",
             ));
@@ -389,7 +390,7 @@ impl Backend for Thulium {
             [("spec.givenName", &employee.given_name), ("spec.familyName", &employee.family_name)]
         {
             if value.trim().is_empty() {
-                return Err(unfit(field, "must not be blank"));
+                return Err(Error::unfit(SYSTEM, field, "must not be blank"));
             }
         }
         let login = employee.login();
@@ -397,10 +398,12 @@ impl Backend for Thulium {
             let rule =
                 format!("a login may hold only ASCII letters, digits and . _ @ - (at most {LOGIN_MAX_LEN})");
             return Err(match employee.login {
-                Some(_) => unfit("spec.login", rule),
-                None => {
-                    unfit("spec.email", format!("{rule}; the part before the @ is the login: set spec.login"))
-                }
+                Some(_) => Error::unfit(SYSTEM, "spec.login", rule),
+                None => Error::unfit(
+                    SYSTEM,
+                    "spec.email",
+                    format!("{rule}; the part before the @ is the login: set spec.login"),
+                ),
             });
         }
 
@@ -429,7 +432,8 @@ impl Backend for Thulium {
             }
             if let Some(callerid) = &t.caller_id {
                 if callerid.trim().is_empty() {
-                    return Err(unfit(
+                    return Err(Error::unfit(
+                        SYSTEM,
                         format!("spec.phoneSystems[name={}].thulium.callerId", membership.name),
                         "must not be blank",
                     ));
@@ -472,7 +476,7 @@ impl Backend for Thulium {
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
         let a = &desired.attributes;
         let required = |value: &Option<String>, field: &str| {
-            value.clone().ok_or_else(|| unfit(field, "is required on Thulium"))
+            value.clone().ok_or_else(|| Error::unfit(SYSTEM, field, "is required on Thulium"))
         };
         let login = required(&a.login, "spec.login")?;
         // Thulium requires a password; without one given, the agent gets a random one
