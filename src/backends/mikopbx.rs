@@ -29,7 +29,7 @@
 //! | log in | `POST /admin-cabinet/session/start` (XHR, form) | `POST /pbxcore/api/v3/auth:login` (or the API key) |
 //! | list | `POST /admin-cabinet/extensions/getNewRecords` pages + `GET …/extensions/getRecord?id=` each | `GET …/v3/employees?limit&offset` pages + `GET …/v3/employees/{id}` each |
 //! | find | `getNewRecords` with a search + `getRecord` | `GET …/v3/employees?search=number:<n>` + `GET …/{id}` |
-//! | create | `GET getRecord?id=` (template) + `POST saveRecord` | `POST …/v3/employees` |
+//! | create | `POST saveRecord` (+ one `GET getRecord?id=` template per client, for the defaults) | `POST …/v3/employees` |
 //! | update | `GET getRecord?id=` + `POST saveRecord` (full record) | `PATCH …/v3/employees/{id}` (changed fields) |
 //! | delete | `POST …/extensions/deleteRecord` | `DELETE …/v3/employees/{id}` |
 //!

@@ -331,6 +331,49 @@ async fn updating_one_field_keeps_the_sip_secret_and_the_mobile() {
     }
 }
 
+/// The legacy client reads the template once, not once per create; every create must
+/// still get its own SIP peer, mobile row and secret (a reused `sip_uniqid` would make
+/// each save overwrite the previous employee's peer).
+#[tokio::test]
+async fn legacy_creates_share_the_defaults_but_no_row() {
+    let p = pbx().await;
+    let backend = legacy(&p);
+    p.running.reset_stats();
+    let people =
+        [("301", "Ann", Some("48600301301")), ("302", "Ben", Some("48600302302")), ("303", "Cy", None)];
+    for (number, name, mobile) in people {
+        let e = employee(number, name, mobile);
+        let m = office(json!({}));
+        let d = desired(&backend, &e, &m);
+        // No password: the PBX makes one, as its template would have.
+        backend.create(&d, None).await.unwrap();
+    }
+    let stats = p.running.stats();
+    assert_eq!(stats.total("getRecord"), 1, "{stats:?}");
+    assert_eq!(stats.total("saveRecord"), 3, "{stats:?}");
+
+    let all = dump(&p);
+    let distinct = |key: &str| {
+        all.values()
+            .map(|r| r[key].as_str().unwrap().to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    assert_eq!(all.len(), 3);
+    assert_eq!(distinct("sip_uniqid"), 3, "{all:?}");
+    assert_eq!(distinct("sip_secret"), 3, "{all:?}");
+    assert_eq!(distinct("mobile_uniqid"), 3, "{all:?}");
+    assert_eq!(all["301"]["mobile_number"], "48600301301");
+    assert_eq!(all["303"]["mobile_number"], "");
+    // The template's defaults arrived.
+    assert!(all.values().all(|r| r["sip_dtmfmode"] == "auto" && r["fwd_ringlength"] == 45), "{all:?}");
+    // One Sip peer and one SIP extension per employee, nothing shared or left over.
+    let rows = p.sim.row_counts();
+    assert_eq!((rows["users"], rows["sip"], rows["external_phones"]), (3, 3, 2), "{rows:?}");
+    // SIP extensions, and the two mobiles' EXTERNAL ones.
+    assert_eq!(rows["extensions"], 5, "{rows:?}");
+}
+
 #[tokio::test]
 async fn a_legacy_move_leaves_no_forwarding_behind_that_blocks_deletes() {
     let p = pbx().await;

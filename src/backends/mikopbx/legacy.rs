@@ -7,7 +7,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use reqwest::{Client, RequestBuilder, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use super::{
     DEFAULT_PAGE_SIZE, FWD_FORWARDING, FWD_FORWARDING_ON_BUSY, FWD_FORWARDING_ON_UNAVAILABLE, Generation,
@@ -69,6 +69,8 @@ pub struct MikoPbxLegacy {
     /// The `PHPSESSID` in use; the lock also makes concurrent requests that find the
     /// session expired log in once, not once each.
     session: Mutex<Option<Secret>>,
+    /// See [`MikoPbxLegacy::template`].
+    template: OnceCell<Map<String, Value>>,
     caps: Capabilities,
     page_size: usize,
     concurrency: usize,
@@ -87,6 +89,7 @@ impl MikoPbxLegacy {
             http,
             login,
             session: Mutex::new(None),
+            template: OnceCell::new(),
             caps: capabilities(),
             page_size: DEFAULT_PAGE_SIZE,
             concurrency,
@@ -267,6 +270,36 @@ impl MikoPbxLegacy {
             Some(found) if found == id => Ok(Some(record)),
             Some(found) => Err(self.http.protocol(&format!("getRecord for id {id} answered id {found}"))),
         }
+    }
+
+    /// The PBX's defaults for a new employee, read once per client: the vendor's flow reads
+    /// a template before every save, which doubles the requests a create costs against a
+    /// rate limit. Only the defaults are kept. The row keys (`sip_uniqid`, `mobile_uniqid`)
+    /// and the random `sip_secret` are left out, so that `saveRecord` makes fresh ones for
+    /// each employee (a shared `sip_uniqid` would make every create overwrite the same SIP
+    /// peer); the suggested `number` is replaced by the Employee's anyway.
+    async fn template(&self) -> Result<&Map<String, Value>, Error> {
+        self.template
+            .get_or_try_init(|| async {
+                let url = self.http.url(GET_RECORD);
+                let reply = self
+                    .call(Area::Core, Retry::Idempotent, &[], |c| c.get(&url).query(&[("id", "")]))
+                    .await?;
+                let envelope = self.envelope(&reply)?;
+                let Value::Object(mut record) = envelope.data else {
+                    return Err(self.http.protocol("getRecord answered no template"));
+                };
+                let fresh = record.get("sip_uniqid").and_then(Value::as_str).is_some_and(|u| !u.is_empty());
+                if !envelope.result || !fresh || record.get("id").and_then(id_text).is_some() {
+                    return Err(self.http.protocol("getRecord answered no usable template"));
+                }
+                for key in ["id", "sip_uniqid", "mobile_uniqid", "sip_secret"] {
+                    record.remove(key);
+                }
+                record.insert("user_id".into(), Value::String(String::new()));
+                Ok(record)
+            })
+            .await
     }
 
     /// Sends a full record to `saveRecord`; returns the record as saved (with its id).
@@ -470,19 +503,7 @@ impl Backend for MikoPbxLegacy {
 
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
         let values = create_values(desired)?;
-        // The template: fresh uniqids (so no row is shared by accident) and the defaults.
-        let url = self.http.url(GET_RECORD);
-        let reply =
-            self.call(Area::Core, Retry::Idempotent, &[], |c| c.get(&url).query(&[("id", "")])).await?;
-        let envelope = self.envelope(&reply)?;
-        let Value::Object(mut record) = envelope.data else {
-            return Err(self.http.protocol("getRecord answered no template"));
-        };
-        if !envelope.result || record.get("sip_uniqid").and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(self.http.protocol("getRecord answered no usable template"));
-        }
-        record.remove("id");
-        record.insert("user_id".into(), Value::String(String::new()));
+        let mut record = self.template().await?.clone();
         apply(&mut record, &values);
         if let Some(password) = password {
             record.insert("sip_secret".into(), Value::String(password.expose().to_owned()));
