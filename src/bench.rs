@@ -10,15 +10,20 @@
 //! enforces a request rate (rate-limited). Every simulator adds the same latency to every
 //! request; request counts come from the simulators' own statistics.
 //!
-//! Peak RSS is the process's (`VmHWM`): it includes the simulators' stores, and it only
-//! grows, so the sizes run in ascending order and each row shows the peak so far.
+//! The simulators run in a child process (this executable's hidden `bench-simulators`
+//! command, controlled through their `/_sim` routes), so that the peak RSS measured is
+//! switchboard's own, as it would be next to a real PBX; the child's is shown beside it.
+//! Both peaks (`VmHWM`) are reset before each scenario (`clear_refs`), so a row shows the
+//! peak of that scenario alone.
 
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     fmt::Write as _,
     io::Write,
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
+    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -26,14 +31,19 @@ use std::{
 use futures_util::future::try_join_all;
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    process::{Child, Command},
+};
 
 use crate::{
     api::{BackendKind, EmployeeSpec, PhoneSystemSpec},
     backends::{self, Credentials, Secret, http::Settings},
     engine::{self, EmployeeView, Options, Report, Vault},
     plan::Owner,
-    sim::{self, FaultConfig, Running, Simulator, Stats},
+    sim::{self, FaultConfig, Simulator, Stats},
     state::State,
 };
 
@@ -60,6 +70,8 @@ pub struct Config {
     pub baseline: bool,
     /// Where `bench.md` and `bench.svg` go; `None`: nowhere.
     pub out: Option<PathBuf>,
+    /// The switchboard executable that serves the simulators (`bench-simulators`).
+    pub program: PathBuf,
 }
 
 impl Default for Config {
@@ -74,6 +86,7 @@ impl Default for Config {
             systems: BackendKind::ALL.to_vec(),
             baseline: true,
             out: Some(PathBuf::from("target/bench")),
+            program: PathBuf::from("switchboard"),
         }
     }
 }
@@ -92,6 +105,8 @@ pub enum Error {
     Baseline(String),
     #[error("bench set-up: {0}")]
     Setup(String),
+    #[error("the simulators' process: {0}")]
+    Simulators(String),
     #[error("writing the results: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -172,8 +187,10 @@ pub struct Measurement {
     /// Throughput (accounts per second) over the baseline's at the same N.
     pub vs_baseline: Option<f64>,
     pub limit: Option<Limit>,
-    /// `VmHWM` after the scenario, in KiB.
+    /// switchboard's peak resident set during the scenario (`VmHWM`), in KiB.
     pub peak_rss_kib: Option<u64>,
+    /// The simulators' process's, likewise.
+    pub sim_peak_rss_kib: Option<u64>,
 }
 
 impl Measurement {
@@ -233,7 +250,7 @@ pub async fn run(config: &Config, out: &mut impl Write) -> Result<Vec<Measuremen
 
         let mut base_rate = None;
         if config.baseline {
-            let mut base = baseline(&employees, config.latency_ms).await?;
+            let mut base = baseline(&config.program, &employees, config.latency_ms).await?;
             base.vs_baseline = Some(1.0);
             emit(out, &base)?;
             base_rate = Some(base.accounts as f64 / base.wall.as_secs_f64().max(f64::EPSILON));
@@ -390,10 +407,17 @@ const SAVE_RECORD: &str = "/pbxcore/api/extensions/saveRecord";
 /// loopback (no login). Two changes: the number is the Employee's (the script keeps the
 /// PBX's next free 3-digit number, which runs out before 1,000), and one HTTP client is
 /// reused (Python's `requests.get` opens a connection per call; this only helps it).
-async fn baseline(employees: &[BenchEmployee], latency_ms: u64) -> Result<Measurement, Error> {
-    let server = sim::spawn(simulator(BackendKind::Mikopbx), loopback()).await?;
-    server.set_faults(FaultConfig { latency_ms, ..FaultConfig::default() });
+async fn baseline(
+    program: &Path,
+    employees: &[BenchEmployee],
+    latency_ms: u64,
+) -> Result<Measurement, Error> {
+    let sims = Simulators::start(program, &[BackendKind::Mikopbx]).await?;
+    let server = &sims.sims[0];
+    server.set_faults(&FaultConfig { latency_ms, ..FaultConfig::default() }).await?;
     let client = reqwest::Client::new();
+    reset_peak_rss(None);
+    sims.reset_peak_rss();
     let fail = |what: &str, e: &dyn std::fmt::Display| Error::Baseline(format!("{what}: {e}"));
     let mut failures = 0;
     let mut saved = 0;
@@ -440,8 +464,9 @@ async fn baseline(employees: &[BenchEmployee], latency_ms: u64) -> Result<Measur
         }
     }
     let wall = started.elapsed();
-    let stats = server.stats();
-    server.shutdown().await;
+    let stats = server.stats().await?;
+    let (peak_rss_kib, sim_peak_rss_kib) = (peak_rss_kib(None), sims.peak_rss_kib());
+    sims.shutdown().await;
     let n = employees.len();
     Ok(Measurement {
         scenario: Scenario::Baseline,
@@ -456,7 +481,8 @@ async fn baseline(employees: &[BenchEmployee], latency_ms: u64) -> Result<Measur
         manual: 0,
         vs_baseline: None,
         limit: Some(Limit::Unthrottled { writes: n as u64, latency_ms, concurrency: 1 }),
-        peak_rss_kib: peak_rss_kib(),
+        peak_rss_kib,
+        sim_peak_rss_kib,
     })
 }
 
@@ -536,12 +562,12 @@ impl Vault for NoPasswords {
 struct Member {
     kind: BackendKind,
     spec: PhoneSystemSpec,
-    server: Running,
     backend: backends::AnyBackend,
 }
 
 /// Systems synced together, with one claim store.
 struct Fleet {
+    sims: Simulators,
     members: Vec<Member>,
     state: State,
     latency_ms: u64,
@@ -551,20 +577,24 @@ struct Fleet {
 
 impl Fleet {
     async fn start(kinds: &[BackendKind], config: &Config, rate: Option<u32>) -> Result<Fleet, Error> {
+        let sims = Simulators::start(&config.program, kinds).await?;
         let mut members = Vec::new();
-        for &kind in kinds {
-            let server = sim::spawn(simulator(kind), loopback()).await?;
-            server.set_faults(FaultConfig {
-                latency_ms: config.latency_ms,
-                max_rps: rate.unwrap_or(0),
-                ..FaultConfig::default()
-            });
+        for server in &sims.sims {
+            let kind = server.kind;
+            server
+                .set_faults(&FaultConfig {
+                    latency_ms: config.latency_ms,
+                    max_rps: rate.unwrap_or(0),
+                    ..FaultConfig::default()
+                })
+                .await?;
             let spec = phone_system(kind, &server.url, config.concurrency, rate)?;
-            let credentials = Credentials::new(server.sim.credentials());
+            let credentials = Credentials::new(server.credentials.clone());
             let backend = backends::connect(&spec, &credentials, Settings::default().for_system(&spec))?;
-            members.push(Member { kind, spec, server, backend });
+            members.push(Member { kind, spec, backend });
         }
         Ok(Fleet {
+            sims,
             members,
             state: State::in_memory(),
             latency_ms: config.latency_ms,
@@ -587,8 +617,8 @@ impl Fleet {
             .enumerate()
             .map(|(i, e)| EmployeeView {
                 owner: e.owner.clone(),
-                spec: e.spec.clone(),
-                status: self.state.status(&e.owner),
+                spec: &e.spec,
+                status: self.state.status(&e.owner).map(Cow::Owned),
                 rank: i64::try_from(i).unwrap_or(i64::MAX),
                 deleting: false,
             })
@@ -620,18 +650,21 @@ impl Fleet {
         config: &Config,
     ) -> Result<Measurement, Error> {
         let changed = match scenario {
-            Scenario::Drift => self.drift(employees.len(), config.drift_percent)?,
+            Scenario::Drift => self.drift(employees.len(), config.drift_percent).await?,
             _ => 0,
         };
-        for m in &self.members {
-            m.server.reset_stats();
+        for server in &self.sims.sims {
+            server.reset_stats().await?;
         }
+        reset_peak_rss(None);
+        self.sims.reset_peak_rss();
         let started = Instant::now();
         let reports = self.sync(employees).await?;
         let wall = started.elapsed();
+        let (peak_rss_kib, sim_peak_rss_kib) = (peak_rss_kib(None), self.sims.peak_rss_kib());
         let mut stats = Stats::default();
-        for m in &self.members {
-            merge(&mut stats, &m.server.stats());
+        for server in &self.sims.sims {
+            merge(&mut stats, &server.stats().await?);
         }
         let writes: u64 = reports.iter().map(|r| r.writes as u64).sum();
         let n = employees.len();
@@ -662,24 +695,25 @@ impl Fleet {
             manual: reports.iter().map(|r| r.plan.manual.len()).sum(),
             vs_baseline: None,
             limit: Some(limit),
-            peak_rss_kib: peak_rss_kib(),
+            peak_rss_kib,
+            sim_peak_rss_kib,
         })
     }
 
     /// Changes the e-mail of `percent`% of each system's accounts (at least one), evenly
     /// spread, as a person in the web UI would. Returns how many were changed.
-    fn drift(&self, n: usize, percent: f64) -> Result<usize, Error> {
+    async fn drift(&self, n: usize, percent: f64) -> Result<usize, Error> {
         let k = ((n as f64 * percent / 100.0).round() as usize).clamp(1, n.max(1));
         let mut changed = 0;
-        for m in &self.members {
-            let (id_key, email_key) = match m.kind {
+        for server in &self.sims.sims {
+            let (id_key, email_key) = match server.kind {
                 BackendKind::Mikopbx => ("id", "user_email"),
                 BackendKind::Thulium => ("agent_id", "email"),
                 BackendKind::Apio => ("userId", "emailAddress"),
                 BackendKind::Telphin => ("id", "email"),
                 BackendKind::Ringostat => ("staffId", "email"),
             };
-            let dump = m.server.sim.dump();
+            let dump = server.dump().await?;
             let accounts = dump.as_array().map(Vec::as_slice).unwrap_or_default();
             let len = accounts.len();
             for j in 0..k.min(len) {
@@ -687,11 +721,11 @@ impl Fleet {
                 let id = match account.get(id_key) {
                     Some(Value::String(s)) => s.clone(),
                     Some(other) => other.to_string(),
-                    None => return Err(Error::Setup(format!("{} account without {id_key}", m.kind))),
+                    None => return Err(Error::Setup(format!("{} account without {id_key}", server.kind))),
                 };
                 let mut patch = Map::new();
                 patch.insert(email_key.into(), json!(format!("changed-by-hand-{j}@example.org")));
-                m.server.sim.tamper(&id, &patch)?;
+                server.tamper(&id, &patch).await?;
                 changed += 1;
             }
         }
@@ -699,9 +733,7 @@ impl Fleet {
     }
 
     async fn shutdown(self) {
-        for m in self.members {
-            m.server.shutdown().await;
-        }
+        self.sims.shutdown().await;
     }
 }
 
@@ -719,19 +751,199 @@ fn merge(into: &mut Stats, from: &Stats) {
     into.latency_ms_sum += from.latency_ms_sum;
 }
 
-/// The process's peak resident set (`VmHWM`), in KiB; `None` off Linux.
-pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// The peak resident set (`VmHWM`) of this process (`None`) or of `pid`, in KiB; `None`
+/// off Linux.
+pub fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(proc_file(pid, "status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts a new peak: `VmHWM` drops to the current resident set (Linux 4.0 and later;
+/// elsewhere the peak keeps growing, which only overstates).
+fn reset_peak_rss(pid: Option<u32>) {
+    let _ = std::fs::write(proc_file(pid, "clear_refs"), "5");
+}
+
+fn proc_file(pid: Option<u32>, file: &str) -> PathBuf {
+    match pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/{file}")),
+        None => PathBuf::from(format!("/proc/self/{file}")),
+    }
+}
+
+// ---- the simulators, in a child process -------------------------------------------------
+
+/// What the child prints about each simulator it serves: one JSON line each.
+#[derive(Serialize, Deserialize)]
+struct Announcement {
+    kind: String,
+    url: String,
+    credentials: BTreeMap<String, String>,
+}
+
+/// The child's side: serves the bench's simulators of `kinds` on loopback, announces them
+/// on standard output, and stops when standard input closes (the bench ended or died).
+pub async fn serve_simulators(kinds: &[BackendKind]) -> Result<(), Error> {
+    let mut running = Vec::new();
+    let mut lines = String::new();
+    for &kind in kinds {
+        let server = sim::spawn(simulator(kind), loopback()).await?;
+        let announcement = Announcement {
+            kind: kind.as_str().to_owned(),
+            url: server.url.clone(),
+            credentials: server.sim.credentials(),
+        };
+        let line = serde_json::to_string(&announcement).map_err(|e| Error::Simulators(e.to_string()))?;
+        lines.push_str(&line);
+        lines.push('\n');
+        running.push(server);
+    }
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(lines.as_bytes()).await?;
+    stdout.flush().await?;
+    let mut rest = Vec::new();
+    tokio::io::stdin().read_to_end(&mut rest).await?;
+    for server in running {
+        server.shutdown().await;
+    }
+    Ok(())
+}
+
+/// The bench's side: a child process serving simulators, ended when this is shut down or
+/// dropped.
+struct Simulators {
+    child: Child,
+    sims: Vec<RemoteSim>,
+}
+
+impl Simulators {
+    async fn start(program: &Path, kinds: &[BackendKind]) -> Result<Simulators, Error> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            Error::Simulators(format!("{what} ({}): {e}", program.display()))
+        };
+        let mut child = Command::new(program)
+            .arg("bench-simulators")
+            .args(kinds.iter().map(|k| k.as_str()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| fail("starting", &e))?;
+        let stdout = child.stdout.take().ok_or_else(|| fail("reading", &"no standard output"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let http = reqwest::Client::new();
+        let mut sims = Vec::new();
+        for &kind in kinds {
+            let line = lines
+                .next_line()
+                .await
+                .map_err(|e| fail("reading", &e))?
+                .ok_or_else(|| fail("reading", &"it exited before announcing every simulator"))?;
+            let a: Announcement = serde_json::from_str(&line).map_err(|e| fail("reading", &e))?;
+            if a.kind != kind.as_str() {
+                return Err(fail("reading", &format!("announced {} where {kind} was due", a.kind)));
+            }
+            sims.push(RemoteSim { kind, url: a.url, credentials: a.credentials, http: http.clone() });
+        }
+        Ok(Simulators { child, sims })
+    }
+
+    fn reset_peak_rss(&self) {
+        if let Some(pid) = self.child.id() {
+            reset_peak_rss(Some(pid));
+        }
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        peak_rss_kib(Some(self.child.id()?))
+    }
+
+    /// Closes the child's standard input, its signal to stop, and waits a little for it.
+    async fn shutdown(mut self) {
+        drop(self.child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// One simulator of the child, driven through its `/_sim` routes.
+struct RemoteSim {
+    kind: BackendKind,
+    url: String,
+    credentials: BTreeMap<String, String>,
+    http: reqwest::Client,
+}
+
+impl RemoteSim {
+    async fn control<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        body: Option<&Value>,
+    ) -> Result<Option<T>, Error> {
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::Simulators(format!("{} /_sim/{}: {e}", self.kind, path.join("/")))
+        };
+        let mut url = reqwest::Url::parse(&self.url).map_err(|e| fail(&e))?;
+        url.path_segments_mut().map_err(|()| fail(&"not a base URL"))?.push("_sim").extend(path);
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| fail(&e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| fail(&e))?;
+        if !status.is_success() {
+            return Err(fail(&format!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(&bytes))));
+        }
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| fail(&e))
+    }
+
+    async fn set_faults(&self, faults: &FaultConfig) -> Result<(), Error> {
+        let body = serde_json::to_value(faults).map_err(|e| Error::Simulators(e.to_string()))?;
+        self.control::<Value>(reqwest::Method::PUT, &["faults"], Some(&body)).await.map(drop)
+    }
+
+    async fn stats(&self) -> Result<Stats, Error> {
+        self.control(reqwest::Method::GET, &["stats"], None)
+            .await?
+            .ok_or_else(|| Error::Simulators(format!("{}: empty statistics", self.kind)))
+    }
+
+    async fn reset_stats(&self) -> Result<(), Error> {
+        self.control::<Value>(reqwest::Method::POST, &["stats", "reset"], None).await.map(drop)
+    }
+
+    async fn dump(&self) -> Result<Value, Error> {
+        Ok(self.control(reqwest::Method::GET, &["accounts"], None).await?.unwrap_or(Value::Null))
+    }
+
+    async fn tamper(&self, id: &str, patch: &Map<String, Value>) -> Result<(), Error> {
+        let body = Value::Object(patch.clone());
+        self.control::<Value>(reqwest::Method::PATCH, &["accounts", id], Some(&body)).await.map(drop)
+    }
 }
 
 // ---- output -----------------------------------------------------------------------------
 
 fn header() -> String {
     format!(
-        "{:>6}  {:<19} {:<22} {:>9} {:>7} {:>7} {:>10} {:>21} {:>9}  requests by kind",
-        "N", "scenario", "system", "wall", "writes", "req", "×baseline", "time / physical limit", "peak RSS"
+        "{:>6}  {:<19} {:<22} {:>9} {:>7} {:>7} {:>10} {:>21} {:>9} {:>10}  requests by kind",
+        "N",
+        "scenario",
+        "system",
+        "wall",
+        "writes",
+        "req",
+        "×baseline",
+        "time / physical limit",
+        "peak RSS",
+        "(sims)"
     )
 }
 
@@ -749,7 +961,7 @@ fn emit(out: &mut impl Write, m: &Measurement) -> Result<(), Error> {
     let notes = if notes.is_empty() { String::new() } else { format!("  [{}]", notes.join(", ")) };
     writeln!(
         out,
-        "{:>6}  {:<19} {:<22} {:>9} {:>7} {:>7} {:>10} {:>21} {:>9}  {}{notes}",
+        "{:>6}  {:<19} {:<22} {:>9} {:>7} {:>7} {:>10} {:>21} {:>9} {:>10}  {}{notes}",
         m.n,
         m.scenario.label(),
         m.system,
@@ -759,6 +971,7 @@ fn emit(out: &mut impl Write, m: &Measurement) -> Result<(), Error> {
         m.vs_baseline.map(|r| format!("{r:.1}×")).unwrap_or_else(|| "-".into()),
         limit_text(m),
         rss_text(m.peak_rss_kib),
+        format!("({})", rss_text(m.sim_peak_rss_kib)),
         requests_text(&m.stats)
     )?;
     out.flush()?;
@@ -853,11 +1066,15 @@ fn verdicts(config: &Config, rows: &[Measurement]) -> Vec<String> {
             mark(m.writes as usize + m.manual == m.changed && m.writes as usize <= m.changed)
         ));
     }
-    if let Some(m) = rows.iter().filter(|m| m.n >= 10_000).max_by_key(|m| m.peak_rss_kib) {
+    let large = rows.iter().filter(|m| m.n >= 10_000 && m.scenario != Scenario::Baseline);
+    if let Some(m) = large.max_by_key(|m| m.peak_rss_kib) {
         let mib = m.peak_rss_kib.unwrap_or(0) as f64 / 1024.0;
         lines.push(format!(
-            "  <= 150 MiB peak RSS at N = {} (process peak, simulators included): {mib:.1} MiB ({})",
+            "  <= 150 MiB peak RSS at N = {}: {mib:.1} MiB, switchboard's largest ({} {}; the simulators' process: {}) ({})",
             m.n,
+            m.scenario.label(),
+            m.system,
+            rss_text(m.sim_peak_rss_kib),
             mark(mib <= 150.0)
         ));
     }
@@ -909,12 +1126,13 @@ pub fn markdown(config: &Config, rows: &[Measurement]) -> String {
          drift: {}% of the accounts changed by hand. MikoPBX runs the legacy API (the seed's). \
          \"×baseline\": accounts per second over the seed script's at the same N. \
          \"time / limit\": wall time over the physical limit, writes × latency / maxConcurrency \
-         when unthrottled, writes / R when rate-limited. Peak RSS is the whole process's \
-         (VmHWM, simulators included), so it only grows.\n",
+         when unthrottled, writes / R when rate-limited. Peak RSS: switchboard's process \
+         during the scenario (VmHWM, reset before each); the simulators run in a process of \
+         their own, whose peak is in brackets.\n",
         config.latency_ms, config.concurrency, config.rate_limit, config.rate_limit, config.drift_percent
     );
-    md.push_str("| N | scenario | system | wall | writes | requests | ×baseline | time / limit | peak RSS | requests by kind |\n");
-    md.push_str("|---:|---|---|---:|---:|---:|---:|---|---:|---|\n");
+    md.push_str("| N | scenario | system | wall | writes | requests | ×baseline | time / limit | peak RSS | (simulators) | requests by kind |\n");
+    md.push_str("|---:|---|---|---:|---:|---:|---:|---|---:|---:|---|\n");
     for m in rows {
         let mut system = m.system.clone();
         if m.changed > 0 {
@@ -928,7 +1146,7 @@ pub fn markdown(config: &Config, rows: &[Measurement]) -> String {
         }
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | ({}) | {} |",
             m.n,
             m.scenario.label(),
             system,
@@ -938,6 +1156,7 @@ pub fn markdown(config: &Config, rows: &[Measurement]) -> String {
             m.vs_baseline.map(|r| format!("{r:.1}×")).unwrap_or_else(|| "-".into()),
             limit_text(m),
             rss_text(m.peak_rss_kib),
+            rss_text(m.sim_peak_rss_kib),
             requests_text(&m.stats).replace('|', "\\|")
         );
     }

@@ -3,6 +3,7 @@
 //! statuses.
 
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
@@ -208,9 +209,9 @@ async fn one_system(
         .map(|e| {
             let owner = owner_of(e);
             EmployeeView {
-                status: state.status(&owner),
+                status: state.status(&owner).map(Cow::Owned),
                 owner,
-                spec: e.spec.clone(),
+                spec: &e.spec,
                 rank: rank_of(e),
                 deleting: false,
             }

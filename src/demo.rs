@@ -4,7 +4,7 @@
 //! behind switchboard's back, shows the drift corrected, and shows that a converged
 //! system costs no writes.
 
-use std::{io::Write, net::SocketAddr, time::Instant};
+use std::{borrow::Cow, io::Write, net::SocketAddr, time::Instant};
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use serde_json::{Map, Value, json};
@@ -224,9 +224,9 @@ async fn sync(
                 e.metadata.name.clone().unwrap_or_default(),
             );
             EmployeeView {
-                status: state.status(&owner),
+                status: state.status(&owner).map(Cow::Owned),
                 owner,
-                spec: e.spec.clone(),
+                spec: &e.spec,
                 rank: 0,
                 deleting: false,
             }

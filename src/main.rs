@@ -50,6 +50,13 @@ enum Command {
     Sim(SimArgs),
     /// Measure switchboard against MikoPBX's own load-test script, on the simulators.
     Bench(BenchArgs),
+    /// The simulators of `bench`, in their own process (so that switchboard's memory is
+    /// measured alone): announces them as JSON lines, serves until stdin closes.
+    #[command(hide = true)]
+    BenchSimulators {
+        #[arg(value_enum, required = true)]
+        systems: Vec<SimKind>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,7 +174,7 @@ struct BenchArgs {
     /// Employee counts (per system), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
     sizes: Vec<usize>,
-    /// Also run N = 10,000 (last: peak RSS is the process's).
+    /// Also run N = 10,000 (slow: the baseline alone takes minutes).
     #[arg(long)]
     large: bool,
     /// Latency every simulator adds to every request, in milliseconds.
@@ -278,8 +285,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 baseline: !args.no_baseline,
                 out: Some(args.out),
+                program: std::env::current_exe()
+                    .context("finding this executable to serve the simulators")?,
             };
             switchboard::bench::run(&config, &mut std::io::stdout().lock()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchSimulators { systems } => {
+            let kinds: Vec<BackendKind> = systems.iter().map(|&k| k.into()).collect();
+            switchboard::bench::serve_simulators(&kinds).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => folder(args, false).await,

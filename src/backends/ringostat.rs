@@ -52,7 +52,10 @@ use std::{
 
 use rand::{Rng, seq::SliceRandom};
 use reqwest::{StatusCode, header::ACCEPT};
-use serde::Deserialize;
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -118,7 +121,9 @@ impl Ringostat {
 
     /// One JSON-RPC call. `Ok(Err(..))` is the system's own error object, for the caller
     /// to read (the list reads "User does not exist" as empty) or [`Self::rpc_error`] to map.
-    async fn call(
+    /// The result is read straight into `T`: the staff list of a large project is one
+    /// answer, and a `Value` of it costs several times its size.
+    async fn call<T: DeserializeOwned>(
         &self,
         http: &Http,
         path: &str,
@@ -126,7 +131,7 @@ impl Ringostat {
         params: Value,
         retry: Retry,
         secrets: &[&Secret],
-    ) -> Result<Result<Value, RpcFailure>, Error> {
+    ) -> Result<Result<T, RpcFailure>, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
         let url = http.url(path);
@@ -144,26 +149,16 @@ impl Ringostat {
         self.envelope(http, &reply, id)
     }
 
-    fn envelope(&self, http: &Http, reply: &Reply, id: u64) -> Result<Result<Value, RpcFailure>, Error> {
-        let parsed = serde_json::from_slice::<Envelope>(&reply.body);
-        if reply.status == StatusCode::UNAUTHORIZED || reply.status == StatusCode::FORBIDDEN {
-            let detail = match &parsed {
-                Ok(Envelope { error: Some(e), .. }) => e.message.clone(),
-                _ => http.snippet(&reply.body),
-            };
-            return Err(http.auth(&format!("HTTP {}: {detail}", reply.status.as_u16())));
-        }
+    fn envelope<T: DeserializeOwned>(
+        &self,
+        http: &Http,
+        reply: &Reply,
+        id: u64,
+    ) -> Result<Result<T, RpcFailure>, Error> {
         if !reply.status.is_success() {
-            return match parsed {
-                Ok(Envelope { error: Some(e), .. }) => Err(self.rpc_error(http, e)),
-                _ => Err(http.protocol(&format!(
-                    "HTTP {}: {}",
-                    reply.status.as_u16(),
-                    http.snippet(&reply.body)
-                ))),
-            };
+            return Err(self.refused(http, reply));
         }
-        let envelope: Envelope = http.json(reply)?;
+        let envelope: Envelope<T> = http.json(reply)?;
         if envelope.jsonrpc != "2.0" {
             return Err(http.protocol(&format!("not a JSON-RPC 2.0 answer: {}", http.snippet(&reply.body))));
         }
@@ -180,6 +175,22 @@ impl Ringostat {
                 Err(http
                     .protocol(&format!("answer does not match request {id}: {}", http.snippet(&reply.body))))
             }
+        }
+    }
+
+    /// The error of an answer that is not a success: its error object where it has one.
+    fn refused(&self, http: &Http, reply: &Reply) -> Error {
+        let parsed = serde_json::from_slice::<Envelope<IgnoredAny>>(&reply.body);
+        if reply.status == StatusCode::UNAUTHORIZED || reply.status == StatusCode::FORBIDDEN {
+            let detail = match &parsed {
+                Ok(Envelope { error: Some(e), .. }) => e.message.clone(),
+                _ => http.snippet(&reply.body),
+            };
+            return http.auth(&format!("HTTP {}: {detail}", reply.status.as_u16()));
+        }
+        match parsed {
+            Ok(Envelope { error: Some(e), .. }) => self.rpc_error(http, e),
+            _ => http.protocol(&format!("HTTP {}: {}", reply.status.as_u16(), http.snippet(&reply.body))),
         }
     }
 
@@ -218,33 +229,15 @@ impl Ringostat {
         if let Some(filters) = filters {
             params["filters"] = filters;
         }
-        let result = match self
+        let staff: StaffList = match self
             .call(&self.http, LIST_PATH, LIST_STAFF, params, Retry::Idempotent, &[])
             .await?
         {
-            Ok(result) => result,
+            Ok(staff) => staff,
             Err(e) if e.message.trim_end_matches('.').eq_ignore_ascii_case(NO_USERS) => return Ok(Vec::new()),
             Err(e) => return Err(self.rpc_error(&self.http, e)),
         };
-        let items: Vec<Value> = match result {
-            Value::Object(by_id) => by_id.into_iter().map(|(_, item)| item).collect(),
-            Value::Array(items) => items,
-            other => {
-                return Err(self.http.protocol(&format!(
-                    "{LIST_STAFF} result is neither an object nor an array: {}",
-                    self.http.snippet(other.to_string().as_bytes())
-                )));
-            }
-        };
-        items
-            .into_iter()
-            .map(|item| {
-                let staff: StaffOut = serde_json::from_value(item).map_err(|e| {
-                    self.http.protocol(&format!("{LIST_STAFF}: an employee that cannot be read: {e}"))
-                })?;
-                staff.into_account(&self.http)
-            })
-            .collect()
+        staff.0.into_iter().map(|s| s.into_account(&self.http)).collect()
     }
 }
 
@@ -264,15 +257,19 @@ fn capabilities() -> Capabilities {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<T> {
     #[serde(default)]
     jsonrpc: String,
     #[serde(default)]
     id: Value,
-    #[serde(default)]
-    result: Option<Value>,
+    #[serde(default = "none")]
+    result: Option<T>,
     #[serde(default)]
     error: Option<RpcFailure>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 #[derive(Deserialize)]
@@ -366,6 +363,40 @@ impl StaffOut {
             },
             marker: None,
         })
+    }
+}
+
+/// The list's result: an object keyed by staff id (what the API answers) or an array,
+/// read record by record without a `Value` of the whole project in between.
+struct StaffList(Vec<StaffOut>);
+
+impl<'de> Deserialize<'de> for StaffList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = StaffList;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the employees, as an object by id or an array")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StaffList, A::Error> {
+                let mut staff = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((_, one)) = map.next_entry::<IgnoredAny, StaffOut>()? {
+                    staff.push(one);
+                }
+                Ok(StaffList(staff))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StaffList, A::Error> {
+                let mut staff = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(one) = seq.next_element::<StaffOut>()? {
+                    staff.push(one);
+                }
+                Ok(StaffList(staff))
+            }
+        }
+        deserializer.deserialize_any(Visit)
     }
 }
 
@@ -545,7 +576,7 @@ impl Backend for Ringostat {
         }
 
         let http = self.http.with_secrets(&[password]);
-        let result = self
+        let result: Value = self
             .call(&http, ADD_PATH, ADD_STAFF, Value::Object(params), Retry::Unsafe, &[password])
             .await?
             .map_err(|e| self.rpc_error(&http, e))?;

@@ -146,6 +146,23 @@ struct Extension {
     name: String,
 }
 
+/// A record of a paged list: pages are told apart by their records' ids.
+trait Record: DeserializeOwned {
+    fn id(&self) -> u64;
+}
+
+impl Record for User {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Record for Extension {
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl Telphin {
     pub fn new(
         block: &phone_system::Telphin,
@@ -280,7 +297,9 @@ impl Telphin {
     // ---- reading -----------------------------------------------------------------
 
     /// Every record of a paged list, and whether the listing is known to be complete.
-    async fn pages(&self, path: &str, filters: &[(&str, &str)]) -> Result<(Vec<Value>, bool), Error> {
+    /// Read straight into `T`, page by page: 10,000 users as `Value`s first would cost
+    /// several times what the records themselves do.
+    async fn pages<T: Record>(&self, path: &str, filters: &[(&str, &str)]) -> Result<(Vec<T>, bool), Error> {
         let url = self.url(path);
         let per_page = self.per_page.to_string();
         let mut items = Vec::new();
@@ -294,7 +313,7 @@ impl Telphin {
             if !answer.reply.status.is_success() {
                 return Err(self.fail(&answer, Target::Collection));
             }
-            let batch: Vec<Value> = answer.json(&self.http)?;
+            let batch: Vec<T> = answer.json(&self.http)?;
             let n = batch.len();
             if n > self.per_page {
                 return Err(self.http.protocol(&format!(
@@ -304,11 +323,7 @@ impl Telphin {
             }
             let mut new = 0;
             for item in batch {
-                let Some(id) = item.get("id").and_then(Value::as_u64) else {
-                    return Err(answer
-                        .scrub(self.http.protocol(&format!("a record of {path} without an integer id"))));
-                };
-                if seen.insert(id) {
+                if seen.insert(item.id()) {
                     new += 1;
                     items.push(item);
                 }
@@ -346,9 +361,8 @@ impl Telphin {
 
     /// The id of the client's extension numbered `extension`.
     async fn find_extension(&self, extension: &str) -> Result<Option<u64>, Error> {
-        let (found, _) = self.pages("extension/", &[("name", extension)]).await?;
-        for item in found {
-            let e: Extension = self.parse(item)?;
+        let (found, _) = self.pages::<Extension>("extension/", &[("name", extension)]).await?;
+        for e in found {
             if number(&e.name) == extension {
                 return Ok(Some(e.id));
             }
@@ -411,11 +425,6 @@ impl Telphin {
             return Err(self.fail(&answer, Target::Item(id)));
         }
         answer.json(&self.http).map(Some)
-    }
-
-    fn parse<T: DeserializeOwned>(&self, item: Value) -> Result<T, Error> {
-        serde_json::from_value(item)
-            .map_err(|e| self.http.protocol(&format!("a record in an unexpected shape: {e}")))
     }
 
     // ---- errors ------------------------------------------------------------------
@@ -582,12 +591,10 @@ impl Backend for Telphin {
 
     async fn list(&self) -> Result<Listing, Error> {
         // Users first: any number they reference existed when they were read.
-        let (raw_users, complete) = self.pages("user/extension/", &[]).await?;
-        let users: Vec<User> = raw_users.into_iter().map(|u| self.parse(u)).collect::<Result<_, _>>()?;
-        let (raw_extensions, _) = self.pages("extension/", &[]).await?;
+        let (users, complete) = self.pages::<User>("user/extension/", &[]).await?;
+        let (extensions, _) = self.pages::<Extension>("extension/", &[]).await?;
         let mut numbers: HashMap<u64, String> = HashMap::new();
-        for e in raw_extensions {
-            let e: Extension = self.parse(e)?;
+        for e in extensions {
             numbers.insert(e.id, number(&e.name).to_owned());
         }
         *self.numbers.lock().unwrap_or_else(|e| e.into_inner()) = Some(numbers.values().cloned().collect());
@@ -612,8 +619,7 @@ impl Backend for Telphin {
             return Ok(None);
         };
         let id = ext_id.to_string();
-        let (users, _) = self.pages("user/extension/", &[("extension_id", &id)]).await?;
-        let mut users: Vec<User> = users.into_iter().map(|u| self.parse(u)).collect::<Result<_, _>>()?;
+        let (mut users, _) = self.pages::<User>("user/extension/", &[("extension_id", &id)]).await?;
         users.retain(|u| u.extension_id == ext_id);
         users.sort_by_key(|u| u.id);
         Ok(users.into_iter().next().map(|u| account(u, extension.to_owned())))

@@ -23,6 +23,7 @@ pub mod lease;
 mod status;
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
@@ -421,7 +422,7 @@ const STANDING: [&str; 4] = ["Conflict", "ManualActionRequired", "SyncFailed", "
 struct StatusIntents<'a> {
     ctx: &'a Context,
     /// The entries the pass planned from.
-    views: &'a [EmployeeView],
+    views: &'a [EmployeeView<'a>],
     /// The intents written, by Employee: what the pass's final writes expect to find.
     written: Mutex<BTreeMap<Owner, AccountStatus>>,
     /// An intent met an entry the pass did not plan from: no create may follow.
@@ -472,7 +473,7 @@ impl IntentStore for StatusIntents<'_> {
 }
 
 /// The entry of `owner` for `system` among the Employees a pass read.
-fn entry_in(views: &[EmployeeView], owner: &Owner, system: &str) -> Option<AccountStatus> {
+fn entry_in(views: &[EmployeeView<'_>], owner: &Owner, system: &str) -> Option<AccountStatus> {
     views
         .iter()
         .find(|v| &v.owner == owner)
@@ -534,9 +535,8 @@ async fn sync_system(
         }
     };
 
-    let views: Vec<EmployeeView> = ctx
-        .employees
-        .state()
+    let stored = ctx.employees.state();
+    let views: Vec<EmployeeView> = stored
         .iter()
         .filter(|e| e.namespace().as_deref() == Some(ns.as_str()))
         .filter(|e| {
@@ -546,8 +546,8 @@ async fn sync_system(
         .filter_map(|e| {
             Some(EmployeeView {
                 owner: owner_of(e)?,
-                spec: e.spec.clone(),
-                status: e.status.clone(),
+                spec: &e.spec,
+                status: e.status.as_ref().map(Cow::Borrowed),
                 rank: e.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0),
                 deleting: e.metadata.deletion_timestamp.is_some(),
             })

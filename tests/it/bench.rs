@@ -38,6 +38,7 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
         systems: BackendKind::ALL.to_vec(),
         baseline: true,
         out: None,
+        program: env!("CARGO_BIN_EXE_switchboard").into(),
     };
     let mut out = Vec::new();
     let rows = bench::run(&config, &mut out).await.unwrap();
@@ -136,7 +137,8 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
     assert_eq!(writes_in(&row(&rows, Scenario::Steady, all).stats), 0);
     let drift = row(&rows, Scenario::Drift, all);
     assert_eq!((drift.changed, drift.writes, drift.manual), (5, 3, 2));
-    assert!(rows.iter().all(|m| m.peak_rss_kib.is_some()));
+    // Both processes' peaks are measured, each on its own.
+    assert!(rows.iter().all(|m| m.peak_rss_kib.is_some() && m.sim_peak_rss_kib.is_some()));
 }
 
 #[test]

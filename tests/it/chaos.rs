@@ -6,6 +6,7 @@
 //! `SWITCHBOARD_SOAK=1` runs longer, with more Employees.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -116,14 +117,14 @@ fn unmanaged_seed(kind: BackendKind, i: usize) -> Value {
 async fn pass(
     state: &State,
     system: &System,
-    views: &[EmployeeView],
+    views: &[EmployeeView<'_>],
     vault: &Passwords,
 ) -> Result<engine::Report, engine::Error> {
     let views: Vec<EmployeeView> = views
         .iter()
         .cloned()
         .map(|mut v| {
-            v.status = state.status(&v.owner);
+            v.status = state.status(&v.owner).map(Cow::Owned);
             v
         })
         .collect();
@@ -190,7 +191,7 @@ async fn chaos_nothing_duplicated_lost_or_wrongly_touched() {
     }
 
     // Employees: each on one system, extensions unique per system.
-    let mut views = Vec::new();
+    let mut specs = Vec::new();
     let mut passwords = BTreeMap::new();
     for i in 0..people {
         let system = &systems[i % systems.len()];
@@ -211,8 +212,19 @@ async fn chaos_nothing_duplicated_lost_or_wrongly_touched() {
             secrets.insert(password.clone());
             passwords.insert(owner.clone(), Secret::new(password));
         }
-        views.push(EmployeeView { owner, spec, status: None, rank: i as i64, deleting: false });
+        specs.push((owner, spec));
     }
+    let mut views: Vec<EmployeeView> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, (owner, spec))| EmployeeView {
+            owner: owner.clone(),
+            spec,
+            status: None,
+            rank: i as i64,
+            deleting: false,
+        })
+        .collect();
     let vault = Passwords(passwords);
     // Deleted along the way: on systems that can delete, half Delete and half Orphan.
     let doomed: BTreeSet<Owner> = views
