@@ -590,9 +590,13 @@ impl Backend for Telphin {
     }
 
     async fn list(&self) -> Result<Listing, Error> {
-        // Users first: any number they reference existed when they were read.
-        let (users, complete) = self.pages::<User>("user/extension/", &[]).await?;
-        let (extensions, _) = self.pages::<Extension>("extension/", &[]).await?;
+        // Both lists at once. A user whose number is not in the numbers read is looked up
+        // alone below: the number was made after its list was read, or it is gone, and
+        // with it the user (Telphin deletes no number that still has users).
+        let ((users, complete), (extensions, _)) = tokio::try_join!(
+            self.pages::<User>("user/extension/", &[]),
+            self.pages::<Extension>("extension/", &[])
+        )?;
         let mut numbers: HashMap<u64, String> = HashMap::new();
         for e in extensions {
             numbers.insert(e.id, number(&e.name).to_owned());

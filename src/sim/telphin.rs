@@ -53,6 +53,7 @@
 //! - `Accept-Encoding: gzip` (which the docs ask clients to send) is not required.
 
 use std::{
+    cell::RefCell,
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -186,12 +187,52 @@ struct Inner {
     /// Extension id -> extension (the client's own and, for tests, other clients').
     extensions: BTreeMap<u64, Map<String, Value>>,
     users: BTreeMap<u64, ExtUser>,
+    /// (client id, full name) -> extension id, for the uniqueness check of a create.
+    names: Lookup<(u64, String)>,
+    /// Lower-cased login -> user ids (more than one only if a test tampered).
+    logins: Lookup<String>,
     tokens: HashMap<String, Instant>,
     next_extension: u64,
     next_user: u64,
     quota: Window,
     oauth: Window,
     rng: StdRng,
+}
+
+/// An index of a table, kept up to date by creates (the hot path: each would otherwise
+/// scan every row) and dropped by any other change, to be rebuilt from the table when next
+/// asked; so no edit path has to keep it right.
+struct Lookup<K>(RefCell<Option<HashMap<K, Vec<u64>>>>);
+
+impl<K> Default for Lookup<K> {
+    fn default() -> Self {
+        Lookup(RefCell::new(None))
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Lookup<K> {
+    /// The ids under `key`, building the index with `rows` first if it was dropped.
+    fn ids(&self, key: &K, rows: impl FnOnce() -> Vec<(K, u64)>) -> Vec<u64> {
+        let mut index = self.0.borrow_mut();
+        let index = index.get_or_insert_with(|| {
+            let mut map: HashMap<K, Vec<u64>> = HashMap::new();
+            for (k, id) in rows() {
+                map.entry(k).or_default().push(id);
+            }
+            map
+        });
+        index.get(key).cloned().unwrap_or_default()
+    }
+
+    fn added(&self, key: K, id: u64) {
+        if let Some(index) = self.0.borrow_mut().as_mut() {
+            index.entry(key).or_default().push(id);
+        }
+    }
+
+    fn drop_index(&self) {
+        self.0.borrow_mut().take();
+    }
 }
 
 pub struct TelphinSim {
@@ -354,6 +395,8 @@ impl TelphinSim {
             inner: Mutex::new(Inner {
                 extensions: BTreeMap::new(),
                 users: BTreeMap::new(),
+                names: Lookup::default(),
+                logins: Lookup::default(),
                 tokens: HashMap::new(),
                 next_extension: FIRST_EXTENSION_ID,
                 next_user: FIRST_USER_ID,
@@ -444,12 +487,8 @@ impl TelphinSim {
             Some(Value::String(n)) => self.full_extension_name(n)?,
             _ => return Err(ApiErr::invalid("name is required")),
         };
-        // The JSON values are built once, not once per extension compared.
-        let (client, wanted) = (json!(client_id), json!(name));
-        let taken = inner
-            .extensions
-            .values()
-            .any(|e| e.get("client_id") == Some(&client) && e.get("name") == Some(&wanted));
+        let taken =
+            !inner.names.ids(&(client_id, name.clone()), || extension_names(&inner.extensions)).is_empty();
         if taken {
             return Err(ApiErr(
                 StatusCode::BAD_REQUEST,
@@ -492,6 +531,7 @@ impl TelphinSim {
         });
         if let Value::Object(m) = ext {
             inner.extensions.insert(id, m);
+            inner.names.added((client_id, name), id);
         }
         Ok(id)
     }
@@ -536,6 +576,7 @@ impl TelphinSim {
             }
         }
         inner.extensions.insert(id, ext.clone());
+        inner.names.drop_index();
         Ok(ext)
     }
 
@@ -584,20 +625,8 @@ impl TelphinSim {
                         )));
                     }
                     let lower = s.to_lowercase();
-                    let taken = inner.users.iter().any(|(id, u)| {
-                        Some(*id) != self_id
-                            && u.fields
-                                .get("login")
-                                .and_then(Value::as_str)
-                                // ASCII logins compare without a lowercase copy each.
-                                .is_some_and(|l| {
-                                    if l.is_ascii() {
-                                        l.eq_ignore_ascii_case(&lower)
-                                    } else {
-                                        l.to_lowercase() == lower
-                                    }
-                                })
-                    });
+                    let holders = inner.logins.ids(&lower, || user_logins(&inner.users));
+                    let taken = holders.iter().any(|id| Some(*id) != self_id);
                     if taken {
                         return Err(ApiErr(
                             StatusCode::BAD_REQUEST,
@@ -669,6 +698,9 @@ impl TelphinSim {
         fields.insert("comment".into(), field("comment", Value::Null));
         fields.insert("extra_params".into(), field("extra_params", Value::Null));
         let password = body.get("password").and_then(Value::as_str).unwrap_or_default().to_string();
+        if let Some(login) = fields.get("login").and_then(Value::as_str) {
+            inner.logins.added(login.to_lowercase(), id);
+        }
         inner.users.insert(id, ExtUser { password, fields: fields.clone() });
         Ok((id, fields))
     }
@@ -690,6 +722,7 @@ impl TelphinSim {
             return Err(ApiErr::invalid(format!("{k} cannot be null")));
         }
         self.check_user_fields(inner, client_id, body, USER_UPDATE_FIELDS, Some(id))?;
+        inner.logins.drop_index();
         let user = inner.users.get_mut(&id).ok_or_else(ApiErr::not_found)?;
         for (k, v) in body {
             if k == "password" {
@@ -851,6 +884,20 @@ async fn get_client(State(sim): Sim, Path(cid): Path<String>) -> Response {
     }
 }
 
+fn extension_names(extensions: &BTreeMap<u64, Map<String, Value>>) -> Vec<((u64, String), u64)> {
+    extensions
+        .iter()
+        .filter_map(|(id, e)| {
+            let client = e.get("client_id")?.as_u64()?;
+            Some(((client, e.get("name")?.as_str()?.to_owned()), *id))
+        })
+        .collect()
+}
+
+fn user_logins(users: &BTreeMap<u64, ExtUser>) -> Vec<(String, u64)> {
+    users.iter().filter_map(|(id, u)| Some((u.fields.get("login")?.as_str()?.to_lowercase(), *id))).collect()
+}
+
 async fn list_extensions(State(sim): Sim, Path(cid): Path<String>, RawQuery(q): RawQuery) -> Response {
     let res = (|| {
         let client = sim.resolve_client(&cid)?;
@@ -944,6 +991,7 @@ async fn delete_extension(State(sim): Sim, Path((cid, eid)): Path<(String, Strin
             ));
         }
         inner.extensions.remove(&id);
+        inner.names.drop_index();
         Ok(())
     })();
     match res {
@@ -1034,7 +1082,9 @@ async fn update_user(
 
 async fn delete_user(State(sim): Sim, Path((cid, uid)): Path<(String, String)>) -> Response {
     let res = own_user(&sim, &cid, &uid).map(|(_, id)| {
-        lock(&sim.inner).users.remove(&id);
+        let mut inner = lock(&sim.inner);
+        inner.users.remove(&id);
+        inner.logins.drop_index();
     });
     match res {
         Ok(()) => named("deleteUser", StatusCode::NO_CONTENT),
@@ -1092,6 +1142,7 @@ impl Simulator for TelphinSim {
 
     fn tamper(&self, id: &str, patch: &Map<String, Value>) -> Result<(), SimError> {
         let mut inner = lock(&self.inner);
+        inner.logins.drop_index();
         let user = id
             .parse::<u64>()
             .ok()
@@ -1114,6 +1165,7 @@ impl Simulator for TelphinSim {
 
     fn remove(&self, id: &str) -> Result<(), SimError> {
         let mut inner = lock(&self.inner);
+        inner.logins.drop_index();
         id.parse::<u64>()
             .ok()
             .and_then(|n| inner.users.remove(&n))

@@ -28,3 +28,12 @@ mod sim_thulium;
 #[allow(dead_code)]
 #[path = "../support/mod.rs"]
 mod support;
+
+/// An HTTP client for tests that call a simulator directly. reqwest is built without a
+/// default TLS provider (switchboard chooses ring), so one must be installed before any
+/// client is built, even for plain HTTP; a test run alone must not rely on another test
+/// having done it first.
+pub fn http() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}

@@ -456,7 +456,7 @@ async fn a_scrape_finds_the_passes_accounts_requests_drift_and_guard() {
     let base = format!("http://{}", listener.local_addr().expect("an address"));
     let server = tokio::spawn(telemetry::serve_on(listener, metrics.clone(), health.clone()));
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let http = crate::http().build().unwrap();
     let get = |path: &'static str| {
         let (http, url) = (http.clone(), format!("{base}{path}"));
         async move {

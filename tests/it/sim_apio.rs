@@ -24,7 +24,7 @@ impl Fx {
         let sim = ApioSim::new(cfg);
         let run = sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let token = sim.config().m2m_token.clone();
-        Fx { run, sim, http: Client::new(), token }
+        Fx { run, sim, http: crate::http().build().unwrap(), token }
     }
 
     fn url(&self, path: &str) -> String {

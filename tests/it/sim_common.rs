@@ -54,7 +54,7 @@ fn every_backend_kind_has_a_simulator_of_that_kind() {
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after_and_changes_nothing() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     running.set_faults(FaultConfig { rate_limit_rate: 1.0, retry_after_secs: 7, ..FaultConfig::default() });
     let response = create(&running, &client, "jkowalski", "345").await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -68,7 +68,7 @@ async fn rate_limit_answers_429_with_retry_after_and_changes_nothing() {
 #[tokio::test]
 async fn max_rps_answers_429_past_the_rate_and_lets_requests_through_as_tokens_refill() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     // Two per second: the bucket holds two, and refills one every 500 ms (slow enough
     // that the requests below cannot outrun the test on a busy machine).
     running.set_faults(FaultConfig { max_rps: 2, ..FaultConfig::default() });
@@ -99,7 +99,7 @@ async fn max_rps_answers_429_past_the_rate_and_lets_requests_through_as_tokens_r
 #[tokio::test]
 async fn error_answers_5xx_html_and_changes_nothing() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     running.set_faults(FaultConfig { error_rate: 1.0, ..FaultConfig::default() });
     let response = create(&running, &client, "jkowalski", "345").await;
     let status = response.status().as_u16();
@@ -115,7 +115,7 @@ async fn error_answers_5xx_html_and_changes_nothing() {
 async fn hang_holds_the_answer_past_the_client_timeout() {
     let running = start().await;
     running.set_faults(FaultConfig { hang_rate: 1.0, hang_secs: 2, ..FaultConfig::default() });
-    let client = Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let client = crate::http().timeout(Duration::from_millis(300)).build().unwrap();
     let started = Instant::now();
     let err = list(&running, &client).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
@@ -123,7 +123,7 @@ async fn hang_holds_the_answer_past_the_client_timeout() {
 
     // Without a client timeout the hang ends in a gateway timeout.
     let started = Instant::now();
-    let response = list(&running, &Client::new()).await.unwrap();
+    let response = list(&running, &crate::http().build().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() >= Duration::from_secs(2));
 }
@@ -138,7 +138,13 @@ async fn shutdown_is_not_held_up_by_a_hanging_request() {
     let url = running.url.clone();
     let (user, pass) = creds(&running);
     let pending = tokio::spawn(async move {
-        Client::new().get(format!("{url}/api/agents")).basic_auth(user, Some(pass)).send().await
+        crate::http()
+            .build()
+            .unwrap()
+            .get(format!("{url}/api/agents"))
+            .basic_auth(user, Some(pass))
+            .send()
+            .await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
@@ -157,7 +163,7 @@ async fn shutdown_is_not_held_up_by_a_hanging_request() {
 async fn garbage_answers_200_with_a_body_that_is_not_json() {
     let running = start().await;
     running.set_faults(FaultConfig { garbage_rate: 1.0, ..FaultConfig::default() });
-    let response = list(&running, &Client::new()).await.unwrap();
+    let response = list(&running, &crate::http().build().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(response.json::<Value>().await.is_err());
@@ -169,7 +175,9 @@ async fn drop_breaks_the_connection_mid_message() {
     let running = start().await;
     running.set_faults(FaultConfig { drop_rate: 1.0, ..FaultConfig::default() });
     let (user, pass) = creds(&running);
-    let sent = Client::new()
+    let sent = crate::http()
+        .build()
+        .unwrap()
         .post(format!("{}/api/agents", running.url))
         .basic_auth(user, Some(pass))
         .json(&json!({"name": "Jan", "surname": "Kowalski", "login": "jk",
@@ -189,7 +197,7 @@ async fn drop_breaks_the_connection_mid_message() {
 async fn commit_then_fail_applies_the_request_and_answers_502() {
     let running = start().await;
     running.set_faults(FaultConfig { commit_then_fail_rate: 1.0, ..FaultConfig::default() });
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     let response = create(&running, &client, "jkowalski", "345").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let dump = agents(&running);
@@ -213,7 +221,7 @@ async fn commit_then_hang_applies_the_request_and_never_answers_in_time() {
         hang_secs: 5,
         ..FaultConfig::default()
     });
-    let client = Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let client = crate::http().timeout(Duration::from_millis(300)).build().unwrap();
     let (user, pass) = creds(&running);
     let err = client
         .post(format!("{}/api/agents", running.url))
@@ -232,7 +240,7 @@ async fn latency_is_added_to_every_request() {
     let running = start().await;
     running.set_faults(FaultConfig { latency_ms: 150, ..FaultConfig::default() });
     let started = Instant::now();
-    let response = list(&running, &Client::new()).await.unwrap();
+    let response = list(&running, &crate::http().build().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(150));
     let stats = running.stats();
@@ -258,7 +266,7 @@ async fn statuses(running: &Running, client: &Client, n: usize) -> Vec<u16> {
 #[tokio::test]
 async fn the_same_seed_gives_the_same_faults() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     let config = FaultConfig {
         error_rate: 0.25,
         rate_limit_rate: 0.25,
@@ -288,7 +296,7 @@ async fn the_same_seed_gives_the_same_faults() {
 #[tokio::test]
 async fn stats_count_by_operation_and_status() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     assert_eq!(create(&running, &client, "jkowalski", "345").await.status(), 201);
     assert_eq!(create(&running, &client, "jkowalski", "346").await.status(), 400);
     list(&running, &client).await.unwrap();
@@ -328,7 +336,7 @@ async fn stats_count_by_operation_and_status() {
 #[tokio::test]
 async fn control_endpoints_seed_tamper_remove_and_dump() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     let base = format!("{}/_sim", running.url);
 
     let seeded = client
@@ -411,7 +419,7 @@ async fn control_endpoints_seed_tamper_remove_and_dump() {
 #[tokio::test]
 async fn fault_endpoints_read_write_and_validate() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     let url = format!("{}/_sim/faults", running.url);
     let current: FaultConfig = client.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(current, FaultConfig::default());
@@ -435,7 +443,7 @@ async fn fault_endpoints_read_write_and_validate() {
 #[tokio::test]
 async fn control_routes_are_never_faulted_nor_counted() {
     let running = start().await;
-    let client = Client::new();
+    let client = crate::http().build().unwrap();
     running.set_faults(FaultConfig { error_rate: 0.5, rate_limit_rate: 0.5, ..FaultConfig::default() });
     for _ in 0..20 {
         let dump = client.get(format!("{}/_sim/accounts", running.url)).send().await.unwrap();
@@ -456,7 +464,12 @@ async fn a_dropped_running_stops_serving() {
     let url = running.url.clone();
     drop(running);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let outcome =
-        Client::new().get(format!("{url}/_sim/accounts")).timeout(Duration::from_secs(2)).send().await;
+    let outcome = crate::http()
+        .build()
+        .unwrap()
+        .get(format!("{url}/_sim/accounts"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
     assert!(outcome.is_err(), "{outcome:?}");
 }

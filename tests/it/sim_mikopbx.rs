@@ -31,7 +31,7 @@ async fn start(cfg: MikoPbxConfig) -> H {
     let sim = MikoPbxSim::new(cfg);
     let running = sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = running.url.clone();
-    let http = Client::builder().no_proxy().build().unwrap();
+    let http = crate::http().no_proxy().build().unwrap();
     H { sim, _running: running, url, http }
 }
 

@@ -43,7 +43,7 @@ const SEED_CURL_BODY: &str = r#"{
 async fn start() -> (Running, Client) {
     let sim: Arc<dyn Simulator> = RingostatSim::new(RingostatConfig::default());
     let running = spawn(sim, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    (running, Client::new())
+    (running, crate::http().build().unwrap())
 }
 
 fn key(running: &Running) -> String {

@@ -23,7 +23,7 @@ impl Fx {
     async fn new(cfg: TelphinConfig) -> Fx {
         let sim = TelphinSim::new(cfg);
         let run = sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let mut fx = Fx { run, sim, http: Client::new(), token: String::new() };
+        let mut fx = Fx { run, sim, http: crate::http().build().unwrap(), token: String::new() };
         fx.token = fx.new_token().await;
         fx
     }
@@ -206,6 +206,38 @@ async fn create_extension_then_user_with_seed_fields() {
     assert_eq!(u["status"], "active");
     assert_eq!(u["access"], "full");
     assert!(u["comment"].is_null() && u["extra_params"].is_null());
+}
+
+/// Uniqueness is checked through indexes that creates keep and other changes drop:
+/// they must follow renames, deletions and tampering like a scan of the table would.
+#[tokio::test]
+async fn uniqueness_follows_every_change() {
+    let fx = Fx::new(TelphinConfig::default()).await;
+    let ext = fx.extension("101").await;
+    let (_, u) = fx.post(USERS, seed_user(ext, "anna")).await;
+    let id = u["id"].as_u64().unwrap();
+    let taken = |(s, v): (u16, Value)| s == 400 && v["status"] == "already_exists";
+
+    assert!(taken(fx.post(USERS, seed_user(ext, "ANNA")).await));
+    // A login changed by hand (the API cannot change one): the old one is free, the new
+    // one taken; and once the user is deleted, that one is free too.
+    let mut patch = serde_json::Map::new();
+    patch.insert("login".into(), json!("bea"));
+    fx.sim.tamper(&id.to_string(), &patch).unwrap();
+    assert!(taken(fx.post(USERS, seed_user(ext, "Bea")).await));
+    let (s, v) = fx.post(USERS, seed_user(ext, "anna")).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(fx.delete(&format!("{USERS}{id}")).await.0, 204);
+    let (s, v) = fx.post(USERS, seed_user(ext, "bea")).await;
+    assert_eq!(s, 201, "{v}");
+
+    // A deleted number's name can be made again; a live one cannot.
+    let spare = fx.extension("102").await;
+    let again = |name: &str| json!({"name": name, "type": "phone", "status": "active"});
+    assert!(taken(fx.post(EXTS, again("102")).await));
+    assert_eq!(fx.delete(&format!("{EXTS}{spare}")).await.0, 204);
+    assert_eq!(fx.post(EXTS, again("102")).await.0, 201);
+    assert!(taken(fx.post(EXTS, again("102")).await));
 }
 
 #[tokio::test]

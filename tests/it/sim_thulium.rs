@@ -15,7 +15,7 @@ const SEED_BODY: &str = r#"{"name":"Jan","surname":"Kowalski","login":"jkowalski
 async fn start_with(config: ThuliumConfig) -> (Running, Client) {
     let sim: Arc<dyn Simulator> = ThuliumSim::new(config);
     let running = spawn(sim, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    (running, Client::new())
+    (running, crate::http().build().unwrap())
 }
 
 async fn start() -> (Running, Client) {
