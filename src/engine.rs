@@ -8,7 +8,7 @@
 //! The caller persists what changed; an entry whose content did not change keeps its
 //! `lastSync`, so a converged pass produces nothing to write.
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -196,13 +196,13 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
         }
         let Some(membership) = membership else { continue };
         match backend.desired(e.spec, membership) {
-            Ok(attributes) => desired.push(Desired {
+            Ok(attributes) => desired.push(Arc::new(Desired {
                 owner: e.owner.clone(),
                 rank: e.rank,
                 extension: e.spec.extension_on(membership).to_owned(),
                 attributes,
                 password_fingerprint: vault.password(&e.owner).map(|p| fingerprint(&e.owner, &p)),
-            }),
+            })),
             Err(err) => {
                 report.failures += 1;
                 let status = entry_with(entry, name, AccountState::Failed, Some(err.to_string()));
@@ -707,8 +707,10 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         })
         .collect();
     store.record_intents(name, &intents).await.map_err(Error::Intents)?;
-    let generated: BTreeMap<&Owner, &Secret> =
-        intents.iter().filter_map(|i| Some((&i.owner, i.generated.as_ref()?))).collect();
+    // Only the passwords outlive the recording: 10,000 status entries need not wait for
+    // 10,000 creates.
+    let generated: BTreeMap<Owner, Secret> =
+        intents.into_iter().filter_map(|i| Some((i.owner, i.generated?))).collect();
     let generated = &generated;
 
     let creates = bounded(
@@ -716,7 +718,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
             let c = &plan.creates[i];
             async move {
                 let (password, generated) = match generated.get(&c.desired.owner) {
-                    Some(p) => ((*p).clone(), true),
+                    Some(p) => (p.clone(), true),
                     None => (
                         vault.password(&c.desired.owner).unwrap_or_else(|| backend.generate_password()),
                         false,

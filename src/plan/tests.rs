@@ -90,8 +90,9 @@ impl World {
     }
 
     fn plan(&self) -> Plan {
+        let desired: Vec<Arc<Desired>> = self.desired.iter().cloned().map(Arc::new).collect();
         plan(Inputs {
-            desired: &self.desired,
+            desired: &desired,
             observed: &self.observed,
             claims: &self.claims,
             capabilities: &self.capabilities,
