@@ -195,6 +195,18 @@ where
     }
 }
 
+/// `kubectl apply`'s copy of the last applied object: as large as the object itself, and
+/// never read here.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the caches keep of an object: without its managed fields and `kubectl apply`'s
+/// copy, which together are often larger than the rest of it. 10,000 Employees, and every
+/// Secret of the watched namespaces, live in memory for the process's life.
+fn slim<K: kube::Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    object.annotations_mut().remove(LAST_APPLIED);
+}
+
 /// Runs both controllers until `shutdown` resolves.
 pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()>) -> Result<(), Error> {
     let ns = config.namespace.as_deref();
@@ -206,22 +218,26 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let (secrets, secrets_writer) = reflector::store();
     // The caches the passes read; the controllers below keep their own watches to be
     // triggered by the same objects.
-    let employee_cache =
-        reflector::reflector(employees_writer, watcher(employees_api.clone(), watcher::Config::default()))
-            .default_backoff()
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "watching Employees");
-                }
-            });
-    let secret_cache =
-        reflector::reflector(secrets_writer, watcher(secrets_api.clone(), watcher::Config::default()))
-            .default_backoff()
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "watching Secrets");
-                }
-            });
+    let employee_cache = reflector::reflector(
+        employees_writer,
+        watcher(employees_api.clone(), watcher::Config::default()).modify(slim::<Employee>),
+    )
+    .default_backoff()
+    .for_each(|event| async move {
+        if let Err(e) = event {
+            tracing::warn!(error = %e, "watching Employees");
+        }
+    });
+    let secret_cache = reflector::reflector(
+        secrets_writer,
+        watcher(secrets_api.clone(), watcher::Config::default()).modify(slim::<Secret>),
+    )
+    .default_backoff()
+    .for_each(|event| async move {
+        if let Err(e) = event {
+            tracing::warn!(error = %e, "watching Secrets");
+        }
+    });
 
     let systems_controller = Controller::new(systems_api, watcher::Config::default())
         .with_config(controller::Config::default().debounce(config.debounce));
@@ -761,3 +777,38 @@ fn employee_error_policy(_e: Arc<Employee>, error: &Error, _ctx: Arc<Context>) -
 }
 
 pub use status::conditions_of;
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{ByteString, apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry};
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    #[test]
+    fn the_caches_keep_what_is_read_and_drop_the_bookkeeping() {
+        let mut secret = Secret {
+            metadata: ObjectMeta {
+                name: Some("pbx-credentials".into()),
+                annotations: Some(BTreeMap::from([
+                    (LAST_APPLIED.to_owned(), r#"{"data":{"password":"..."}}"#.to_owned()),
+                    ("team".to_owned(), "telephony".to_owned()),
+                ])),
+                managed_fields: Some(vec![ManagedFieldsEntry {
+                    manager: Some("kubectl".into()),
+                    ..ManagedFieldsEntry::default()
+                }]),
+                resource_version: Some("42".into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([("password".to_owned(), ByteString(b"s3cret".to_vec()))])),
+            ..Secret::default()
+        };
+        slim(&mut secret);
+        assert!(secret.metadata.managed_fields.as_deref().unwrap_or_default().is_empty());
+        let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["team"]);
+        assert_eq!(secret.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(secret.data.unwrap()["password"].0, b"s3cret");
+    }
+}
