@@ -8,7 +8,11 @@
 //! The caller persists what changed; an entry whose content did not change keeps its
 //! `lastSync`, so a converged pass produces nothing to write.
 
-use std::{borrow::Cow, collections::BTreeMap, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -19,7 +23,7 @@ use crate::{
         employee::DeletionPolicy, phone_system::AccountCounts,
     },
     backends::{self, Backend, Secret},
-    plan::{self, Claim, Desired, Guard, Inputs, ManualKind, Observed, Owner, Plan},
+    plan::{self, Account, Claim, Desired, Guard, Inputs, ManualKind, Observed, Owner, Plan},
 };
 
 /// An Employee as the engine needs it. It borrows the spec (and the status, where the
@@ -360,6 +364,12 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
                 report.failures += 1;
                 entries.set(&owner, AccountState::Pending, Some(message), None, Some(extension));
             }
+            // Resolved by `resolve_created` before this; kept pending if one slipped by.
+            Applied::Accepted { extension } => {
+                report.failures += 1;
+                let message = format!("{}: created; waiting for {name} to list it", reason::PENDING);
+                entries.set(&owner, AccountState::Pending, Some(message), None, Some(extension));
+            }
             Applied::Failed { message } => {
                 report.failures += 1;
                 report.events.push(Event {
@@ -541,6 +551,10 @@ enum Applied {
     Gone {
         event: (&'static str, String),
     },
+    /// A create the system accepted without naming the account (until it is listed).
+    Accepted {
+        extension: String,
+    },
     /// A create whose result is unknown: the intent stays recorded.
     Unclear {
         extension: String,
@@ -556,7 +570,7 @@ impl Applied {
     fn label(&self) -> &'static str {
         match self {
             Applied::Present { .. } | Applied::Gone { .. } => "ok",
-            Applied::Unclear { .. } => "unclear",
+            Applied::Unclear { .. } | Applied::Accepted { .. } => "unclear",
             Applied::Failed { .. } => "failed",
         }
     }
@@ -724,42 +738,100 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                         false,
                     ),
                 };
-                let result = match backends::create_once(backend, &c.desired, Some(&password)).await {
-                    Ok(account) => Applied::Present {
-                        id: account.id.clone(),
-                        extension: account.extension.clone(),
-                        fingerprint: (!generated).then(|| fingerprint(&c.desired.owner, &password)),
-                        event: (
-                            "Created",
-                            format!(
-                                "created account {} on {name} (extension {})",
-                                account.id, account.extension
-                            ),
-                        ),
-                    },
-                    Err(e) if e.is_transient() || matches!(e, backends::Error::Protocol { .. }) => {
-                        Applied::Unclear {
-                            extension: c.desired.extension.clone(),
-                            message: format!(
-                                "{}: create may not have reached {name}: {e}; checked before retrying",
-                                reason::PBX_UNREACHABLE
-                            ),
+                let fingerprint = (!generated).then(|| fingerprint(&c.desired.owner, &password));
+                let result =
+                    match backends::create_once_unresolved(backend, &c.desired, Some(&password)).await {
+                        Ok(Some(account)) => created(name, &account, fingerprint.clone()),
+                        // Accepted, but the answer names no account: found below.
+                        Ok(None) => Applied::Accepted { extension: c.desired.extension.clone() },
+                        Err(e) if e.is_transient() || matches!(e, backends::Error::Protocol { .. }) => {
+                            Applied::Unclear {
+                                extension: c.desired.extension.clone(),
+                                message: format!(
+                                    "{}: create may not have reached {name}: {e}; checked before retrying",
+                                    reason::PBX_UNREACHABLE
+                                ),
+                            }
                         }
-                    }
-                    Err(e) => Applied::Failed {
-                        message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
-                    },
-                };
-                (c.desired.owner.clone(), result)
+                        Err(e) => Applied::Failed {
+                            message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
+                        },
+                    };
+                (c.desired.owner.clone(), result, fingerprint)
             }
         }),
         width,
         ticker,
     )
     .await;
+    let creates = resolve_created(backend, name, &plan.creates, creates).await;
     out.writes += plan.creates.len();
     out.results.extend(creates.into_iter().map(|(owner, result)| (owner, "create", result)));
     Ok(out)
+}
+
+/// What a create that names its account leaves.
+fn created(name: &str, account: &Account, fingerprint: Option<String>) -> Applied {
+    Applied::Present {
+        id: account.id.clone(),
+        extension: account.extension.clone(),
+        fingerprint,
+        event: (
+            "Created",
+            format!("created account {} on {name} (extension {})", account.id, account.extension),
+        ),
+    }
+}
+
+/// Finds, with one listing, the accounts of the creates the system accepted without
+/// naming them. An account the listing does not show (or a listing that fails) leaves
+/// its create unclear: the intent stays recorded, and the next pass adopts the account
+/// as its pending create, never making a second one.
+async fn resolve_created<B: Backend>(
+    backend: &B,
+    name: &str,
+    creates: &[plan::Create],
+    sent: Vec<(Owner, Applied, Option<String>)>,
+) -> Vec<(Owner, Applied)> {
+    let accepted = sent.iter().filter(|(_, a, _)| matches!(a, Applied::Accepted { .. })).count();
+    let listing = match accepted {
+        0 => None,
+        _ => match backend.list().await {
+            Ok(listing) => Some(listing),
+            Err(e) => {
+                tracing::warn!(system = %name, error = %e, accepted, "could not list the accounts just created; the next pass will");
+                None
+            }
+        },
+    };
+    let mut by_extension: HashMap<&str, Vec<&Account>> = HashMap::new();
+    for account in listing.iter().flat_map(|l| &l.accounts) {
+        by_extension.entry(account.extension.as_str()).or_default().push(account);
+    }
+    let wanted: HashMap<&Owner, &Desired> = creates.iter().map(|c| (&c.desired.owner, &*c.desired)).collect();
+    sent.into_iter()
+        .map(|(owner, result, fingerprint)| {
+            let Applied::Accepted { extension } = result else {
+                return (owner, result);
+            };
+            // The one on the extension made with this e-mail: the planner saw the
+            // extension free, but someone may have made an account on it since.
+            let found = wanted.get(&owner).and_then(|d| {
+                by_extension
+                    .get(extension.as_str())?
+                    .iter()
+                    .find(|a| a.attributes.email == d.attributes.email)
+            });
+            let result = match found {
+                Some(account) => created(name, account, fingerprint),
+                None => Applied::Unclear {
+                    extension,
+                    message: format!("{}: created; waiting for {name} to list it", reason::PENDING),
+                },
+            };
+            (owner, result)
+        })
+        .collect()
 }
 
 /// Runs the futures `futures` yields, at most `width` at a time, making each only when a

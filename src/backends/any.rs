@@ -77,6 +77,14 @@ impl Backend for AnyBackend {
         each!(self, b => b.create(desired, password).await)
     }
 
+    async fn create_unresolved(
+        &self,
+        desired: &Desired,
+        password: Option<&Secret>,
+    ) -> Result<Option<Account>, Error> {
+        each!(self, b => b.create_unresolved(desired, password).await)
+    }
+
     async fn update(
         &self,
         account: &Account,

@@ -159,6 +159,18 @@ pub trait Backend: Send + Sync {
         password: Option<&Secret>,
     ) -> impl Future<Output = Result<Account, Error>> + Send;
 
+    /// Sends the create, and returns the account where the answer names it. A system
+    /// whose answer carries no id (Ringostat's `addStaff`) returns `None`: the caller
+    /// finds all of a pass's new accounts with one listing afterwards, instead of one
+    /// lookup per create. The same retry rule as for [`Backend::create`] applies.
+    fn create_unresolved(
+        &self,
+        desired: &Desired,
+        password: Option<&Secret>,
+    ) -> impl Future<Output = Result<Option<Account>, Error>> + Send {
+        async move { self.create(desired, password).await.map(Some) }
+    }
+
     /// Writes `changes` to `account`. `password` is set when `changes` has the password.
     fn update(
         &self,
@@ -183,11 +195,32 @@ pub async fn create_once<B: Backend>(
     desired: &Desired,
     password: Option<&Secret>,
 ) -> Result<Account, Error> {
+    attempt_create(backend, desired, password, false).await?.ok_or_else(|| {
+        Error::Config(format!("create on extension {} answered no account", desired.extension))
+    })
+}
+
+/// [`create_once`] through [`Backend::create_unresolved`]: `None` when the create was
+/// answered without its account, to be found by the caller's next listing.
+pub async fn create_once_unresolved<B: Backend>(
+    backend: &B,
+    desired: &Desired,
+    password: Option<&Secret>,
+) -> Result<Option<Account>, Error> {
+    attempt_create(backend, desired, password, true).await
+}
+
+async fn attempt_create<B: Backend>(
+    backend: &B,
+    desired: &Desired,
+    password: Option<&Secret>,
+    unresolved: bool,
+) -> Result<Option<Account>, Error> {
     let mut last = None;
     for attempt in 0..CREATE_ATTEMPTS {
         if attempt > 0 {
             match backend.find(&desired.extension).await {
-                Ok(Some(account)) => return Ok(account),
+                Ok(Some(account)) => return Ok(Some(account)),
                 Ok(None) => {}
                 Err(err) => {
                     last = Some(err);
@@ -195,7 +228,11 @@ pub async fn create_once<B: Backend>(
                 }
             }
         }
-        match backend.create(desired, password).await {
+        let sent = match unresolved {
+            true => backend.create_unresolved(desired, password).await,
+            false => backend.create(desired, password).await.map(Some),
+        };
+        match sent {
             Ok(account) => return Ok(account),
             Err(err) if err.is_transient() => last = Some(err),
             Err(err) => return Err(err),

@@ -223,6 +223,76 @@ impl Ringostat {
         }
     }
 
+    /// `addStaff`; returns the e-mail the employee was made with. The answer names no id.
+    async fn add_staff(&self, desired: &Desired, password: Option<&Secret>) -> Result<String, Error> {
+        // A SIP account needs a password; without one given it gets a random one (a
+        // person can set another in Ringostat).
+        let generated;
+        let password = match password {
+            Some(p) => p,
+            None => {
+                generated = self.generate_password();
+                &generated
+            }
+        };
+        if password.expose().chars().count() < SIP_PASSWORD_MIN {
+            return Err(Error::unfit(
+                SYSTEM,
+                "spec.passwordSecretRef",
+                format!("the SIP password must be at least {SIP_PASSWORD_MIN} characters"),
+            ));
+        }
+        let a = &desired.attributes;
+        let fio = a
+            .display_name
+            .clone()
+            .ok_or_else(|| Error::unfit(SYSTEM, "spec.displayName", "is required on Ringostat"))?;
+        let email =
+            a.email.clone().ok_or_else(|| Error::unfit(SYSTEM, "spec.email", "is required on Ringostat"))?;
+        let departments = match a.settings.get(DEPARTMENTS) {
+            Some(text) => serde_json::from_str::<Value>(text)
+                .map_err(|e| Error::Config(format!("{SYSTEM}: departments {text:?}: {e}")))?,
+            None => Value::Null,
+        };
+        let mut params = Map::new();
+        params.insert("projectId".into(), json!(self.project_id));
+        params.insert("creatorId".into(), json!(self.creator_id));
+        params.insert("access".into(), json!(a.settings.get(ACCESS).map_or(DEFAULT_ACCESS, String::as_str)));
+        params.insert("fio".into(), json!(fio));
+        params.insert("email".into(), json!(email));
+        params.insert("extensionNumber".into(), json!(desired.extension));
+        params.insert(
+            "directions".into(),
+            json!({
+                "main": [{
+                    "type": "sip",
+                    "direction": desired.extension,
+                    "password": password.expose(),
+                    "enabledForAwd": true,
+                    "isMobile": false,
+                }],
+                "additional": [],
+            }),
+        );
+        params.insert("departments".into(), departments);
+        if let Some(dialer) = a.settings.get(POWER_DIALER) {
+            params.insert("isHasAccessToPowerDialer".into(), json!(dialer == "true"));
+        }
+
+        let http = self.http.with_secrets(&[password]);
+        let result: Value = self
+            .call(&http, ADD_PATH, ADD_STAFF, Value::Object(params), Retry::Unsafe, &[password])
+            .await?
+            .map_err(|e| self.rpc_error(&http, e))?;
+        if result != json!({"result": true}) && result != json!(true) {
+            return Err(http.protocol(&format!(
+                "{ADD_STAFF} answered {} instead of success",
+                http.snippet(result.to_string().as_bytes())
+            )));
+        }
+        Ok(email)
+    }
+
     /// Every employee, or those `filters` (`staffId`, `fio`, `email`) match.
     async fn list_all(&self, filters: Option<Value>) -> Result<Vec<Account>, Error> {
         let mut params = json!({"projectId": self.project_id});
@@ -521,81 +591,28 @@ impl Backend for Ringostat {
     }
 
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
-        // A SIP account needs a password; without one given it gets a random one (a
-        // person can set another in Ringostat).
-        let generated;
-        let password = match password {
-            Some(p) => p,
-            None => {
-                generated = self.generate_password();
-                &generated
-            }
-        };
-        if password.expose().chars().count() < SIP_PASSWORD_MIN {
-            return Err(Error::unfit(
-                SYSTEM,
-                "spec.passwordSecretRef",
-                format!("the SIP password must be at least {SIP_PASSWORD_MIN} characters"),
-            ));
-        }
-        let a = &desired.attributes;
-        let fio = a
-            .display_name
-            .clone()
-            .ok_or_else(|| Error::unfit(SYSTEM, "spec.displayName", "is required on Ringostat"))?;
-        let email =
-            a.email.clone().ok_or_else(|| Error::unfit(SYSTEM, "spec.email", "is required on Ringostat"))?;
-        let departments = match a.settings.get(DEPARTMENTS) {
-            Some(text) => serde_json::from_str::<Value>(text)
-                .map_err(|e| Error::Config(format!("{SYSTEM}: departments {text:?}: {e}")))?,
-            None => Value::Null,
-        };
-        let mut params = Map::new();
-        params.insert("projectId".into(), json!(self.project_id));
-        params.insert("creatorId".into(), json!(self.creator_id));
-        params.insert("access".into(), json!(a.settings.get(ACCESS).map_or(DEFAULT_ACCESS, String::as_str)));
-        params.insert("fio".into(), json!(fio));
-        params.insert("email".into(), json!(email));
-        params.insert("extensionNumber".into(), json!(desired.extension));
-        params.insert(
-            "directions".into(),
-            json!({
-                "main": [{
-                    "type": "sip",
-                    "direction": desired.extension,
-                    "password": password.expose(),
-                    "enabledForAwd": true,
-                    "isMobile": false,
-                }],
-                "additional": [],
-            }),
-        );
-        params.insert("departments".into(), departments);
-        if let Some(dialer) = a.settings.get(POWER_DIALER) {
-            params.insert("isHasAccessToPowerDialer".into(), json!(dialer == "true"));
-        }
-
-        let http = self.http.with_secrets(&[password]);
-        let result: Value = self
-            .call(&http, ADD_PATH, ADD_STAFF, Value::Object(params), Retry::Unsafe, &[password])
-            .await?
-            .map_err(|e| self.rpc_error(&http, e))?;
-        if result != json!({"result": true}) && result != json!(true) {
-            return Err(http.protocol(&format!(
-                "{ADD_STAFF} answered {} instead of success",
-                http.snippet(result.to_string().as_bytes())
-            )));
-        }
+        let email = self.add_staff(desired, password).await?;
         // addStaff returns no id: the list has it. The e-mail is unique in a project, so
         // the list filtered by it (a documented filter; the extension is not one) answers
         // this employee alone, not the whole project: a create costs the same at any size.
         let found = self.list_all(Some(json!({"email": email}))).await?;
         found.into_iter().find(|a| a.extension == desired.extension).ok_or_else(|| {
-            http.protocol(&format!(
+            self.http.protocol(&format!(
                 "{ADD_STAFF} reported success, but no employee has extension {}",
                 desired.extension
             ))
         })
+    }
+
+    /// Only `addStaff`: the engine finds a pass's new employees with the one listing
+    /// request Ringostat needs for a whole project, where a lookup per create would
+    /// double the requests a create costs against a rate limit.
+    async fn create_unresolved(
+        &self,
+        desired: &Desired,
+        password: Option<&Secret>,
+    ) -> Result<Option<Account>, Error> {
+        self.add_staff(desired, password).await.map(|_| None)
     }
 
     async fn update(

@@ -505,3 +505,167 @@ async fn no_password_or_credential_appears_in_any_error() {
         }
     }
 }
+
+/// The real backend, with listings that fail from the `fail_from`-th on: the pass's own
+/// listing works, the one that finds the new employees does not.
+struct ListFailsAfter {
+    inner: Ringostat,
+    lists: std::sync::atomic::AtomicUsize,
+    fail_from: usize,
+}
+
+impl Backend for ListFailsAfter {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> &switchboard::plan::Capabilities {
+        self.inner.capabilities()
+    }
+    fn desired(
+        &self,
+        e: &EmployeeSpec,
+        m: &switchboard::api::Membership,
+    ) -> Result<switchboard::plan::Attributes, Error> {
+        self.inner.desired(e, m)
+    }
+    fn generate_password(&self) -> Secret {
+        self.inner.generate_password()
+    }
+    async fn list(&self) -> Result<switchboard::backends::Listing, Error> {
+        if self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= self.fail_from {
+            return Err(Error::Transient {
+                system: BackendKind::Ringostat,
+                detail: "listing refused".into(),
+                retry_after: None,
+            });
+        }
+        self.inner.list().await
+    }
+    async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
+        self.inner.find(extension).await
+    }
+    async fn create(&self, d: &Desired, p: Option<&Secret>) -> Result<Account, Error> {
+        self.inner.create(d, p).await
+    }
+    async fn create_unresolved(&self, d: &Desired, p: Option<&Secret>) -> Result<Option<Account>, Error> {
+        self.inner.create_unresolved(d, p).await
+    }
+    async fn update(&self, a: &Account, d: &Desired, c: &[Change], p: Option<&Secret>) -> Result<(), Error> {
+        self.inner.update(a, d, c, p).await
+    }
+    async fn delete(&self, a: &Account) -> Result<(), Error> {
+        self.inner.delete(a).await
+    }
+}
+
+struct NoPasswords;
+
+impl switchboard::engine::Vault for NoPasswords {
+    fn password(&self, _owner: &Owner) -> Option<Secret> {
+        None
+    }
+}
+
+/// addStaff names no id: a pass finds its new employees with one listing after the
+/// creates. When that listing fails they stay pending, and the next pass takes them
+/// over as its own creates: every employee once, none made twice.
+#[tokio::test]
+async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass() {
+    use std::borrow::Cow;
+    use switchboard::{
+        api::{PhoneSystemSpec, employee::AccountState},
+        engine::{self, EmployeeView, Options},
+        state::State,
+    };
+
+    let running = start().await;
+    let spec: PhoneSystemSpec = serde_json::from_value(json!({
+        "ringostat": {"url": running.url, "projectId": "123", "creatorId": "456"},
+        "credentialsSecretRef": {"name": "rs-credentials"},
+    }))
+    .unwrap();
+    let specs: Vec<(Owner, EmployeeSpec)> =
+        (0..12).map(|n| (Owner::new("default", format!("e{n}")), employee(n, json!({})))).collect();
+    let state = State::in_memory();
+    let pass = |backend: ListFailsAfter| {
+        let (state, specs, spec) = (&state, &specs, &spec);
+        async move {
+            let views: Vec<EmployeeView> = specs
+                .iter()
+                .map(|(owner, e)| EmployeeView {
+                    owner: owner.clone(),
+                    spec: e,
+                    status: state.status(owner).map(Cow::Owned),
+                    rank: 0,
+                    deleting: false,
+                })
+                .collect();
+            let options = Options {
+                dry_run: false,
+                allow_deletions: None,
+                now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+                progress: None,
+            };
+            let report =
+                engine::sync(&backend, "rs", spec, &views, state, &NoPasswords, &options).await.unwrap();
+            state.record("rs", &report).unwrap();
+            report
+        }
+    };
+    let states = |state: &State| -> Vec<AccountState> {
+        specs.iter().map(|(owner, _)| state.status(owner).unwrap().phone_systems[0].state).collect()
+    };
+
+    // The listing after the creates fails: all twelve are made, and all wait.
+    running.reset_stats();
+    let flaky = ListFailsAfter { inner: backend(&running), lists: Default::default(), fail_from: 2 };
+    let report = pass(flaky).await;
+    assert_eq!(report.writes, 12);
+    assert_eq!(staff(&running).len(), 12);
+    assert!(states(&state).iter().all(|s| *s == AccountState::Pending), "{:?}", states(&state));
+    assert_eq!(running.stats().total(switchboard::sim::ringostat::ADD_STAFF), 12);
+
+    // The next pass finds them in its listing and takes them over: no create, no lookup.
+    running.reset_stats();
+    let fine = ListFailsAfter { inner: backend(&running), lists: Default::default(), fail_from: usize::MAX };
+    let report = pass(fine).await;
+    assert_eq!((report.writes, report.failures), (0, 0));
+    assert_eq!(staff(&running).len(), 12);
+    assert!(states(&state).iter().all(|s| *s == AccountState::InSync), "{:?}", states(&state));
+    let stats = running.stats();
+    assert_eq!(stats.total(switchboard::sim::ringostat::ADD_STAFF), 0, "{stats:?}");
+    assert_eq!(stats.total(switchboard::sim::ringostat::LIST_STAFF), 1, "{stats:?}");
+
+    // And a pass with new employees and a working listing names them at once.
+    let more: Vec<(Owner, EmployeeSpec)> =
+        (12..15).map(|n| (Owner::new("default", format!("e{n}")), employee(n, json!({})))).collect();
+    let specs_all: Vec<(Owner, EmployeeSpec)> = specs.iter().cloned().chain(more).collect();
+    let views: Vec<EmployeeView> = specs_all
+        .iter()
+        .map(|(owner, e)| EmployeeView {
+            owner: owner.clone(),
+            spec: e,
+            status: state.status(owner).map(Cow::Owned),
+            rank: 0,
+            deleting: false,
+        })
+        .collect();
+    running.reset_stats();
+    let options = Options {
+        dry_run: false,
+        allow_deletions: None,
+        now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+        progress: None,
+    };
+    let report =
+        engine::sync(&backend(&running), "rs", &spec, &views, &state, &NoPasswords, &options).await.unwrap();
+    assert_eq!((report.writes, report.failures), (3, 0));
+    let stats = running.stats();
+    assert_eq!(stats.total(switchboard::sim::ringostat::LIST_STAFF), 2, "{stats:?}");
+    state.record("rs", &report).unwrap();
+    for (owner, _) in &specs_all {
+        let entry = &state.status(owner).unwrap().phone_systems[0];
+        assert_eq!(entry.state, AccountState::InSync, "{owner}");
+        assert!(entry.external_id.as_deref().is_some_and(|id| !id.is_empty()), "{owner}: {entry:?}");
+    }
+}
