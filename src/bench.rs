@@ -749,6 +749,7 @@ fn merge(into: &mut Stats, from: &Stats) {
         *into.faults.entry(fault.clone()).or_default() += count;
     }
     into.latency_ms_sum += from.latency_ms_sum;
+    into.peak_in_flight = into.peak_in_flight.max(from.peak_in_flight);
 }
 
 /// The peak resident set (`VmHWM`) of this process (`None`) or of `pid`, in KiB; `None`

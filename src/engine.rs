@@ -595,7 +595,11 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     ticker: &Ticker<'_>,
 ) -> Result<Outcome, Error> {
     let name = ticker.system;
-    let width = usize::try_from(spec.max_concurrency.max(1)).unwrap_or(1);
+    // Operations under way, not requests: the HTTP client holds requests in flight to
+    // maxConcurrency. With twice as many operations, those of two requests in turn (a
+    // Telphin create, a MikoPBX update) queue their second request behind others' first
+    // ones, instead of a batch's last few running alone with most slots idle.
+    let width = usize::try_from(spec.max_concurrency.max(1)).unwrap_or(1).saturating_mul(2);
     let mut out = Outcome::default();
 
     let deletes = bounded(

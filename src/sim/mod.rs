@@ -33,7 +33,10 @@ pub mod thulium;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -176,6 +179,10 @@ pub struct Stats {
     pub faults: BTreeMap<String, u64>,
     /// Sum of the time from receiving a request to sending its response head.
     pub latency_ms_sum: f64,
+    /// The most API requests that were being answered at once: what a client's
+    /// concurrency limit is checked against.
+    #[serde(default)]
+    pub peak_in_flight: u64,
 }
 
 impl Stats {
@@ -231,6 +238,7 @@ impl Bucket {
 struct Shared {
     faults: Mutex<FaultState>,
     stats: Mutex<Stats>,
+    in_flight: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -354,8 +362,27 @@ fn broken_response() -> Response {
     response
 }
 
+/// Counts a request as being answered while it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut stats = lock(&shared.stats);
+        stats.peak_in_flight = stats.peak_in_flight.max(now);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn faults_and_stats(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let _in_flight = InFlight::enter(&shared);
     let route_op = match req.extensions().get::<MatchedPath>() {
         Some(path) => format!("{} {}", req.method(), path.as_str()),
         None => format!("{} (no route)", req.method()),
@@ -619,6 +646,7 @@ pub async fn spawn(sim: Arc<dyn Simulator>, addr: SocketAddr) -> Result<Running,
             config: defaults,
         }),
         stats: Mutex::new(Stats::default()),
+        in_flight: AtomicU64::new(0),
         shutdown: stopped.clone(),
     });
     let control = Control { sim: sim.clone(), shared: shared.clone() };

@@ -137,6 +137,19 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
     assert_eq!(writes_in(&row(&rows, Scenario::Steady, all).stats), 0);
     let drift = row(&rows, Scenario::Drift, all);
     assert_eq!((drift.changed, drift.writes, drift.manual), (5, 3, 2));
+    // maxConcurrency holds at the systems, though the engine runs twice as many
+    // operations; the seed's script is serial.
+    assert_eq!(base.stats.peak_in_flight, 1);
+    for m in rows.iter().filter(|m| m.scenario != Scenario::Baseline) {
+        assert!(
+            (1..=4).contains(&m.stats.peak_in_flight),
+            "{} {:?}: {} requests at once",
+            m.system,
+            m.scenario,
+            m.stats.peak_in_flight
+        );
+    }
+
     // Both processes' peaks are measured, each on its own.
     assert!(rows.iter().all(|m| m.peak_rss_kib.is_some() && m.sim_peak_rss_kib.is_some()));
 }
@@ -148,4 +161,26 @@ fn the_table_and_the_chart_are_written() {
     assert!(bench::markdown(&config, &rows).starts_with("# switchboard bench"));
     let svg = bench::svg(&config, &rows);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+}
+
+/// The engine runs twice maxConcurrency operations at once, and Telphin's creates take
+/// two requests each: every request slot is used, and never more than maxConcurrency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_fill_max_concurrency_and_never_pass_it() {
+    let config = Config {
+        sizes: vec![24],
+        latency_ms: 10,
+        concurrency: 4,
+        rate_limit: 100,
+        rate_limited_max: 0,
+        drift_percent: 1.0,
+        systems: vec![BackendKind::Telphin],
+        baseline: false,
+        out: None,
+        program: env!("CARGO_BIN_EXE_switchboard").into(),
+    };
+    let rows = bench::run(&config, &mut Vec::new()).await.unwrap();
+    let cold = row(&rows, Scenario::Cold, "telphin");
+    assert_eq!(cold.requests("createExtension") + cold.requests("createUser"), 48);
+    assert_eq!(cold.stats.peak_in_flight, 4, "{:?}", cold.stats);
 }
