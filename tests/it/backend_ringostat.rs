@@ -566,106 +566,85 @@ impl switchboard::engine::Vault for NoPasswords {
     }
 }
 
+/// One engine pass over `people`, their statuses kept in `state`, as a process would run it.
+async fn engine_pass(
+    backend: &impl Backend,
+    system: &switchboard::api::PhoneSystemSpec,
+    people: &[(Owner, EmployeeSpec)],
+    state: &switchboard::state::State,
+) -> switchboard::engine::Report {
+    use switchboard::engine::{self, EmployeeView, Options};
+    let views: Vec<EmployeeView> = people
+        .iter()
+        .map(|(owner, e)| EmployeeView {
+            owner: owner.clone(),
+            spec: e,
+            status: state.status(owner).map(std::borrow::Cow::Owned),
+            rank: 0,
+            deleting: false,
+        })
+        .collect();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
+    let report = engine::sync(backend, "rs", system, &views, state, &NoPasswords, &options).await.unwrap();
+    state.record("rs", &report).unwrap();
+    report
+}
+
 /// addStaff names no id: a pass finds its new employees with one listing after the
 /// creates. When that listing fails they stay pending, and the next pass takes them
 /// over as its own creates: every employee once, none made twice.
 #[tokio::test]
 async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass() {
-    use std::borrow::Cow;
     use switchboard::{
         api::{PhoneSystemSpec, employee::AccountState},
-        engine::{self, EmployeeView, Options},
+        sim::ringostat::{ADD_STAFF, LIST_STAFF},
         state::State,
     };
 
     let running = start().await;
-    let spec: PhoneSystemSpec = serde_json::from_value(json!({
+    let system: PhoneSystemSpec = serde_json::from_value(json!({
         "ringostat": {"url": running.url, "projectId": "123", "creatorId": "456"},
         "credentialsSecretRef": {"name": "rs-credentials"},
     }))
     .unwrap();
-    let specs: Vec<(Owner, EmployeeSpec)> =
-        (0..12).map(|n| (Owner::new("default", format!("e{n}")), employee(n, json!({})))).collect();
+    let person = |n: u32| (Owner::new("default", format!("e{n}")), employee(n, json!({})));
+    let mut people: Vec<(Owner, EmployeeSpec)> = (0..12).map(person).collect();
     let state = State::in_memory();
-    let pass = |backend: ListFailsAfter| {
-        let (state, specs, spec) = (&state, &specs, &spec);
-        async move {
-            let views: Vec<EmployeeView> = specs
-                .iter()
-                .map(|(owner, e)| EmployeeView {
-                    owner: owner.clone(),
-                    spec: e,
-                    status: state.status(owner).map(Cow::Owned),
-                    rank: 0,
-                    deleting: false,
-                })
-                .collect();
-            let options = Options {
-                dry_run: false,
-                allow_deletions: None,
-                now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-                progress: None,
-            };
-            let report =
-                engine::sync(&backend, "rs", spec, &views, state, &NoPasswords, &options).await.unwrap();
-            state.record("rs", &report).unwrap();
-            report
-        }
+    let entries = |state: &State, people: &[(Owner, EmployeeSpec)]| {
+        people
+            .iter()
+            .map(|(owner, _)| state.status(owner).unwrap().phone_systems[0].clone())
+            .collect::<Vec<_>>()
     };
-    let states = |state: &State| -> Vec<AccountState> {
-        specs.iter().map(|(owner, _)| state.status(owner).unwrap().phone_systems[0].state).collect()
-    };
+    let flaky = |fail_from| ListFailsAfter { inner: backend(&running), lists: Default::default(), fail_from };
 
     // The listing after the creates fails: all twelve are made, and all wait.
     running.reset_stats();
-    let flaky = ListFailsAfter { inner: backend(&running), lists: Default::default(), fail_from: 2 };
-    let report = pass(flaky).await;
+    let report = engine_pass(&flaky(2), &system, &people, &state).await;
     assert_eq!(report.writes, 12);
     assert_eq!(staff(&running).len(), 12);
-    assert!(states(&state).iter().all(|s| *s == AccountState::Pending), "{:?}", states(&state));
-    assert_eq!(running.stats().total(switchboard::sim::ringostat::ADD_STAFF), 12);
+    assert!(entries(&state, &people).iter().all(|e| e.state == AccountState::Pending));
+    assert_eq!(running.stats().total(ADD_STAFF), 12);
 
     // The next pass finds them in its listing and takes them over: no create, no lookup.
     running.reset_stats();
-    let fine = ListFailsAfter { inner: backend(&running), lists: Default::default(), fail_from: usize::MAX };
-    let report = pass(fine).await;
+    let report = engine_pass(&flaky(usize::MAX), &system, &people, &state).await;
     assert_eq!((report.writes, report.failures), (0, 0));
     assert_eq!(staff(&running).len(), 12);
-    assert!(states(&state).iter().all(|s| *s == AccountState::InSync), "{:?}", states(&state));
+    assert!(entries(&state, &people).iter().all(|e| e.state == AccountState::InSync));
     let stats = running.stats();
-    assert_eq!(stats.total(switchboard::sim::ringostat::ADD_STAFF), 0, "{stats:?}");
-    assert_eq!(stats.total(switchboard::sim::ringostat::LIST_STAFF), 1, "{stats:?}");
+    assert_eq!((stats.total(ADD_STAFF), stats.total(LIST_STAFF)), (0, 1), "{stats:?}");
 
-    // And a pass with new employees and a working listing names them at once.
-    let more: Vec<(Owner, EmployeeSpec)> =
-        (12..15).map(|n| (Owner::new("default", format!("e{n}")), employee(n, json!({})))).collect();
-    let specs_all: Vec<(Owner, EmployeeSpec)> = specs.iter().cloned().chain(more).collect();
-    let views: Vec<EmployeeView> = specs_all
-        .iter()
-        .map(|(owner, e)| EmployeeView {
-            owner: owner.clone(),
-            spec: e,
-            status: state.status(owner).map(Cow::Owned),
-            rank: 0,
-            deleting: false,
-        })
-        .collect();
+    // New employees and a working listing: named in the same pass, by one more listing.
+    people.extend((12..15).map(person));
     running.reset_stats();
-    let options = Options {
-        dry_run: false,
-        allow_deletions: None,
-        now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
-        progress: None,
-    };
-    let report =
-        engine::sync(&backend(&running), "rs", &spec, &views, &state, &NoPasswords, &options).await.unwrap();
+    let report = engine_pass(&backend(&running), &system, &people, &state).await;
     assert_eq!((report.writes, report.failures), (3, 0));
     let stats = running.stats();
-    assert_eq!(stats.total(switchboard::sim::ringostat::LIST_STAFF), 2, "{stats:?}");
-    state.record("rs", &report).unwrap();
-    for (owner, _) in &specs_all {
-        let entry = &state.status(owner).unwrap().phone_systems[0];
-        assert_eq!(entry.state, AccountState::InSync, "{owner}");
-        assert!(entry.external_id.as_deref().is_some_and(|id| !id.is_empty()), "{owner}: {entry:?}");
+    assert_eq!((stats.total(ADD_STAFF), stats.total(LIST_STAFF)), (3, 2), "{stats:?}");
+    for entry in entries(&state, &people) {
+        assert_eq!(entry.state, AccountState::InSync, "{entry:?}");
+        assert!(entry.external_id.as_deref().is_some_and(|id| !id.is_empty()), "{entry:?}");
     }
 }

@@ -26,9 +26,9 @@ fn row<'a>(rows: &'a [Measurement], scenario: Scenario, system: &str) -> &'a Mea
         .unwrap_or_else(|| panic!("no {scenario:?} row for {system}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_run_makes_exactly_the_requests_it_should() {
-    let config = Config {
+/// N = 10 on every system, no latency, maxConcurrency 4.
+fn small() -> Config {
+    Config {
         sizes: vec![10],
         latency_ms: 0,
         concurrency: 4,
@@ -39,7 +39,12 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
         baseline: true,
         out: None,
         program: env!("CARGO_BIN_EXE_switchboard").into(),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_run_makes_exactly_the_requests_it_should() {
+    let config = small();
     let mut out = Vec::new();
     let rows = bench::run(&config, &mut out).await.unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -170,14 +175,10 @@ async fn requests_in_flight_fill_max_concurrency_and_never_pass_it() {
     let config = Config {
         sizes: vec![24],
         latency_ms: 10,
-        concurrency: 4,
-        rate_limit: 100,
         rate_limited_max: 0,
-        drift_percent: 1.0,
         systems: vec![BackendKind::Telphin],
         baseline: false,
-        out: None,
-        program: env!("CARGO_BIN_EXE_switchboard").into(),
+        ..small()
     };
     let rows = bench::run(&config, &mut Vec::new()).await.unwrap();
     let cold = row(&rows, Scenario::Cold, "telphin");
