@@ -23,7 +23,7 @@ use crate::{
         employee::DeletionPolicy, phone_system::AccountCounts,
     },
     backends::{self, Backend, Secret},
-    plan::{self, Account, Claim, Desired, Guard, Inputs, ManualKind, Observed, Owner, Plan},
+    plan::{self, Account, Attributes, Claim, Desired, Guard, Inputs, ManualKind, Observed, Owner, Plan},
 };
 
 /// An Employee as the engine needs it. It borrows the spec (and the status, where the
@@ -818,13 +818,12 @@ async fn resolve_created<B: Backend>(
             let Applied::Accepted { extension } = result else {
                 return (owner, result);
             };
-            // The one on the extension made with this e-mail: the planner saw the
-            // extension free, but someone may have made an account on it since.
+            // The one on the extension made with this e-mail (systems may lower-case it):
+            // the planner saw the extension free, but someone may have taken it since.
+            let email = |a: &Attributes| a.email.as_deref().map(str::to_lowercase);
             let found = wanted.get(&owner).and_then(|d| {
-                by_extension
-                    .get(extension.as_str())?
-                    .iter()
-                    .find(|a| a.attributes.email == d.attributes.email)
+                let want = email(&d.attributes);
+                by_extension.get(extension.as_str())?.iter().find(|a| email(&a.attributes) == want)
             });
             let result = match found {
                 Some(account) => created(name, account, fingerprint),
