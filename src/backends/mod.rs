@@ -16,7 +16,7 @@ pub mod thulium;
 
 pub use any::{AnyBackend, connect};
 
-use std::{collections::BTreeMap, fmt, future::Future, time::Duration};
+use std::{borrow::Cow, collections::BTreeMap, fmt, future::Future, time::Duration};
 
 use crate::{
     api::{BackendKind, EmployeeSpec, Membership},
@@ -182,6 +182,15 @@ pub trait Backend: Send + Sync {
 
     /// Deletes the account; an account already gone is not an error.
     fn delete(&self, account: &Account) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// `password`, or one `backend` makes to its system's rules: for systems that require a
+/// password where an Employee names none (a person can set another on the system).
+pub fn password_or_generated<'a, B: Backend>(backend: &B, password: Option<&'a Secret>) -> Cow<'a, Secret> {
+    match password {
+        Some(p) => Cow::Borrowed(p),
+        None => Cow::Owned(backend.generate_password()),
+    }
 }
 
 /// How many times [`create_once`] tries.

@@ -227,14 +227,8 @@ impl Ringostat {
     async fn add_staff(&self, desired: &Desired, password: Option<&Secret>) -> Result<String, Error> {
         // A SIP account needs a password; without one given it gets a random one (a
         // person can set another in Ringostat).
-        let generated;
-        let password = match password {
-            Some(p) => p,
-            None => {
-                generated = self.generate_password();
-                &generated
-            }
-        };
+        let password = super::password_or_generated(self, password);
+        let password = password.as_ref();
         if password.expose().chars().count() < SIP_PASSWORD_MIN {
             return Err(Error::unfit(
                 SYSTEM,

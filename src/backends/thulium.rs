@@ -481,14 +481,8 @@ impl Backend for Thulium {
         let login = required(&a.login, "spec.login")?;
         // Thulium requires a password; without one given, the agent gets a random one
         // (a person can reset it in the panel).
-        let generated;
-        let password = match password {
-            Some(p) => p,
-            None => {
-                generated = self.generate_password();
-                &generated
-            }
-        };
+        let password = super::password_or_generated(self, password);
+        let password = password.as_ref();
         let mut body = Map::new();
         body.insert("name".into(), json!(required(&a.given_name, "spec.givenName")?));
         body.insert("surname".into(), json!(required(&a.family_name, "spec.familyName")?));
