@@ -528,15 +528,10 @@ fn phone_system(
     concurrency: u32,
     rate: Option<u32>,
 ) -> Result<PhoneSystemSpec, Error> {
-    let block = match kind {
-        BackendKind::Mikopbx => json!({"url": url, "apiGeneration": "legacy"}),
-        BackendKind::Thulium => json!({"url": url}),
-        BackendKind::Apio => {
-            json!({"url": url, "pathPrefix": "/api/v01/p1", "tenant": "foo", "group": "foogroup"})
-        }
-        BackendKind::Telphin => json!({"url": url, "clientId": "@me"}),
-        BackendKind::Ringostat => json!({"url": url, "projectId": "123", "creatorId": "456"}),
-    };
+    let mut block = sim::backend_block(kind, url);
+    if kind == BackendKind::Mikopbx {
+        block["apiGeneration"] = json!("legacy");
+    }
     let mut spec = json!({
         kind.as_str(): block,
         "credentialsSecretRef": {"name": format!("{kind}-credentials")},

@@ -713,6 +713,22 @@ pub fn default_simulator(kind: crate::api::BackendKind) -> Arc<dyn Simulator> {
     }
 }
 
+/// The backend block of a PhoneSystem that points at the default simulator of `kind` at
+/// `url`: its tenant, group and project are the simulators' defaults (MikoPBX speaks v3;
+/// set `apiGeneration` for the legacy API).
+pub fn backend_block(kind: crate::api::BackendKind, url: &str) -> Value {
+    use crate::api::BackendKind;
+    match kind {
+        BackendKind::Mikopbx => json!({"url": url, "apiGeneration": "v3"}),
+        BackendKind::Thulium => json!({"url": url}),
+        BackendKind::Apio => {
+            json!({"url": url, "pathPrefix": "/api/v01/p1", "tenant": "foo", "group": "foogroup"})
+        }
+        BackendKind::Telphin => json!({"url": url, "clientId": "@me"}),
+        BackendKind::Ringostat => json!({"url": url, "projectId": "123", "creatorId": "456"}),
+    }
+}
+
 /// `application/x-www-form-urlencoded` pairs (a form body or a query string), in order,
 /// repeated keys kept.
 pub(crate) fn form_pairs(raw: &[u8]) -> Vec<(String, String)> {

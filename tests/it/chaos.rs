@@ -167,18 +167,7 @@ async fn chaos_nothing_duplicated_lost_or_wrongly_touched() {
                 .map(|(_, v)| v.clone()),
         );
         let name = format!("pbx-{kind}");
-        let block = match kind {
-            BackendKind::Mikopbx => json!({"mikopbx": {"url": server.url, "apiGeneration": "v3"}}),
-            BackendKind::Thulium => json!({"thulium": {"url": server.url}}),
-            BackendKind::Apio => {
-                json!({"apio": {"url": server.url, "pathPrefix": "/api/v01/p1", "tenant": "foo", "group": "foogroup"}})
-            }
-            BackendKind::Telphin => json!({"telphin": {"url": server.url}}),
-            BackendKind::Ringostat => {
-                json!({"ringostat": {"url": server.url, "projectId": "123", "creatorId": "456"}})
-            }
-        };
-        let mut block = block;
+        let mut block = json!({kind.as_str(): sim::backend_block(kind, &server.url)});
         block["maxConcurrency"] = json!(8);
         block["maxDeletionsPerSync"] = json!(1000);
         let spec: PhoneSystemSpec = serde_json::from_value(block).unwrap();

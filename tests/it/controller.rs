@@ -313,15 +313,7 @@ impl World {
     }
 
     pub(crate) async fn create_phone_system(&self, name: &str, kind: BackendKind, url: &str, extra: Value) {
-        let block = match kind {
-            BackendKind::Mikopbx => json!({"url": url, "apiGeneration": "v3"}),
-            BackendKind::Thulium => json!({"url": url}),
-            BackendKind::Apio => {
-                json!({"url": url, "pathPrefix": "/api/v01/p1", "tenant": "foo", "group": "foogroup"})
-            }
-            BackendKind::Telphin => json!({"url": url, "clientId": "@me"}),
-            BackendKind::Ringostat => json!({"url": url, "projectId": "123", "creatorId": "456"}),
-        };
+        let block = switchboard::sim::backend_block(kind, url);
         let mut spec = json!({
             kind.as_str(): block,
             "credentialsSecretRef": {"name": format!("{name}-credentials")},
