@@ -11,9 +11,11 @@ use std::{
 };
 
 use serde_json::{Value, json};
+
+use crate::faults::{converge, list_eventually};
 use switchboard::{
     api::{BackendKind, EmployeeSpec, phone_system},
-    backends::{Backend, Credentials, Error, Secret, create_once, http::Settings, ringostat::Ringostat},
+    backends::{Backend, Credentials, Error, Secret, http::Settings, ringostat::Ringostat},
     plan::{Account, Change, Desired, Field, Owner},
     sim::{FaultConfig, Running, default_simulator, spawn},
 };
@@ -94,43 +96,6 @@ fn seed(running: &Running, n: u32) {
     }
 }
 
-fn recoverable(e: &Error) -> bool {
-    e.is_transient() || matches!(e, Error::Protocol { .. })
-}
-
-/// What successive syncs do for one Employee: look the extension up, create when it is
-/// free, and start over after an unclear failure.
-async fn converge(b: &Ringostat, d: &Desired) -> Account {
-    for _ in 0..40 {
-        match b.find(&d.extension).await {
-            Ok(Some(account)) => return account,
-            Ok(None) => {}
-            Err(e) => {
-                assert!(recoverable(&e), "{e}");
-                continue;
-            }
-        }
-        match create_once(b, d, Some(&password())).await {
-            Ok(account) => return account,
-            Err(e) => assert!(recoverable(&e), "{e}"),
-        }
-    }
-    panic!("no account for {} after 40 syncs", d.extension);
-}
-
-async fn list_eventually(b: &Ringostat) -> Vec<Account> {
-    for _ in 0..40 {
-        match b.list().await {
-            Ok(listing) => {
-                assert!(listing.complete);
-                return listing.accounts;
-            }
-            Err(e) => assert!(recoverable(&e), "{e}"),
-        }
-    }
-    panic!("the list never succeeded");
-}
-
 async fn survives(faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
     let running = start().await;
     seed(&running, seeded);
@@ -140,7 +105,7 @@ async fn survives(faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
     let started = Instant::now();
     let mut made = Vec::new();
     for i in 0..n {
-        made.push(converge(&b, &desired(&b, &employee(i, json!({})))).await);
+        made.push(converge(&b, &desired(&b, &employee(i, json!({}))), &password()).await);
     }
     let listed = list_eventually(&b).await;
     running.set_faults(FaultConfig::default());

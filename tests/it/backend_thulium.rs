@@ -9,10 +9,12 @@ use std::{
 };
 
 use serde_json::{Value, json};
+
+use crate::faults::{converge, list_eventually};
 use switchboard::{
     api::{BackendKind, EmployeeSpec, phone_system},
-    backends::{Backend, Credentials, Error, Secret, create_once, http::Settings, thulium::Thulium},
-    plan::{Account, Desired, Field, Owner},
+    backends::{Backend, Credentials, Error, Secret, http::Settings, thulium::Thulium},
+    plan::{Desired, Field, Owner},
     sim::{FaultConfig, Running, default_simulator, spawn},
 };
 
@@ -84,43 +86,6 @@ fn seed(running: &Running, n: u32) {
     }
 }
 
-fn recoverable(e: &Error) -> bool {
-    e.is_transient() || matches!(e, Error::Protocol { .. })
-}
-
-/// What successive syncs do for one Employee: look the extension up, create when it is
-/// free, and start over after an unclear failure.
-async fn converge(b: &Thulium, d: &Desired) -> Account {
-    for _ in 0..40 {
-        match b.find(&d.extension).await {
-            Ok(Some(account)) => return account,
-            Ok(None) => {}
-            Err(e) => {
-                assert!(recoverable(&e), "{e}");
-                continue;
-            }
-        }
-        match create_once(b, d, Some(&password())).await {
-            Ok(account) => return account,
-            Err(e) => assert!(recoverable(&e), "{e}"),
-        }
-    }
-    panic!("no account for {} after 40 syncs", d.extension);
-}
-
-async fn list_eventually(b: &Thulium) -> Vec<Account> {
-    for _ in 0..40 {
-        match b.list().await {
-            Ok(listing) => {
-                assert!(listing.complete);
-                return listing.accounts;
-            }
-            Err(e) => assert!(recoverable(&e), "{e}"),
-        }
-    }
-    panic!("the list never succeeded");
-}
-
 /// Creates `n` agents under `faults`, lists under them, then checks that the simulator
 /// holds exactly the seeded agents plus one per Employee, and that the list showed them.
 async fn survives(faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
@@ -132,7 +97,7 @@ async fn survives(faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
     let started = Instant::now();
     let mut made = Vec::new();
     for i in 0..n {
-        made.push(converge(&b, &desired(&b, &employee(i, json!({})))).await);
+        made.push(converge(&b, &desired(&b, &employee(i, json!({}))), &password()).await);
     }
     let listed = list_eventually(&b).await;
     running.set_faults(FaultConfig::default());

@@ -14,6 +14,7 @@ mod controller;
 mod crds;
 mod demo;
 mod deploy;
+mod faults;
 mod hostile;
 mod production;
 mod schema;
