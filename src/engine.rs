@@ -23,7 +23,10 @@ use crate::{
         employee::DeletionPolicy, phone_system::AccountCounts,
     },
     backends::{self, Backend, Secret},
-    plan::{self, Account, Attributes, Claim, Desired, Guard, Inputs, ManualKind, Observed, Owner, Plan},
+    plan::{
+        self, Account, Attributes, Claim, Desired, Guard, Inputs, ManualKind, Observed, Owner, Plan,
+        Unreadable, WaitReason,
+    },
 };
 
 /// An Employee as the engine needs it. It borrows the spec (and the status, where the
@@ -87,6 +90,8 @@ pub struct Report {
     /// Password-only updates are not counted: a password cannot be read back, so such an
     /// update always comes from a changed Secret.
     pub drift_corrections: usize,
+    /// Records the system listed that could not be read (each named in an event).
+    pub unreadable: usize,
 }
 
 /// Something a person may want to know, as a Kubernetes event would say it.
@@ -141,6 +146,23 @@ impl Ticker<'_> {
             p.advanced(self.system, done, self.total);
         }
     }
+}
+
+/// Records the system listed but switchboard could not read, as one warning on the
+/// PhoneSystem: the first few, each naming the field that failed.
+fn unreadable_event(system: &str, unreadable: &[Unreadable]) -> Event {
+    const SHOWN: usize = 5;
+    let mut message = format!(
+        "{} record(s) on {system} could not be read; no account is deleted, nor created on their extensions, until they can be: ",
+        unreadable.len()
+    );
+    let shown: Vec<String> = unreadable.iter().take(SHOWN).map(ToString::to_string).collect();
+    message.push_str(&shown.join("; "));
+    if unreadable.len() > SHOWN {
+        message.push_str(&format!("; and {} more", unreadable.len() - SHOWN));
+    }
+    tracing::warn!(system, count = unreadable.len(), "{message}");
+    Event { owner: None, reason: "UnreadableRecords", message, warning: true }
 }
 
 /// Salted fingerprint of a password: tells a changed Secret without keeping the password.
@@ -217,7 +239,12 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     let declared = desired.len() + entries.values().filter(|s| s.is_some()).count();
 
     let listing = backend.list().await?;
-    let observed = Observed { accounts: listing.accounts, complete: listing.complete };
+    if !listing.unreadable.is_empty() {
+        report.unreadable = listing.unreadable.len();
+        report.events.push(unreadable_event(name, &listing.unreadable));
+    }
+    let observed =
+        Observed { accounts: listing.accounts, complete: listing.complete, unreadable: listing.unreadable };
     let max_deletes = spec.max_deletions_per_sync.max(options.allow_deletions.unwrap_or(0));
     let plan = plan::plan(Inputs {
         desired: &desired,
@@ -262,13 +289,14 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
         );
     }
     for wait in &plan.waits {
-        entries.set(
-            &wait.owner,
-            AccountState::Pending,
-            Some("the system's list was incomplete; waiting".into()),
-            None,
-            None,
-        );
+        let message = match wait.reason {
+            WaitReason::IncompleteList => "the system's list was incomplete; waiting".to_owned(),
+            WaitReason::UnreadableRecord => format!(
+                "{}: {name} listed a record on this extension (or this Employee's account) that switchboard cannot read; waiting, so as not to create a second account",
+                reason::UNREADABLE_RECORDS
+            ),
+        };
+        entries.set(&wait.owner, AccountState::Pending, Some(message), None, None);
     }
     for conflict in &plan.conflicts {
         let by = match &conflict.holder {

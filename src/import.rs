@@ -51,6 +51,10 @@ pub async fn run(
     std::fs::create_dir_all(out_dir).map_err(|source| Error::Write { path: out_dir.to_owned(), source })?;
     let mut taken = BTreeSet::new();
     let mut imported = Imported::default();
+    for u in &listing.unreadable {
+        let id = u.id.clone().unwrap_or_else(|| "(no id)".into());
+        imported.skipped.push((id, format!("could not be read: {}", u.problem)));
+    }
     let mut accounts = listing.accounts;
     accounts.sort_by(|a, b| a.extension.cmp(&b.extension));
     for account in &accounts {

@@ -17,7 +17,10 @@
 //!   claim that is only a recorded create covers the unowned account on its extension:
 //!   the create may have made it before its answer was lost.
 //! - A partial listing yields neither deletes nor creates: what is missing from it may
-//!   well exist.
+//!   well exist. A listing with records the backend could not read ([`Unreadable`]) is
+//!   partial for deletes; it blocks the creates on those records' extensions (all creates
+//!   when one has no readable extension), and an Employee whose claimed account is one of
+//!   them waits instead of being planned again.
 //! - Two Employees on one extension: the one that already owns the account keeps it,
 //!   otherwise the older Employee (lower [`Desired::rank`]) gets it; the other is a
 //!   conflict.
@@ -200,12 +203,59 @@ pub struct Capabilities {
     pub writable: BTreeSet<Field>,
 }
 
+/// A record a backend listed but could not read: what little is known of it. It may be
+/// anyone's account, so the planner neither deletes nor creates around it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unreadable {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+    /// What could not be read, naming the system's field (`number: invalid type: map`).
+    pub problem: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("record")?;
+        if let Some(id) = &self.id {
+            write!(f, " {id}")?;
+        }
+        if let Some(extension) = &self.extension {
+            write!(f, " (extension {extension})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
 /// The accounts a backend listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
     pub accounts: Vec<Account>,
     /// `false` when some page failed or the backend says the list was cut short.
     pub complete: bool,
+    /// Records listed but not readable.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Observed {
+    /// Every account was seen and read: what is not listed does not exist.
+    pub fn is_whole(&self) -> bool {
+        self.complete && self.unreadable.is_empty()
+    }
+
+    /// Whether an account on `extension` may exist unseen: a create there could make a
+    /// second one.
+    pub fn may_hide(&self, extension: &str) -> bool {
+        !self.complete
+            || self.unreadable.iter().any(|u| u.extension.as_deref().is_none_or(|e| e == extension))
+    }
+
+    /// Whether the account `id` was listed but could not be read.
+    pub fn unread(&self, id: &str) -> bool {
+        self.unreadable.iter().any(|u| u.id.as_deref() == Some(id))
+    }
 }
 
 /// The mass-deletion guard: the most deletes one plan may hold.
@@ -356,6 +406,9 @@ pub struct Manual {
 pub enum WaitReason {
     /// The listing was partial: the account may exist in the part we did not see.
     IncompleteList,
+    /// The account (claimed, or on the wanted extension) was listed but could not be
+    /// read.
+    UnreadableRecord,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -493,6 +546,10 @@ impl<'a> Planner<'a> {
             }
         }
         for d in unowned {
+            if self.claimed_unreadable(&d.owner) {
+                self.plan.waits.push(Wait { owner: d.owner.clone(), reason: WaitReason::UnreadableRecord });
+                continue;
+            }
             self.plan_unowned(d);
         }
         self.plan.unmanaged = self
@@ -527,6 +584,12 @@ impl<'a> Planner<'a> {
             }
             self.claim_of.insert(&claim.owner, claim);
         }
+    }
+
+    /// The owner's claimed account is among the records that could not be read.
+    fn claimed_unreadable(&self, owner: &Owner) -> bool {
+        let id = self.claim_of.get(owner).and_then(|c| c.external_id.as_deref());
+        id.is_some_and(|id| self.inputs.observed.unread(id))
     }
 
     fn owned_account(&self, owner: &Owner) -> Option<&'a Account> {
@@ -566,7 +629,7 @@ impl<'a> Planner<'a> {
         let mut unwanted: Vec<&'a Claim> =
             self.claim_of.values().copied().filter(|c| !wanted.contains(&c.owner)).collect();
         unwanted.sort_by(|a, b| a.owner.cmp(&b.owner));
-        let complete = self.inputs.observed.complete;
+        let complete = self.inputs.observed.is_whole();
         let mut deletes = Vec::new();
         for claim in unwanted {
             let release = |reason| Release {
@@ -760,8 +823,11 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_create(&mut self, d: &Arc<Desired>) {
-        if !self.inputs.observed.complete {
-            self.plan.waits.push(Wait { owner: d.owner.clone(), reason: WaitReason::IncompleteList });
+        let observed = self.inputs.observed;
+        if observed.may_hide(&d.extension) {
+            let reason =
+                if observed.complete { WaitReason::UnreadableRecord } else { WaitReason::IncompleteList };
+            self.plan.waits.push(Wait { owner: d.owner.clone(), reason });
             return;
         }
         self.reserved.insert(d.extension.clone(), d.owner.clone());

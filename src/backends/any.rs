@@ -2,8 +2,8 @@
 //! `AnyBackend` per PhoneSystem, chosen by its backend block.
 
 use super::{
-    Backend, Credentials, Error, Listing, Secret, apio::Apio, http::Settings, mikopbx::MikoPbxBackend,
-    ringostat::Ringostat, telphin::Telphin, thulium::Thulium,
+    Backend, Credentials, Error, Listing, Probe, Quota, Secret, apio::Apio, http::Settings,
+    mikopbx::MikoPbxBackend, ringostat::Ringostat, telphin::Telphin, thulium::Thulium,
 };
 use crate::{
     api::{Backend as Block, BackendKind, EmployeeSpec, Membership, PhoneSystemSpec},
@@ -97,5 +97,13 @@ impl Backend for AnyBackend {
 
     async fn delete(&self, account: &Account) -> Result<(), Error> {
         each!(self, b => b.delete(account).await)
+    }
+
+    fn quota(&self) -> Option<Quota> {
+        each!(self, b => b.quota())
+    }
+
+    async fn probe(&self) -> Result<Probe, Error> {
+        each!(self, b => b.probe().await)
     }
 }

@@ -584,6 +584,10 @@ fn cli_name(name: &str, fallback: &str) -> String {
 }
 
 impl Backend for Apio {
+    fn quota(&self) -> Option<super::Quota> {
+        self.http.quota()
+    }
+
     fn kind(&self) -> BackendKind {
         SYSTEM
     }
@@ -649,7 +653,7 @@ impl Backend for Apio {
         // A user deleted between the list and its read is gone: not listed.
         let mut accounts: Vec<Account> = found.into_iter().flatten().collect();
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(Listing { accounts, complete })
+        Ok(Listing { accounts, complete, ..Listing::default() })
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {

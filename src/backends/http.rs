@@ -21,13 +21,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use rand::Rng;
 use reqwest::{Client, RequestBuilder, StatusCode, header::HeaderMap};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
-use super::{Error, Secret};
+use super::{Error, Quota, Secret};
 use crate::api::BackendKind;
 use crate::error_chain;
 
@@ -175,6 +175,8 @@ pub struct Http {
     /// Operation labels told to the observer so far: a backstop on their number should
     /// a path template ever keep an id.
     operations: Arc<Mutex<BTreeSet<String>>>,
+    /// The quota the system announced in its latest answer (`X-RateLimit-*`).
+    quota: Arc<Mutex<Option<Quota>>>,
 }
 
 /// Operation labels one client tells its observer; later ones are told as `other`.
@@ -205,7 +207,7 @@ impl Http {
             Some((rps, burst)) => {
                 let rps = NonZeroU32::new(rps).ok_or_else(|| Error::Config("rate of 0 requests/s".into()))?;
                 let burst = NonZeroU32::new(burst.max(1)).unwrap_or(rps);
-                Some(Arc::new(RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))))
+                Some(Arc::new(RateLimiter::direct(governor::Quota::per_second(rps).allow_burst(burst))))
             }
             None => None,
         };
@@ -219,6 +221,7 @@ impl Http {
             permits,
             redactor: Redactor::new(secrets),
             operations: Arc::default(),
+            quota: Arc::default(),
         })
     }
 
@@ -237,6 +240,11 @@ impl Http {
 
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
+    }
+
+    /// The quota the system announced in its latest answer, if it announces one.
+    pub fn quota(&self) -> Option<Quota> {
+        *self.quota.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This client with `secrets` (a password being set) scrubbed from its errors too, for
@@ -360,6 +368,9 @@ impl Http {
         };
         let status = response.status();
         let headers = response.headers().clone();
+        if let Some(quota) = quota(&headers, Instant::now()) {
+            *self.quota.lock().unwrap_or_else(|e| e.into_inner()) = Some(quota);
+        }
         let body = match self.read_capped(response, redactor).await {
             Ok(body) => body,
             Err(failure @ Failure::Final(_)) => return ("too_large", Err(failure)),
@@ -541,6 +552,24 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// A reset value this large is a Unix time (2001-09-09), not a number of seconds.
 const UNIX_TIME_FLOOR: u64 = 1_000_000_000;
 
+/// The quota in `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds from now, or a
+/// Unix time), read at `now`; `None` without a `Remaining`.
+fn quota(headers: &HeaderMap, now: Instant) -> Option<Quota> {
+    let header = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    let remaining = header("x-ratelimit-remaining")?;
+    let reset_at = header("x-ratelimit-reset").map(|reset| {
+        let secs = if reset >= UNIX_TIME_FLOOR {
+            let unix_now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            reset.saturating_sub(unix_now)
+        } else {
+            reset
+        };
+        now + Duration::from_secs(secs)
+    });
+    Some(Quota { limit: header("x-ratelimit-limit"), remaining, reset_at })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,6 +642,19 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn the_announced_quota_is_read() {
+        let now = Instant::now();
+        let mut h = HeaderMap::new();
+        assert_eq!(quota(&h, now), None);
+        h.insert("x-ratelimit-limit", "1000".parse().unwrap());
+        h.insert("x-ratelimit-remaining", "998".parse().unwrap());
+        h.insert("x-ratelimit-reset", "1800".parse().unwrap());
+        let q = quota(&h, now).unwrap();
+        assert_eq!((q.limit, q.remaining), (Some(1000), 998));
+        assert_eq!(q.reset_at, Some(now + Duration::from_secs(1800)));
     }
 
     #[test]

@@ -592,6 +592,20 @@ impl Backend for MikoPbxBackend {
             MikoPbxBackend::V3(b) => b.delete(account).await,
         }
     }
+
+    fn quota(&self) -> Option<super::Quota> {
+        match self {
+            MikoPbxBackend::Legacy(b) => b.quota(),
+            MikoPbxBackend::V3(b) => b.quota(),
+        }
+    }
+
+    async fn probe(&self) -> Result<super::Probe, Error> {
+        match self {
+            MikoPbxBackend::Legacy(b) => b.probe().await,
+            MikoPbxBackend::V3(b) => b.probe().await,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ pub mod any;
 pub mod apio;
 pub mod common;
 pub mod http;
+pub mod lenient;
 pub mod mikopbx;
+pub mod paging;
 pub mod ringostat;
 pub mod telphin;
 pub mod thulium;
@@ -22,6 +24,8 @@ use crate::{
     api::{BackendKind, EmployeeSpec, Membership},
     plan::{Account, Attributes, Capabilities, Change, Desired},
 };
+
+pub use crate::plan::Unreadable;
 
 /// A password, token or key. Never printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -125,8 +129,45 @@ impl Error {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listing {
     pub accounts: Vec<Account>,
-    /// `false` when the system said the list was cut short.
+    /// `false` when the system said the list was cut short, or paging could not be
+    /// followed to its end.
     pub complete: bool,
+    /// Records the system listed that could not be read. The planner treats the listing
+    /// as partial around them (no delete; no create on their extensions), and the pass
+    /// reports them.
+    pub unreadable: Vec<Unreadable>,
+    /// How the system paged the list, one entry per page read (for `switchboard probe`).
+    pub pages: Vec<paging::Page>,
+    /// What the backend recognised of the system while listing: API generation, answer
+    /// shapes (`("list shape", "{count, result}")`). For `switchboard probe`.
+    pub dialect: Vec<(&'static str, String)>,
+}
+
+impl Listing {
+    /// A listing of every account, read whole.
+    pub fn whole(accounts: Vec<Account>) -> Self {
+        Listing { accounts, complete: true, ..Listing::default() }
+    }
+}
+
+/// The request quota a system announced in its last answer (`X-RateLimit-*` headers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests allowed per window, when announced.
+    pub limit: Option<u64>,
+    /// Requests left in this window.
+    pub remaining: u64,
+    /// When the window starts again, when announced.
+    pub reset_at: Option<std::time::Instant>,
+}
+
+/// What a read-only look at a live system found (`switchboard probe`).
+#[derive(Debug)]
+pub struct Probe {
+    /// The whole listing, as a pass would read it.
+    pub listing: Listing,
+    /// One record read on its own (the first listed): `None` when the list was empty.
+    pub sample: Option<Result<Option<Account>, Error>>,
 }
 
 /// A phone system's API, in neutral terms.
@@ -182,6 +223,26 @@ pub trait Backend: Send + Sync {
 
     /// Deletes the account; an account already gone is not an error.
     fn delete(&self, account: &Account) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The request quota the system announced last, if it announces one.
+    fn quota(&self) -> Option<Quota> {
+        None
+    }
+
+    /// A read-only look at the live system, for `switchboard probe`: authenticate, list
+    /// every page as a pass does, read the first record on its own. Never writes.
+    /// Backends that can tell more (the API generation) add it to the listing's
+    /// `dialect`.
+    fn probe(&self) -> impl Future<Output = Result<Probe, Error>> + Send {
+        async move {
+            let listing = self.list().await?;
+            let sample = match listing.accounts.first() {
+                Some(first) => Some(self.find(&first.extension).await),
+                None => None,
+            };
+            Ok(Probe { listing, sample })
+        }
+    }
 }
 
 /// `password`, or one `backend` makes to its system's rules: for systems that require a

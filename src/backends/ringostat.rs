@@ -518,6 +518,10 @@ fn generate(len: usize) -> String {
 }
 
 impl Backend for Ringostat {
+    fn quota(&self) -> Option<super::Quota> {
+        self.http.quota()
+    }
+
     fn kind(&self) -> BackendKind {
         SYSTEM
     }
@@ -577,7 +581,7 @@ impl Backend for Ringostat {
 
     async fn list(&self) -> Result<Listing, Error> {
         // One answer holds every employee: there are no pages to lose.
-        Ok(Listing { accounts: self.list_all(None).await?, complete: true })
+        Ok(Listing::whole(self.list_all(None).await?))
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {

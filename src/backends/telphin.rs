@@ -531,6 +531,10 @@ fn status(enabled: bool) -> &'static str {
 }
 
 impl Backend for Telphin {
+    fn quota(&self) -> Option<super::Quota> {
+        self.http.quota()
+    }
+
     fn kind(&self) -> BackendKind {
         SYSTEM
     }
@@ -615,7 +619,7 @@ impl Backend for Telphin {
             };
             accounts.push(account(u, extension));
         }
-        Ok(Listing { accounts, complete })
+        Ok(Listing { accounts, complete, ..Listing::default() })
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {

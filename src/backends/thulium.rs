@@ -358,6 +358,10 @@ fn generate(len: usize) -> String {
 }
 
 impl Backend for Thulium {
+    fn quota(&self) -> Option<super::Quota> {
+        self.http.quota()
+    }
+
     fn kind(&self) -> BackendKind {
         SYSTEM
     }
@@ -460,7 +464,7 @@ impl Backend for Thulium {
     async fn list(&self) -> Result<Listing, Error> {
         for _ in 0..LIST_TRIES {
             if let Some(accounts) = self.read_pages().await? {
-                return Ok(Listing { accounts, complete: true });
+                return Ok(Listing::whole(accounts));
             }
             tracing::debug!(system = %SYSTEM, "the agent list shifted while it was read; reading it again");
         }

@@ -278,6 +278,18 @@ pub async fn system_synced(
             generation,
             &now,
         )
+    } else if report.unreadable > 0 {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::UNREADABLE_RECORDS,
+            format!(
+                "{} record(s) on the system could not be read (see the events); no account is deleted, nor created on their extensions, until they can be",
+                report.unreadable
+            ),
+            generation,
+            &now,
+        )
     } else if report.failures > 0 {
         conditions::new(
             SYNCED,

@@ -80,7 +80,7 @@ impl World {
     fn new(desired: Vec<Desired>, accounts: Vec<Account>, claims: Vec<Claim>) -> Self {
         World {
             desired,
-            observed: Observed { accounts, complete: true },
+            observed: Observed { accounts, complete: true, unreadable: Vec::new() },
             claims,
             capabilities: full(),
             policy: Policy::Sync,
@@ -452,6 +452,56 @@ fn a_partial_list_neither_deletes_nor_creates() {
     assert_eq!(p.waits[0].owner, owner("ann"));
 }
 
+fn unreadable(id: Option<&str>, extension: Option<&str>) -> Unreadable {
+    Unreadable {
+        id: id.map(str::to_owned),
+        extension: extension.map(str::to_owned),
+        problem: "number: invalid type: map".into(),
+    }
+}
+
+#[test]
+fn an_unreadable_record_blocks_creates_on_its_extension_only() {
+    let mut w = World::new(vec![desired("ann", 1, "201"), desired("bob", 2, "202")], vec![], vec![]);
+    w.observed.unreadable.push(unreadable(Some("x9"), Some("201")));
+    let p = w.plan();
+    assert_eq!(p.creates.len(), 1);
+    assert_eq!(p.creates[0].desired.owner, owner("bob"));
+    assert_eq!(p.waits, vec![Wait { owner: owner("ann"), reason: WaitReason::UnreadableRecord }]);
+}
+
+#[test]
+fn an_unreadable_record_without_an_extension_blocks_every_create() {
+    let mut w = World::new(vec![desired("ann", 1, "201"), desired("bob", 2, "202")], vec![], vec![]);
+    w.observed.unreadable.push(unreadable(Some("x9"), None));
+    let p = w.plan();
+    assert!(p.creates.is_empty());
+    assert_eq!(p.waits.len(), 2);
+}
+
+#[test]
+fn an_unreadable_claimed_account_is_neither_created_again_nor_released() {
+    // ann's account is listed but unreadable; cid let go of one that is not listed: with
+    // an unreadable record around, "not listed" may be "not read", so neither is touched.
+    let mut w =
+        World::new(vec![desired("ann", 1, "201")], vec![], vec![claim("ann", "a1"), claim("cid", "c1")]);
+    w.observed.unreadable.push(unreadable(Some("a1"), Some("209")));
+    let p = w.plan();
+    assert!(p.creates.is_empty() && p.deletes.is_empty() && p.releases.is_empty());
+    assert_eq!(p.waits, vec![Wait { owner: owner("ann"), reason: WaitReason::UnreadableRecord }]);
+}
+
+#[test]
+fn updates_go_on_beside_an_unreadable_record() {
+    let mut w = World::new(
+        vec![desired("ann", 1, "201")],
+        vec![account("a1", "201", "old name")],
+        vec![claim("ann", "a1")],
+    );
+    w.observed.unreadable.push(unreadable(None, None));
+    assert_eq!(w.plan().updates.len(), 1);
+}
+
 #[test]
 fn an_account_deleted_by_hand_is_created_again() {
     let w = World::new(vec![desired("ann", 1, "201")], vec![], vec![claim("ann", "gone")]);
@@ -633,7 +683,7 @@ fn arb_world() -> impl Strategy<Value = World> {
         let (policy, adoption, max_deletes, complete) = knobs;
         World {
             desired,
-            observed: Observed { accounts, complete },
+            observed: Observed { accounts, complete, unreadable: Vec::new() },
             claims,
             capabilities: Capabilities { create, update, delete, readable, writable },
             policy,
@@ -711,6 +761,30 @@ proptest! {
         if !w.observed.complete {
             prop_assert!(p.deletes.is_empty());
             prop_assert!(p.creates.is_empty());
+        }
+    }
+
+    /// A record that could not be read stops every delete and release, and every create
+    /// that could land on its extension; nothing else changes for it.
+    #[test]
+    fn unreadable_records_block_deletes_and_creates_near_them(
+        mut w in arb_world(),
+        hidden in proptest::collection::vec(
+            (proptest::option::of(0usize..8), proptest::option::of(proptest::sample::select(&EXTENSIONS[..]))),
+            1..3,
+        ),
+    ) {
+        w.observed.unreadable = hidden
+            .iter()
+            .map(|(id, ext)| unreadable(id.map(|i| format!("a{i}")).as_deref(), *ext))
+            .collect();
+        let p = w.plan();
+        prop_assert!(p.deletes.is_empty() && p.held_deletes.is_empty());
+        prop_assert!(p.releases.iter().all(|r| r.reason != ReleaseReason::Gone
+            && r.reason != ReleaseReason::PendingNotWanted));
+        for c in &p.creates {
+            prop_assert!(w.observed.complete);
+            prop_assert!(hidden.iter().all(|(_, ext)| ext.is_some_and(|e| e != c.desired.extension)));
         }
     }
 

@@ -470,6 +470,10 @@ fn apply(record: &mut Map<String, Value>, values: &[(&'static str, String)]) {
 const FORWARD_TARGETS: [&str; 3] = [FWD_FORWARDING, FWD_FORWARDING_ON_BUSY, FWD_FORWARDING_ON_UNAVAILABLE];
 
 impl Backend for MikoPbxLegacy {
+    fn quota(&self) -> Option<super::super::Quota> {
+        self.http.quota()
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Mikopbx
     }
@@ -490,7 +494,7 @@ impl Backend for MikoPbxLegacy {
         let (rows, complete) = self.table("").await?;
         let accounts: Vec<Option<Account>> =
             stream::iter(rows).map(|row| self.account(row)).buffered(self.concurrency).try_collect().await?;
-        Ok(Listing { accounts: accounts.into_iter().flatten().collect(), complete })
+        Ok(Listing { accounts: accounts.into_iter().flatten().collect(), complete, ..Listing::default() })
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {

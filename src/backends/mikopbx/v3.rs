@@ -400,6 +400,10 @@ fn body_of(values: &[(&'static str, String)]) -> Result<Map<String, Value>, Erro
 }
 
 impl Backend for MikoPbxV3 {
+    fn quota(&self) -> Option<super::super::Quota> {
+        self.http.quota()
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Mikopbx
     }
@@ -445,7 +449,7 @@ impl Backend for MikoPbxV3 {
             .buffered(self.concurrency)
             .try_collect()
             .await?;
-        Ok(Listing { accounts: accounts.into_iter().flatten().collect(), complete })
+        Ok(Listing { accounts: accounts.into_iter().flatten().collect(), complete, ..Listing::default() })
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
