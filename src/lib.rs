@@ -11,6 +11,7 @@ pub mod engine;
 pub mod import;
 pub mod manifests;
 pub mod plan;
+pub mod probe;
 pub mod rbac;
 pub mod sim;
 pub mod state;

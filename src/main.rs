@@ -1,6 +1,6 @@
 //! The `switchboard` binary: thin wiring around the library.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -46,6 +46,9 @@ enum Command {
     Sync(FolderArgs),
     /// Write one Employee manifest per account of an existing phone system.
     Import(ImportArgs),
+    /// A read-only look at a live system: authenticate, list, read one record, and say
+    /// whether switchboard can manage it. Exit 0 when it can, 1 when it cannot.
+    Probe(ProbeArgs),
     /// Serve simulators of the five PBX APIs on loopback until interrupted.
     Sim(SimArgs),
     /// Measure switchboard against MikoPBX's own load-test script, on the simulators.
@@ -57,6 +60,18 @@ enum Command {
         #[arg(value_enum, required = true)]
         systems: Vec<SimKind>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct ProbeArgs {
+    /// A file with the PhoneSystem (and its Secret), or the PhoneSystem's name in `-f DIR`.
+    #[arg(long)]
+    system: String,
+    /// Folder of manifests to find the PhoneSystem and its Secret in, by name.
+    #[arg(short = 'f', long = "filename")]
+    dir: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    output: OutputFormat,
 }
 
 #[derive(clap::Args, Debug)]
@@ -139,6 +154,11 @@ struct SimArgs {
     /// Which systems to start (default: all five).
     #[arg(value_enum)]
     systems: Vec<SimKind>,
+    /// A dialect setting, `SYSTEM.KEY=VALUE` (or `KEY=VALUE` when one system is served):
+    /// which of the answer shapes the vendors' evidence allows to serve, e.g.
+    /// `mikopbx.generation=2023.2`. Repeatable; see docs/compatibility.md.
+    #[arg(long = "dialect", value_name = "[SYSTEM.]KEY=VALUE")]
+    dialects: Vec<String>,
     /// First port; the systems take consecutive ports from it. 0: any free ports.
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -302,6 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             folder(args, true).await
         }
         Command::Import(args) => import(args).await,
+        Command::Probe(args) => probe(args).await,
         Command::Run(args) => operate(args).await,
     }
 }
@@ -390,43 +411,88 @@ async fn folder(args: FolderArgs, apply: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(verdict.code()))
 }
 
-async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+/// The PhoneSystem `--system` names (a file, or a name in `-f DIR`) and its credentials:
+/// from its Secret in the manifests, overridden by `SWITCHBOARD_<SYSTEM>_<key>`.
+fn load_system(
+    system: &str,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<(switchboard::api::PhoneSystem, switchboard::backends::Credentials)> {
     use switchboard::manifests::Manifests;
-    let path = PathBuf::from(&args.system);
+    let path = PathBuf::from(system);
     let (manifests, wanted) = if path.is_file() {
         let mut m = Manifests::default();
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         m.add_text(&path.display().to_string(), &text);
         (m, None)
     } else {
-        let dir = args.dir.as_deref().context("--system names no file: give the folder with -f DIR")?;
+        let dir = dir.context("--system names no file: give the folder with -f DIR")?;
         (
             Manifests::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?,
-            Some(args.system.clone()),
+            Some(system.to_owned()),
         )
     };
-    let system = manifests
+    let found = manifests
         .systems
         .iter()
         .find(|s| wanted.is_none() || s.metadata.name == wanted)
-        .with_context(|| format!("no PhoneSystem {} found", args.system))?;
-    let namespace = system.metadata.namespace.clone().unwrap_or_default();
-    let name = system.metadata.name.clone().unwrap_or_default();
-    let mut data = system
+        .with_context(|| format!("no PhoneSystem {system} found"))?;
+    let namespace = found.metadata.namespace.clone().unwrap_or_default();
+    let name = found.metadata.name.clone().unwrap_or_default();
+    let mut data = found
         .spec
         .credentials_secret_ref
         .as_ref()
         .and_then(|r| manifests.secret_data(&namespace, &r.name))
         .unwrap_or_default();
     data.extend(switchboard::cli::env_credentials(&name, &std::env::vars().collect()));
+    Ok((found.clone(), switchboard::backends::Credentials::new(data)))
+}
+
+async fn probe(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let (system, credentials) = load_system(&args.system, args.dir.as_deref())?;
+    let settings = switchboard::backends::http::Settings::default().for_system(&system.spec);
+    let report = switchboard::probe::run(&system, &credentials, settings).await?;
+    match args.output {
+        OutputFormat::Text => print!("{report}"),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if report.manageable() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let (system, credentials) = load_system(&args.system, args.dir.as_deref())?;
     let state = args.state.as_deref().map(switchboard::state::State::open).transpose()?;
-    let credentials = switchboard::backends::Credentials::new(data);
-    let done = switchboard::import::run(system, &credentials, &args.out, state.as_ref()).await?;
+    let done = switchboard::import::run(&system, &credentials, &args.out, state.as_ref()).await?;
     println!("{} Employee manifest(s) written to {}", done.written.len(), args.out.display());
     for (id, why) in &done.skipped {
         println!("skipped account {id}: {why}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--dialect` values as one patch per system. A bare `KEY=VALUE` needs exactly one
+/// system served.
+fn dialect_patches(
+    settings: &[String],
+    kinds: &[BackendKind],
+) -> anyhow::Result<BTreeMap<BackendKind, serde_json::Map<String, serde_json::Value>>> {
+    let mut patches: BTreeMap<BackendKind, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for text in settings {
+        let (key, value) = sim::dialect_setting(text).map_err(|e| anyhow::anyhow!("--dialect: {e}"))?;
+        let named = key.split_once('.').and_then(|(system, key)| {
+            kinds.iter().chain(BackendKind::ALL.iter()).find(|k| k.to_string() == system).map(|k| (*k, key))
+        });
+        let (kind, key) = match (named, kinds) {
+            (Some((kind, key)), _) => (kind, key.to_owned()),
+            (None, [only]) => (*only, key),
+            (None, _) => {
+                anyhow::bail!("--dialect {text}: name the system (SYSTEM.KEY=VALUE) when serving several")
+            }
+        };
+        anyhow::ensure!(kinds.contains(&kind), "--dialect {text}: {kind} is not being served");
+        patches.entry(kind).or_default().insert(key, value);
+    }
+    Ok(patches)
 }
 
 async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {
@@ -446,6 +512,7 @@ async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         ..FaultConfig::default()
     };
+    let dialects = dialect_patches(&args.dialects, &kinds)?;
     let mut running = Vec::new();
     for (i, kind) in kinds.into_iter().enumerate() {
         let port = match args.port {
@@ -457,7 +524,14 @@ async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("starting the {kind} simulator on {addr}"))?;
         server.set_faults(faults.clone());
+        if let Some(patch) = dialects.get(&kind) {
+            server.sim.set_dialect(patch).with_context(|| format!("--dialect for {kind}"))?;
+        }
         println!("{kind:<10} {}", server.url);
+        let dialect = server.sim.dialect();
+        if dialect.as_object().is_some_and(|d| !d.is_empty()) {
+            println!("           dialect: {dialect}");
+        }
         for (key, value) in server.sim.credentials() {
             println!("           {key}: {value}");
         }

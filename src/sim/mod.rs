@@ -76,6 +76,47 @@ pub trait Simulator: Send + Sync + 'static {
     fn credentials(&self) -> BTreeMap<String, String>;
     /// Invalidate every issued token/session now (tests of token expiry). Default: none.
     fn expire_tokens(&self) {}
+    /// The dialect served: the answer shapes and behaviours where the vendor's evidence
+    /// allows more than one reading (see `docs/compatibility.md`), as a JSON object of
+    /// setting -> value. Default: none.
+    fn dialect(&self) -> Value {
+        Value::Object(Map::new())
+    }
+    /// Changes the settings named in `patch` (the others stay). Unknown settings or
+    /// values -> [`SimError::Invalid`], naming them.
+    fn set_dialect(&self, patch: &Map<String, Value>) -> Result<(), SimError> {
+        match patch.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(SimError::Invalid(format!("{} has no dialect setting {key:?}", self.kind()))),
+        }
+    }
+}
+
+/// Applies a `/_sim/dialect` patch to a simulator's dialect struct `D`: the current
+/// settings with `patch` merged over them must still read as a `D` (serde names the
+/// unknown setting or bad value).
+pub fn patch_dialect<D: Serialize + serde::de::DeserializeOwned>(
+    current: &D,
+    patch: &Map<String, Value>,
+) -> Result<D, SimError> {
+    let mut merged = match serde_json::to_value(current) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    merged.extend(patch.iter().map(|(k, v)| (k.clone(), v.clone())));
+    serde_json::from_value(Value::Object(merged)).map_err(|e| SimError::Invalid(format!("dialect: {e}")))
+}
+
+/// `KEY=VALUE` as a dialect patch entry: `true`, `false`, `null` and whole numbers as
+/// such, anything else (`2023.2`, `ru`) as a string.
+pub fn dialect_setting(text: &str) -> Result<(String, Value), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    let value = match serde_json::from_str::<Value>(value) {
+        Ok(v @ (Value::Bool(_) | Value::Null)) => v,
+        Ok(Value::Number(n)) if n.is_u64() && !value.contains('.') => Value::Number(n),
+        _ => Value::String(value.to_owned()),
+    };
+    Ok((key.trim().to_owned(), value))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -540,6 +581,24 @@ async fn ctl_put_faults(State(c): State<Control>, body: Bytes) -> Response {
     Json(config).into_response()
 }
 
+async fn ctl_get_dialect(State(c): State<Control>) -> Response {
+    Json(c.sim.dialect()).into_response()
+}
+
+async fn ctl_put_dialect(State(c): State<Control>, body: Bytes) -> Response {
+    let patch: Value = match json_body(&body) {
+        Ok(v) => v,
+        Err(message) => return control_error(StatusCode::BAD_REQUEST, message),
+    };
+    let Value::Object(patch) = patch else {
+        return control_error(StatusCode::BAD_REQUEST, "body must be a JSON object");
+    };
+    match c.sim.set_dialect(&patch) {
+        Ok(()) => Json(c.sim.dialect()).into_response(),
+        Err(e) => sim_error(e),
+    }
+}
+
 async fn ctl_expire_tokens(State(c): State<Control>) -> Response {
     c.sim.expire_tokens();
     StatusCode::NO_CONTENT.into_response()
@@ -557,6 +616,7 @@ fn control_router(control: Control) -> Router {
         .route("/_sim/stats/reset", post(ctl_reset_stats))
         .route("/_sim/faults", get(ctl_get_faults).put(ctl_put_faults))
         .route("/_sim/expire-tokens", post(ctl_expire_tokens))
+        .route("/_sim/dialect", get(ctl_get_dialect).put(ctl_put_dialect))
         .route("/_sim", any(ctl_not_found))
         .route("/_sim/{*rest}", any(ctl_not_found))
         .method_not_allowed_fallback(|| async {

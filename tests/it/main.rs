@@ -16,6 +16,7 @@ mod demo;
 mod deploy;
 mod faults;
 mod hostile;
+mod probe;
 mod production;
 mod schema;
 mod sim_apio;

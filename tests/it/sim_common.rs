@@ -473,3 +473,32 @@ async fn a_dropped_running_stops_serving() {
         .await;
     assert!(outcome.is_err(), "{outcome:?}");
 }
+
+#[tokio::test]
+async fn every_simulator_shows_its_dialect_and_refuses_settings_it_does_not_have() {
+    let client = crate::http().build().unwrap();
+    for kind in switchboard::api::BackendKind::ALL {
+        let running = spawn(default_simulator(kind), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let url = format!("{}/_sim/dialect", running.url);
+        let shown: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        assert!(shown.is_object(), "{kind}: {shown}");
+        let refused = client.put(&url).json(&json!({"no_such_setting": true})).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{kind}");
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("no_such_setting"), "{kind}: {body}");
+        // Putting back what it shows changes nothing.
+        let same = client.put(&url).json(&shown).send().await.unwrap();
+        assert_eq!(same.status(), StatusCode::OK, "{kind}");
+        assert_eq!(same.json::<Value>().await.unwrap(), shown, "{kind}");
+    }
+}
+
+#[test]
+fn dialect_settings_read_from_the_command_line() {
+    use switchboard::sim::dialect_setting;
+    assert_eq!(dialect_setting("generation=2023.2").unwrap(), ("generation".into(), json!("2023.2")));
+    assert_eq!(dialect_setting("per_page=20").unwrap(), ("per_page".into(), json!(20)));
+    assert_eq!(dialect_setting("user_id=false").unwrap(), ("user_id".into(), json!(false)));
+    assert_eq!(dialect_setting("language=ru").unwrap(), ("language".into(), json!("ru")));
+    assert!(dialect_setting("nonsense").is_err());
+}
