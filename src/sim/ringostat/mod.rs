@@ -1,6 +1,11 @@
 //! Ringostat API simulator: staff creation and listing over JSON-RPC 2.0.
 //!
-//! Enforces what the sources say (seed 004, `pbx-apis/apio-telphin-ringostat.md` §3):
+//! What it enforces, and the public page behind each rule, is in `docs/compatibility.md`
+//! (section Ringostat); where the pages leave a choice open it serves each plausible
+//! answer as a dialect ([`dialect::Dialect`], `GET/PUT /_sim/dialect`): the list's result
+//! shape, departments, `access` and `fio`, the empty answer, the error codes, addStaff's
+//! address and header. Files: `validate.rs` (addStaff's checks), `listing.rs` (the list).
+//! In short (seed 004, `pbx-apis/apio-telphin-ringostat.md` §3):
 //! - `POST /a/v2` and `POST /v2` (the page names both), method `Api\V2\Staff.addStaff`;
 //!   `POST /api/json-rpc`, method `getProjectStaffListAndDirections`. Each endpoint knows
 //!   only its own method; there is no update or delete method (method not found).
@@ -46,10 +51,12 @@
 //!   -32600 (invalid request: not an object, batch arrays, `jsonrpc` not "2.0", no `id`:
 //!   notifications are not supported), -32601 (method not found), -32602 (a param
 //!   missing or of the wrong type). Rule violations are application code 422 (all of them
-//!   listed in `data.errors`), clashes 409, "User does not exist" 404. Only the first
-//!   class of problems found is reported: wrong shape, else rule violations, else clashes. A missing or wrong
+//!   listed in `data.errors`), clashes 409, "User does not exist" 404 (dialect
+//!   `error_codes`: all -32000, or all 0). Only the first class of problems found is
+//!   reported: wrong shape, else rule violations, else clashes. A missing or wrong
 //!   `Auth-key` is HTTP 401 with JSON-RPC error code 401; a project mismatch is code 403.
-//! - List result: an object keyed by staff id (a public client assumes this shape), each
+//! - List result (the default dialect): an object keyed by staff id (a public client
+//!   assumes this shape), each
 //!   item `{id, staffId, fio, email, extensionNumber, access, phones: {main, additional},
 //!   sip: [{login, online, main}], directions: {main, additional} (no passwords),
 //!   departments: [{id, name}], isHasAccessToPowerDialer}`; `id` = `staffId`, integers.
@@ -78,7 +85,15 @@ use axum::{
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Map, Value, json};
 
-use super::{OpName, SimError, Simulator, is_valid_email, lock};
+use self::{
+    dialect::{AddPath, Dialect, ProjectHeader},
+    validate::{RpcError, Staff, rpc_err},
+};
+use super::{OpName, SimError, Simulator, lock, patch_dialect};
+
+pub mod dialect;
+mod listing;
+mod validate;
 
 pub const ADD_STAFF: &str = "Api\\V2\\Staff.addStaff";
 pub const LIST_STAFF: &str = "getProjectStaffListAndDirections";
@@ -143,128 +158,6 @@ impl Default for RingostatConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Kind {
-    Sip,
-    Phone,
-}
-
-#[derive(Clone, Debug)]
-struct Direction {
-    kind: Kind,
-    direction: String,
-    password: Option<String>,
-    enabled_for_awd: bool,
-    is_mobile: bool,
-}
-
-impl Direction {
-    fn to_json(&self, with_secret: bool) -> Value {
-        let mut m = Map::new();
-        let kind = if self.kind == Kind::Sip { "sip" } else { "phone" };
-        m.insert("type".into(), json!(kind));
-        m.insert("direction".into(), json!(self.direction));
-        if with_secret && let Some(p) = &self.password {
-            m.insert("password".into(), json!(p));
-        }
-        m.insert("enabledForAwd".into(), json!(self.enabled_for_awd));
-        m.insert("isMobile".into(), json!(self.is_mobile));
-        Value::Object(m)
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Staff {
-    staff_id: u64,
-    creator_id: String,
-    access: String,
-    fio: String,
-    email: String,
-    extension: String,
-    main: Vec<Direction>,
-    additional: Vec<Direction>,
-    departments: Option<Vec<String>>,
-    power_dialer: bool,
-}
-
-impl Staff {
-    fn directions_json(&self, with_secret: bool) -> Value {
-        json!({
-            "main": self.main.iter().map(|d| d.to_json(with_secret)).collect::<Vec<_>>(),
-            "additional": self.additional.iter().map(|d| d.to_json(with_secret)).collect::<Vec<_>>(),
-        })
-    }
-
-    /// The addStaff params this employee would be created with.
-    fn as_params(&self, project_id: &str) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("projectId".into(), json!(project_id));
-        m.insert("creatorId".into(), json!(self.creator_id));
-        m.insert("access".into(), json!(self.access));
-        m.insert("fio".into(), json!(self.fio));
-        m.insert("email".into(), json!(self.email));
-        m.insert("extensionNumber".into(), json!(self.extension));
-        m.insert("directions".into(), self.directions_json(true));
-        m.insert("departments".into(), json!(self.departments));
-        m.insert("isHasAccessToPowerDialer".into(), json!(self.power_dialer));
-        m
-    }
-
-    fn sip_logins(&self) -> impl Iterator<Item = &str> {
-        self.main.iter().chain(&self.additional).filter(|d| d.kind == Kind::Sip).map(|d| d.direction.as_str())
-    }
-}
-
-/// A JSON-RPC failure before or during a call.
-#[derive(Debug)]
-struct RpcError {
-    code: i64,
-    message: String,
-    data: Option<Value>,
-}
-
-fn rpc_err(code: i64, message: impl Into<String>) -> RpcError {
-    RpcError { code, message: message.into(), data: None }
-}
-
-/// Collects rule violations, so one answer lists all of them.
-#[derive(Default)]
-struct Problems {
-    structural: Vec<(String, String)>,
-    rules: Vec<(String, String)>,
-    clashes: Vec<(String, String)>,
-}
-
-impl Problems {
-    fn param(&mut self, field: &str, message: impl Into<String>) {
-        self.structural.push((field.to_string(), message.into()));
-    }
-    fn rule(&mut self, field: &str, message: impl Into<String>) {
-        self.rules.push((field.to_string(), message.into()));
-    }
-    fn clash(&mut self, field: &str, message: impl Into<String>) {
-        self.clashes.push((field.to_string(), message.into()));
-    }
-
-    /// Wrong shape first (the call is malformed), then rule violations, then clashes with
-    /// existing employees; the answer's message is the first problem of that class.
-    fn into_error(self) -> Option<RpcError> {
-        let (code, list) = if !self.structural.is_empty() {
-            (codes::INVALID_PARAMS, self.structural)
-        } else if !self.rules.is_empty() {
-            (codes::VALIDATION, self.rules)
-        } else if !self.clashes.is_empty() {
-            (codes::DUPLICATE, self.clashes)
-        } else {
-            return None;
-        };
-        let message = list.first().map(|(_, m)| m.clone()).unwrap_or_default();
-        let errors: Vec<Value> =
-            list.into_iter().map(|(field, message)| json!({"field": field, "message": message})).collect();
-        Some(RpcError { code, message, data: Some(json!({"errors": errors})) })
-    }
-}
-
 struct Store {
     staff: BTreeMap<u64, Staff>,
     last_id: u64,
@@ -274,44 +167,7 @@ struct Store {
 pub struct RingostatSim {
     config: RingostatConfig,
     state: Mutex<Store>,
-}
-
-fn string_param(params: &Map<String, Value>, field: &str, p: &mut Problems) -> Option<String> {
-    match params.get(field) {
-        None | Some(Value::Null) => {
-            p.param(field, format!("Parameter '{field}' is required"));
-            None
-        }
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            p.param(field, format!("Parameter '{field}' must be a string"));
-            None
-        }
-    }
-}
-
-fn bool_field(obj: &Map<String, Value>, field: &str, label: &str, p: &mut Problems) -> bool {
-    match obj.get(field) {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            p.param(label, format!("'{label}' must be a boolean"));
-            false
-        }
-    }
-}
-
-fn is_fio(s: &str) -> bool {
-    s.chars().all(|c| c.is_alphabetic() || c == ' ') && s.chars().any(char::is_alphabetic)
-}
-
-fn is_phone(s: &str) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    (7..=15).contains(&digits.len()) && digits.chars().all(|c| c.is_ascii_digit())
-}
-
-fn is_sip_login(s: &str) -> bool {
-    (1..=32).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    dialect: Mutex<Dialect>,
 }
 
 impl RingostatSim {
@@ -322,234 +178,14 @@ impl RingostatSim {
                 last_id: config.first_staff_id,
                 rng: StdRng::seed_from_u64(config.seed),
             }),
+            dialect: Mutex::new(Dialect::default()),
             config,
         })
     }
 
-    fn directions(&self, list: &[Value], section: &str, p: &mut Problems) -> Vec<Direction> {
-        let c = &self.config;
-        let mut out = Vec::new();
-        for (i, item) in list.iter().enumerate() {
-            let label = format!("directions.{section}[{i}]");
-            let Value::Object(obj) = item else {
-                p.param(&label, format!("'{label}' must be an object"));
-                continue;
-            };
-            let kind = match obj.get("type") {
-                Some(Value::String(t)) if t == "sip" => Some(Kind::Sip),
-                Some(Value::String(t)) if t == "phone" => Some(Kind::Phone),
-                Some(Value::String(t)) => {
-                    p.rule(&label, format!("Unknown direction type '{t}' (expected sip or phone)"));
-                    None
-                }
-                _ => {
-                    p.param(&label, format!("'{label}.type' is required"));
-                    None
-                }
-            };
-            let direction = match obj.get("direction") {
-                Some(Value::String(d)) => Some(d.clone()),
-                _ => {
-                    p.param(&label, format!("'{label}.direction' must be a string"));
-                    None
-                }
-            };
-            let enabled_for_awd = bool_field(obj, "enabledForAwd", &format!("{label}.enabledForAwd"), p);
-            let is_mobile = bool_field(obj, "isMobile", &format!("{label}.isMobile"), p);
-            let mut password = None;
-            match (&kind, &direction) {
-                (Some(Kind::Sip), Some(d)) => {
-                    if !is_sip_login(d) {
-                        p.rule(&label, format!("Invalid SIP login '{d}'"));
-                    }
-                    match obj.get("password") {
-                        Some(Value::String(pw)) if pw.chars().count() >= c.sip_password_min_len => {
-                            password = Some(pw.clone());
-                        }
-                        Some(Value::String(_)) => p.rule(
-                            &label,
-                            format!(
-                                "SIP password must be at least {} characters long",
-                                c.sip_password_min_len
-                            ),
-                        ),
-                        _ => p.param(&label, format!("'{label}.password' is required for a SIP account")),
-                    }
-                }
-                (Some(Kind::Phone), Some(d)) if !is_phone(d) => {
-                    p.rule(&label, format!("Invalid phone number '{d}'"));
-                }
-                _ => {}
-            }
-            if let (Some(kind), Some(direction)) = (kind, direction) {
-                out.push(Direction { kind, direction, password, enabled_for_awd, is_mobile });
-            }
-        }
-        out
-    }
-
-    /// The addStaff checks, shared by the API, `seed` and `tamper` (`exclude` is the
-    /// employee being tampered with).
-    fn validate(
-        &self,
-        params: &Map<String, Value>,
-        store: &Store,
-        exclude: Option<u64>,
-    ) -> Result<Staff, RpcError> {
-        let c = &self.config;
-        let mut p = Problems::default();
-
-        let project_id = string_param(params, "projectId", &mut p);
-        let creator_id = string_param(params, "creatorId", &mut p);
-        let access = string_param(params, "access", &mut p);
-        let fio = string_param(params, "fio", &mut p).map(|f| f.trim().to_string());
-        let email = string_param(params, "email", &mut p);
-        let extension = string_param(params, "extensionNumber", &mut p);
-
-        if let Some(project) = &project_id
-            && project != &c.project_id
-        {
-            return Err(rpc_err(codes::FORBIDDEN, format!("Access to project {project} denied")));
-        }
-        let others = || store.staff.values().filter(move |s| Some(s.staff_id) != exclude);
-        if let Some(creator) = &creator_id {
-            let known = creator == &c.creator_id
-                || others().any(|s| s.staff_id.to_string() == *creator && s.access == "1");
-            if !known {
-                p.rule("creatorId", format!("Creator {creator} is not an administrator of this project"));
-            }
-        }
-        if let Some(a) = &access
-            && !c.access_levels.contains(a)
-        {
-            p.rule("access", format!("Invalid access level '{a}' (allowed: {})", c.access_levels.join(", ")));
-        }
-        if let Some(f) = &fio {
-            if !is_fio(f) {
-                p.rule("fio", "Name may contain only letters and spaces");
-            } else if f.chars().count() > c.fio_max_len {
-                p.rule("fio", format!("Name must be at most {} characters long", c.fio_max_len));
-            }
-        }
-        if let Some(e) = &email {
-            if !is_valid_email(e) {
-                p.rule("email", "Invalid email format");
-            } else if others().any(|s| s.email.eq_ignore_ascii_case(e)) {
-                p.clash("email", format!("Email {e} is already used by another employee"));
-            }
-        }
-        if let Some(x) = &extension {
-            let digits = x.len();
-            if digits < c.extension_min_digits
-                || digits > c.extension_max_digits
-                || !x.chars().all(|ch| ch.is_ascii_digit())
-            {
-                p.rule(
-                    "extensionNumber",
-                    format!(
-                        "Internal number must be {}-{} digits",
-                        c.extension_min_digits, c.extension_max_digits
-                    ),
-                );
-            } else if others().any(|s| &s.extension == x) {
-                p.clash("extensionNumber", format!("Internal number {x} is already in use"));
-            }
-        }
-
-        let (mut main, mut additional) = (Vec::new(), Vec::new());
-        match params.get("directions") {
-            Some(Value::Object(d)) => {
-                match d.get("main") {
-                    Some(Value::Array(list)) => main = self.directions(list, "main", &mut p),
-                    _ => p.param("directions", "'directions.main' must be an array"),
-                }
-                match d.get("additional") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(list)) => additional = self.directions(list, "additional", &mut p),
-                    Some(_) => p.param("directions", "'directions.additional' must be an array"),
-                }
-            }
-            None | Some(Value::Null) => p.param("directions", "Parameter 'directions' is required"),
-            Some(_) => p.param("directions", "Parameter 'directions' must be an object"),
-        }
-        let count = |list: &[Direction], kind: Kind| list.iter().filter(|d| d.kind == kind).count();
-        if main.len() + additional.len() > c.max_directions {
-            p.rule("directions", format!("A maximum of {} directions per employee", c.max_directions));
-        }
-        for (n, max, what) in [
-            (count(&main, Kind::Sip), c.max_sip_main, "SIP accounts in the main directions"),
-            (count(&additional, Kind::Sip), c.max_sip_additional, "SIP accounts in additional directions"),
-            (count(&main, Kind::Phone), c.max_phones_main, "phone numbers in the main directions"),
-            (
-                count(&additional, Kind::Phone),
-                c.max_phones_additional,
-                "phone numbers in additional directions",
-            ),
-        ] {
-            if n > max {
-                p.rule("directions", format!("A maximum of {max} {what}"));
-            }
-        }
-        let mut seen: Vec<&str> = Vec::new();
-        for d in main.iter().chain(&additional).filter(|d| d.kind == Kind::Sip) {
-            if seen.contains(&d.direction.as_str()) {
-                p.rule("directions", format!("SIP account {} is listed twice", d.direction));
-            } else if others().any(|s| s.sip_logins().any(|l| l == d.direction)) {
-                p.clash("directions", format!("SIP account {} already exists", d.direction));
-            }
-            seen.push(&d.direction);
-        }
-
-        let departments = match params.get("departments") {
-            None => {
-                p.param("departments", "Parameter 'departments' is required (it may be null)");
-                None
-            }
-            Some(Value::Null) => None,
-            Some(Value::Array(items)) => {
-                let mut names = Vec::new();
-                for item in items {
-                    match item.as_str() {
-                        Some(name) => {
-                            match c.departments.iter().find(|d| d.to_lowercase() == name.to_lowercase()) {
-                                Some(canonical) => {
-                                    if !names.contains(canonical) {
-                                        names.push(canonical.clone());
-                                    }
-                                }
-                                None => p.rule("departments", format!("Department '{name}' not found")),
-                            }
-                        }
-                        None => p.param("departments", "'departments' must be an array of names"),
-                    }
-                }
-                Some(names)
-            }
-            Some(_) => {
-                p.param("departments", "'departments' must be an array of names or null");
-                None
-            }
-        };
-        let power_dialer = bool_field(params, "isHasAccessToPowerDialer", "isHasAccessToPowerDialer", &mut p);
-
-        if let Some(error) = p.into_error() {
-            return Err(error);
-        }
-        match (creator_id, access, fio, email, extension) {
-            (Some(creator_id), Some(access), Some(fio), Some(email), Some(extension)) => Ok(Staff {
-                staff_id: 0,
-                creator_id,
-                access,
-                fio,
-                email,
-                extension,
-                main,
-                additional,
-                departments,
-                power_dialer,
-            }),
-            _ => Err(rpc_err(codes::INVALID_PARAMS, "Invalid params")),
-        }
+    /// The dialect served now.
+    pub fn current(&self) -> Dialect {
+        lock(&self.dialect).clone()
     }
 
     fn add(&self, params: &Map<String, Value>) -> Result<u64, RpcError> {
@@ -560,89 +196,6 @@ impl RingostatSim {
         staff.staff_id = store.last_id;
         store.staff.insert(staff.staff_id, staff);
         Ok(store.last_id)
-    }
-
-    fn list_item(&self, s: &Staff) -> Value {
-        let phones = |list: &[Direction]| -> Vec<String> {
-            list.iter().filter(|d| d.kind == Kind::Phone).map(|d| d.direction.clone()).collect()
-        };
-        let sip: Vec<Value> = s
-            .main
-            .iter()
-            .map(|d| (d, true))
-            .chain(s.additional.iter().map(|d| (d, false)))
-            .filter(|(d, _)| d.kind == Kind::Sip)
-            .map(|(d, main)| json!({"login": d.direction, "online": false, "main": main}))
-            .collect();
-        let departments: Vec<Value> = s
-            .departments
-            .iter()
-            .flatten()
-            .map(|name| {
-                let id = self.config.departments.iter().position(|d| d == name).map_or(0, |i| i + 1);
-                json!({"id": id, "name": name})
-            })
-            .collect();
-        json!({
-            "id": s.staff_id,
-            "staffId": s.staff_id,
-            "fio": s.fio,
-            "email": s.email,
-            "extensionNumber": s.extension,
-            "access": s.access,
-            "phones": {"main": phones(&s.main), "additional": phones(&s.additional)},
-            "sip": sip,
-            "directions": s.directions_json(false),
-            "departments": departments,
-            "isHasAccessToPowerDialer": s.power_dialer,
-        })
-    }
-
-    fn list(&self, params: &Map<String, Value>) -> Result<Value, RpcError> {
-        let mut p = Problems::default();
-        if let Some(project) = string_param(params, "projectId", &mut p)
-            && project != self.config.project_id
-        {
-            return Err(rpc_err(codes::FORBIDDEN, format!("Access to project {project} denied")));
-        }
-        bool_field(params, "departmentsFullFormat", "departmentsFullFormat", &mut p);
-        let (mut staff_id, mut fio, mut email) = (None, None, None);
-        match params.get("filters") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(f)) => {
-                match f.get("staffId") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(s)) => staff_id = Some(s.clone()),
-                    Some(Value::Number(n)) => staff_id = Some(n.to_string()),
-                    Some(_) => p.param("filters.staffId", "'filters.staffId' must be a string or a number"),
-                }
-                for (key, slot) in [("fio", &mut fio), ("email", &mut email)] {
-                    match f.get(key) {
-                        None | Some(Value::Null) => {}
-                        Some(Value::String(s)) => *slot = Some(s.to_lowercase()),
-                        Some(_) => p.param(key, format!("'filters.{key}' must be a string")),
-                    }
-                }
-            }
-            Some(_) => p.param("filters", "'filters' must be an object"),
-        }
-        if let Some(error) = p.into_error() {
-            return Err(error);
-        }
-        let store = lock(&self.state);
-        let result: Map<String, Value> = store
-            .staff
-            .values()
-            .filter(|s| staff_id.as_ref().is_none_or(|id| s.staff_id.to_string() == *id))
-            .filter(|s| fio.as_ref().is_none_or(|f| contains_lowercase(&s.fio, f)))
-            .filter(|s| email.as_ref().is_none_or(|e| contains_lowercase(&s.email, e)))
-            .map(|s| (s.staff_id.to_string(), self.list_item(s)))
-            .collect();
-        let filtered = staff_id.is_some() || fio.is_some() || email.is_some();
-        if result.is_empty() && (filtered || self.config.empty_list_is_error) {
-            return Err(rpc_err(codes::NOT_FOUND, "User does not exist"));
-        }
-        Ok(Value::Object(result))
     }
 }
 
@@ -673,6 +226,7 @@ enum Endpoint {
 
 async fn handle(sim: Arc<RingostatSim>, endpoint: Endpoint, headers: HeaderMap, body: Bytes) -> Response {
     let c = &sim.config;
+    let dialect = sim.current();
     let key_ok = headers.get("auth-key").and_then(|v| v.to_str().ok()).is_some_and(|k| k == c.auth_key);
     if !key_ok {
         let mut response =
@@ -740,20 +294,46 @@ async fn handle(sim: Arc<RingostatSim>, endpoint: Endpoint, headers: HeaderMap, 
     let outcome = match endpoint {
         Endpoint::V2 => {
             let header_project = headers.get("x-project-id").and_then(|v| v.to_str().ok());
-            match header_project {
-                Some(project) if project != c.project_id => {
+            match (header_project, dialect.project_header) {
+                (Some(project), _) if project != c.project_id => {
                     Err(rpc_err(codes::FORBIDDEN, format!("Access to project {project} denied")))
+                }
+                (None, ProjectHeader::Required) => {
+                    Err(rpc_err(codes::FORBIDDEN, "The x-project-id header is required"))
                 }
                 _ => sim.add(&params).map(|_| json!({"result": true})),
             }
         }
-        Endpoint::JsonRpc => sim.list(&params),
+        Endpoint::JsonRpc => sim.list(&params, &dialect),
     };
+    // The methods' own errors carry the dialect's codes.
+    let outcome = outcome.map_err(|mut e| {
+        if [codes::NOT_FOUND, codes::DUPLICATE, codes::VALIDATION].contains(&e.code) {
+            e.code = dialect.error_codes.code(e.code);
+        }
+        e
+    });
     rpc_response(id, outcome, Some(op))
 }
 
+async fn a_v2(State(sim): State<Arc<RingostatSim>>, headers: HeaderMap, body: Bytes) -> Response {
+    match sim.current().add_path {
+        AddPath::Both | AddPath::AV2 => handle(sim, Endpoint::V2, headers, body).await,
+        AddPath::V2 => no_such_path(),
+    }
+}
+
 async fn v2(State(sim): State<Arc<RingostatSim>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(sim, Endpoint::V2, headers, body).await
+    match sim.current().add_path {
+        AddPath::Both | AddPath::V2 => handle(sim, Endpoint::V2, headers, body).await,
+        AddPath::AV2 => no_such_path(),
+    }
+}
+
+/// What a web server answers for an address it does not serve.
+fn no_such_path() -> Response {
+    (StatusCode::NOT_FOUND, [(axum::http::header::CONTENT_TYPE, "text/html")], "<h1>404 Not Found</h1>")
+        .into_response()
 }
 
 async fn json_rpc(State(sim): State<Arc<RingostatSim>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -788,7 +368,7 @@ impl Simulator for RingostatSim {
 
     fn router(self: Arc<Self>) -> Router {
         Router::new()
-            .route("/a/v2", post(v2))
+            .route("/a/v2", post(a_v2))
             .route("/v2", post(v2))
             .route("/api/json-rpc", post(json_rpc))
             .with_state(self)
@@ -853,6 +433,16 @@ impl Simulator for RingostatSim {
         self.add(&params).map(|id| id.to_string()).map_err(invalid)
     }
 
+    fn dialect(&self) -> Value {
+        serde_json::to_value(self.current()).unwrap_or_default()
+    }
+
+    fn set_dialect(&self, patch: &Map<String, Value>) -> Result<(), SimError> {
+        let mut dialect = lock(&self.dialect);
+        *dialect = patch_dialect(&*dialect, patch)?;
+        Ok(())
+    }
+
     fn credentials(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("authKey".to_string(), self.config.auth_key.clone()),
@@ -860,14 +450,4 @@ impl Simulator for RingostatSim {
             ("creatorId".to_string(), self.config.creator_id.clone()),
         ])
     }
-}
-
-/// Whether `text`, lowercased, contains `needle` (already lowercase); ASCII text is
-/// compared in place rather than copied once per staff member and lookup.
-fn contains_lowercase(text: &str, needle: &str) -> bool {
-    if !text.is_ascii() {
-        return text.to_lowercase().contains(needle);
-    }
-    let needle = needle.as_bytes();
-    needle.is_empty() || text.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }

@@ -103,7 +103,7 @@ impl Typing {
         match self {
             Typing::Integer => json!(n),
             Typing::String => json!(n.to_string()),
-            Typing::Mixed if n % 2 == 0 => json!(n.to_string()),
+            Typing::Mixed if n.is_multiple_of(2) => json!(n.to_string()),
             Typing::Mixed => json!(n),
         }
     }
@@ -117,7 +117,7 @@ impl Dialect {
             m.insert("agent_id".into(), self.agent_id.render(agent.agent_id));
             // Mixed turns on the agent id, so one agent keeps its type across pages.
             let number = match self.number {
-                Typing::Mixed if agent.agent_id % 2 == 0 => json!(agent.number.to_string()),
+                Typing::Mixed if agent.agent_id.is_multiple_of(2) => json!(agent.number.to_string()),
                 Typing::Mixed => json!(agent.number),
                 other => other.render(agent.number),
             };
