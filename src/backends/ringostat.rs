@@ -347,6 +347,8 @@ impl Ringostat {
             Ok(listing) => listing,
             Err(_) => return http.validation(field.as_deref(), &detail),
         };
+        // Not the name: names repeat in most projects, and a refusal for another reason
+        // would be taken for a clash with a namesake.
         let holder = listing.accounts.iter().find_map(|a| {
             if a.extension == desired.extension {
                 Some(format!("extension {} is already held by employee {}", desired.extension, a.id))

@@ -823,3 +823,22 @@ async fn a_record_that_cannot_be_read_fails_alone_and_names_its_field() {
         listing.dialect
     );
 }
+
+/// A project that wants unique full names refuses a second Ivan Petrenko. Names repeat in
+/// most projects, so the refusal stays a validation error naming `fio`, not a conflict.
+#[tokio::test]
+async fn a_second_employee_of_the_same_name_is_refused_where_names_are_unique() {
+    let running = start().await;
+    running.sim.set_dialect(&dialect(&json!({"fio_unique": true, "error_codes": "zero"}))).unwrap();
+    let b = backend(&running);
+    b.create(&desired(&b, &employee(1, json!({}))), Some(&password())).await.unwrap();
+    match b.create(&desired(&b, &employee(2, json!({}))), Some(&password())).await {
+        Err(Error::Validation { field, message, .. }) => {
+            assert_eq!(field.as_deref(), Some("fio"));
+            assert!(message.contains("Ivan Petrenko"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    b.create(&desired(&b, &employee(3, json!({"givenName": "Petro"}))), Some(&password())).await.unwrap();
+    assert_eq!(staff(&running).len(), 2);
+}

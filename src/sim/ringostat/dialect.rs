@@ -26,6 +26,9 @@ pub struct Dialect {
     /// Whether addStaff requires the `x-project-id` header (the page lists it; its
     /// examples omit it).
     pub project_header: ProjectHeader,
+    /// Whether a second employee with the same full name is a clash (the help centre says
+    /// names must be unique, on a page about the UI).
+    pub fio_unique: bool,
 }
 
 impl Default for Dialect {
@@ -39,6 +42,7 @@ impl Default for Dialect {
             error_codes: ErrorCodes::Http,
             add_path: AddPath::Both,
             project_header: ProjectHeader::Optional,
+            fio_unique: false,
         }
     }
 }

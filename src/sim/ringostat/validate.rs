@@ -270,6 +270,9 @@ impl RingostatSim {
                 p.rule("fio", "Name may contain only letters and spaces");
             } else if f.chars().count() > c.fio_max_len {
                 p.rule("fio", format!("Name must be at most {} characters long", c.fio_max_len));
+            } else if self.current().fio_unique && others().any(|s| s.fio.to_lowercase() == f.to_lowercase())
+            {
+                p.clash("fio", format!("An employee named {f} already exists"));
             }
         }
         if let Some(e) = &email {
