@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::faults::{converge, list_eventually};
+use crate::faults::{converge, engine_pass, list_eventually};
 use switchboard::{
     api::{BackendKind, EmployeeSpec, phone_system},
     backends::{Backend, Credentials, Error, Secret, http::Settings, ringostat::Ringostat},
@@ -523,39 +523,6 @@ impl Backend for ListFailsAfter {
     }
 }
 
-struct NoPasswords;
-
-impl switchboard::engine::Vault for NoPasswords {
-    fn password(&self, _owner: &Owner) -> Option<Secret> {
-        None
-    }
-}
-
-/// One engine pass over `people`, their statuses kept in `state`, as a process would run it.
-async fn engine_pass(
-    backend: &impl Backend,
-    system: &switchboard::api::PhoneSystemSpec,
-    people: &[(Owner, EmployeeSpec)],
-    state: &switchboard::state::State,
-) -> switchboard::engine::Report {
-    use switchboard::engine::{self, EmployeeView, Options};
-    let views: Vec<EmployeeView> = people
-        .iter()
-        .map(|(owner, e)| EmployeeView {
-            owner: owner.clone(),
-            spec: e,
-            status: state.status(owner).map(std::borrow::Cow::Owned),
-            rank: 0,
-            deleting: false,
-        })
-        .collect();
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
-    let report = engine::sync(backend, "rs", system, &views, state, &NoPasswords, &options).await.unwrap();
-    state.record("rs", &report).unwrap();
-    report
-}
-
 /// addStaff names no id: a pass finds its new employees with one listing after the
 /// creates. When that listing fails they stay pending, and the next pass takes them
 /// over as its own creates: every employee once, none made twice.
@@ -586,7 +553,7 @@ async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass()
 
     // The listing after the creates fails: all twelve are made, and all wait.
     running.reset_stats();
-    let report = engine_pass(&flaky(2), &system, &people, &state).await;
+    let report = engine_pass(&flaky(2), "rs", &system, &people, &state).await;
     assert_eq!(report.writes, 12);
     assert_eq!(staff(&running).len(), 12);
     assert!(entries(&state, &people).iter().all(|e| e.state == AccountState::Pending));
@@ -594,7 +561,7 @@ async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass()
 
     // The next pass finds them in its listing and takes them over: no create, no lookup.
     running.reset_stats();
-    let report = engine_pass(&flaky(usize::MAX), &system, &people, &state).await;
+    let report = engine_pass(&flaky(usize::MAX), "rs", &system, &people, &state).await;
     assert_eq!((report.writes, report.failures), (0, 0));
     assert_eq!(staff(&running).len(), 12);
     assert!(entries(&state, &people).iter().all(|e| e.state == AccountState::InSync));
@@ -604,7 +571,7 @@ async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass()
     // New employees and a working listing: named in the same pass, by one more listing.
     people.extend((12..15).map(person));
     running.reset_stats();
-    let report = engine_pass(&backend(&running), &system, &people, &state).await;
+    let report = engine_pass(&backend(&running), "rs", &system, &people, &state).await;
     assert_eq!((report.writes, report.failures), (3, 0));
     let stats = running.stats();
     assert_eq!((stats.total(ADD_STAFF), stats.total(LIST_STAFF)), (3, 2), "{stats:?}");
@@ -711,9 +678,9 @@ async fn a_second_pass_is_quiet_on_every_dialect() {
             .collect();
         let state = State::in_memory();
         let b = backend(&running);
-        let first = engine_pass(&b, &system, &people, &state).await;
+        let first = engine_pass(&b, "rs", &system, &people, &state).await;
         assert_eq!((first.writes, first.failures), (5, 0), "{patch}");
-        let second = engine_pass(&b, &system, &people, &state).await;
+        let second = engine_pass(&b, "rs", &system, &people, &state).await;
         assert_eq!((second.writes, second.failures), (0, 0), "{patch}");
         for (owner, _) in &people {
             let entry = &state.status(owner).unwrap().phone_systems[0];

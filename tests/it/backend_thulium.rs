@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Value, json};
 use switchboard::sim::thulium::dialect::CAP;
 
-use crate::faults::{converge, list_eventually};
+use crate::faults::{converge, engine_pass, list_eventually};
 use switchboard::{
     api::{BackendKind, EmployeeSpec, phone_system},
     backends::{Backend, Credentials, Error, Secret, http::Settings, thulium::Thulium},
@@ -94,7 +94,13 @@ fn seed(running: &Running, n: u32) {
 /// Creates `n` agents under `faults`, lists under them, then checks that the simulator
 /// holds exactly the seeded agents plus one per Employee, and that the list showed them.
 async fn survives(faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
+    survives_in(json!({}), faults, mode, n, seeded).await;
+}
+
+/// [`survives`] on a simulator serving `patch`.
+async fn survives_in(patch: Value, faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
     let running = start().await;
+    running.sim.set_dialect(&dialect(patch)).unwrap();
     seed(&running, seeded);
     let b = backend(&running);
     let hangs = faults.hang_rate > 0.0 || faults.commit_then_fail_hang;
@@ -625,4 +631,49 @@ async fn a_record_that_cannot_be_read_fails_alone_and_names_its_field() {
     assert!(listing.unreadable[0].problem.starts_with("number"), "{:?}", listing.unreadable);
     assert_eq!(listing.unreadable[1].extension.as_deref(), Some("347"));
     assert!(listing.unreadable[1].problem.starts_with("login"), "{:?}", listing.unreadable);
+}
+
+#[tokio::test]
+async fn survives_dropped_connections_on_a_capped_bare_list() {
+    let faults = FaultConfig { drop_rate: 0.3, seed: 8, ..FaultConfig::default() };
+    survives_in(json!({"list_shape": "bare", "paging": "capped", "number": "mixed"}), faults, "drop", 4, 70)
+        .await;
+}
+
+/// Two engine passes on every list dialect: the first makes the agents, the second writes
+/// nothing and leaves every Employee in sync.
+#[tokio::test]
+async fn a_second_pass_is_quiet_on_every_dialect() {
+    use switchboard::{
+        api::{PhoneSystemSpec, employee::AccountState},
+        state::State,
+    };
+    for patch in [
+        json!({}),
+        json!({"list_shape": "bare", "paging": "unpaged", "number": "string", "active": "integer"}),
+        json!({"paging": "capped", "agent_id": "string", "create_answer": "legacy"}),
+        json!({"list_shape": "bare", "paging": "capped", "number": "mixed", "duplicate_status": 409}),
+    ] {
+        let running = start().await;
+        running.sim.set_dialect(&dialect(patch.clone())).unwrap();
+        seed(&running, 45);
+        let system: PhoneSystemSpec = serde_json::from_value(json!({
+            "thulium": {"url": running.url},
+            "credentialsSecretRef": {"name": "thulium-credentials"},
+        }))
+        .unwrap();
+        let people: Vec<(Owner, EmployeeSpec)> =
+            (0..6).map(|n| (Owner::new("default", format!("e{n}")), employee(n, json!({})))).collect();
+        let state = State::in_memory();
+        let b = backend(&running);
+        let first = engine_pass(&b, "acme", &system, &people, &state).await;
+        assert_eq!((first.writes, first.failures), (6, 0), "{patch}");
+        let second = engine_pass(&b, "acme", &system, &people, &state).await;
+        assert_eq!((second.writes, second.failures), (0, 0), "{patch}");
+        for (owner, _) in &people {
+            let entry = &state.status(owner).unwrap().phone_systems[0];
+            assert_eq!(entry.state, AccountState::InSync, "{patch}: {entry:?}");
+        }
+        assert_eq!(agents(&running).len(), 51, "{patch}");
+    }
 }
