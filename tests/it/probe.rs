@@ -305,3 +305,13 @@ async fn the_command_reads_a_manifest_file_and_exits_by_its_verdict() {
     assert_eq!(down.status.code(), Some(1), "{}", String::from_utf8_lossy(&down.stdout));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What the probe says switchboard reads is what the listing let it compare: departments
+/// listed as bare ids are not among them.
+#[tokio::test]
+async fn the_probe_reads_only_what_a_ringostat_listing_shows() {
+    let report = probe_three_in_dialect(BackendKind::Ringostat, json!({"departments": "ids"})).await;
+    assert!(!report.capabilities.readable.iter().any(|f| f == "departments"), "{report}");
+    let report = probe_three_in_dialect(BackendKind::Ringostat, json!({"departments": "names"})).await;
+    assert!(report.capabilities.readable.iter().any(|f| f == "departments"), "{report}");
+}
