@@ -126,6 +126,9 @@ pub async fn run(
             report.error = Some(e.to_string());
         }
         Ok(found) => {
+            // What a backend can compare may depend on what its listing showed
+            // (Ringostat's departments as bare ids).
+            report.capabilities.readable = names(&backend.capabilities().readable);
             let listing = found.listing;
             report.dialect = listing.dialect.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
             report.paging = paging::describe(&listing.pages);

@@ -2,42 +2,47 @@
 //! project's `Auth-key` header on every call (no tokens, so nothing to cache, refresh or
 //! expire).
 //!
-//! Endpoints used (seed 004, `pbx-apis/apio-telphin-ringostat.md` §3):
+//! What each call sends and accepts, and the public page behind it, is in
+//! `docs/compatibility.md` (section Ringostat). In short:
 //! - `POST /a/v2`, method `Api\V2\Staff.addStaff`, headers `Auth-key` and `x-project-id`.
-//!   The page gives `/a/v2` as "API request address" and then posts to `/v2` in its own
-//!   examples; we use the address it names as the address. Params: `projectId`,
-//!   `creatorId` (both from the PhoneSystem block), `access`, `fio`, `email`,
+//!   The page names `/a/v2` as the address and then posts to `/v2` in its own examples:
+//!   we post to `/a/v2`, and to `/v2` from the first time `/a/v2` answers 404. Params:
+//!   `projectId`, `creatorId` (both from the PhoneSystem block), `access`, `fio`, `email`,
 //!   `extensionNumber`, `directions`, `departments`, `isHasAccessToPowerDialer`. Success
 //!   is `{"result": {"result": true}}` with no id: the new employee is found by listing.
 //! - `POST /api/json-rpc`, method `getProjectStaffListAndDirections` with `projectId`:
-//!   every employee, no paging. An empty project answers the error "User does not exist",
-//!   which we read as an empty list. The result is read as an object keyed by staff id
-//!   (what a public client assumes) or an array. After `addStaff`, the new employee is
-//!   looked up with `filters.email` (partial match; the e-mail is unique in a project), so
-//!   a create costs two requests whatever the size of the project.
-//! - Errors are JSON-RPC error objects; their codes are not documented. We read: HTTP or
-//!   code 401/403 -> `Auth`; -32602 (invalid params) and 422 -> `Validation` with the
-//!   param named in `data.errors[].field`; 409 -> `Conflict`; -32603 and the -32000..-32099
-//!   server range -> `Transient`; the rest -> `Protocol`.
+//!   every employee, no paging. The result is read in any shape (an object keyed by staff
+//!   id, as a public client assumes, or an array), record by record; no `filters` are
+//!   sent (their shape is not documented). "No employee matches" is an error object whose
+//!   code is not published: an application error (any code outside JSON-RPC's protocol
+//!   codes) answering the unfiltered list is read as an empty project, never by its text.
+//! - Errors: HTTP or code 401/403 -> `Auth`; -32700/-32600/-32601 -> `Protocol`; -32602
+//!   -> `Validation` (the param named in `data.errors[].field` when given); -32603 ->
+//!   `Transient`. Any other code on `addStaff` is a conflict when the listing shows the
+//!   extension or e-mail held, a validation error otherwise.
 //!
 //! | operation | supported | why |
 //! |-----------|-----------|-----|
 //! | create    | yes | `Api\V2\Staff.addStaff` |
-//! | list/find | yes | `getProjectStaffListAndDirections` (find filters it by `extensionNumber`: its filters are staffId, fio and email only) |
+//! | list/find | yes | `getProjectStaffListAndDirections` (find looks the extension up in the whole list) |
 //! | update    | no  | no update method is documented or found anywhere; `Unsupported` |
 //! | delete    | no  | no delete method is documented or found anywhere; `Unsupported` |
 //!
 //! Mapping: `fio` is the Employee's display name (default "givenName familyName"), with
 //! runs of spaces collapsed; the extension is `extensionNumber` and also the login of the
 //! one SIP account made in `directions.main` (as in the docs' example), which carries the
-//! password. `access` comes from `accessLevel` (admin "1", analyst "2", manager "4");
-//! unset, the employee is created as a manager: the least access the API offers (no
-//! statistics, no settings), enough for a person who only takes calls. Ringostat has no
-//! field to block an employee, so `enabled` has nowhere to go and is not declared.
+//! password. `access` is sent as the table's code, a string: admin "1", analyst "2",
+//! manager "4"; unset, the employee is created as a manager: the least access the API
+//! offers (no statistics, no settings), enough for a person who only takes calls. The
+//! list's `access` is read as a number, a numeric string or a level's name. Ringostat has
+//! no field to block an employee, so `enabled` has nowhere to go and is not declared.
 //!
 //! Readable: extension, displayName (`fio`), email and the `access`, `departments`,
-//! `isHasAccessToPowerDialer` settings. Writable lists what `create` sets; with
-//! `update: false` the planner turns any later difference into a manual task.
+//! `isHasAccessToPowerDialer` settings; a listing whose departments are bare ids (which
+//! cannot be compared with names) or whose records lack `fio` leaves those fields out of
+//! [`Backend::capabilities`] until a listing shows them again. Writable lists what
+//! `create` sets; with `update: false` the planner turns any later difference into a
+//! manual task.
 //!
 //! Rules checked before any call, from the seed's limits: extension 2–5 digits; name of
 //! letters (any alphabet) and spaces only, so hyphens and apostrophes are refused; a valid
@@ -47,20 +52,22 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
 };
 
 use rand::{Rng, seq::SliceRandom};
 use reqwest::{StatusCode, header::ACCEPT};
 use serde::{
-    Deserialize, Deserializer,
-    de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor},
+    Deserialize,
+    de::{DeserializeOwned, IgnoredAny},
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value, json, value::RawValue};
 
 use super::{
     Backend, Credentials, Error, Listing, Secret, check_settings_block, extension_field,
     http::{self, Http, Reply, Retry},
+    lenient,
+    paging::Pager,
 };
 use crate::{
     api::{BackendKind, EmployeeSpec, Membership, employee::RingostatAccess, phone_system},
@@ -80,15 +87,16 @@ pub const ADD_STAFF: &str = "Api\\V2\\Staff.addStaff";
 pub const LIST_STAFF: &str = "getProjectStaffListAndDirections";
 
 const SYSTEM: BackendKind = BackendKind::Ringostat;
-const ADD_PATH: &str = "/a/v2";
+/// addStaff's address as the page names it, and as its examples post to.
+const ADD_PATHS: [&str; 2] = ["/a/v2", "/v2"];
 const LIST_PATH: &str = "/api/json-rpc";
+/// Where a list result may hold its records, besides being them.
+const WRAPPERS: [&str; 5] = ["staff", "employees", "items", "list", "data"];
 /// The access an employee gets when the Employee does not say (manager).
 const DEFAULT_ACCESS: &str = "4";
 const EXTENSION_DIGITS: std::ops::RangeInclusive<usize> = 2..=5;
 const SIP_PASSWORD_MIN: usize = 14;
 const PASSWORD_LEN: usize = 20;
-/// The documented answer when no employee matches.
-const NO_USERS: &str = "User does not exist";
 
 /// One Ringostat project.
 pub struct Ringostat {
@@ -98,7 +106,35 @@ pub struct Ringostat {
     creator_id: String,
     /// JSON-RPC request ids, so an answer can be matched to its request.
     next_id: AtomicU64,
-    capabilities: Capabilities,
+    /// Which of [`ADD_PATHS`] addStaff is posted to: the second once the first is unknown.
+    add_path: AtomicU8,
+    /// What the last listing let us compare: departments by name, the display name.
+    departments_readable: AtomicBool,
+    fio_readable: AtomicBool,
+    /// Indexed by (departments readable, fio readable).
+    capabilities: [Capabilities; 4],
+}
+
+/// How a JSON-RPC error code reads, by code alone.
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    Auth,
+    /// Our request was malformed or named an unknown method.
+    Protocol,
+    InvalidParams,
+    Internal,
+    /// Any other code: the method's own errors, whose codes are not published.
+    Application,
+}
+
+fn class(code: i64) -> Class {
+    match code {
+        401 | 403 => Class::Auth,
+        -32700 | -32600 | -32601 => Class::Protocol,
+        -32602 => Class::InvalidParams,
+        -32603 => Class::Internal,
+        _ => Class::Application,
+    }
 }
 
 impl Ringostat {
@@ -115,12 +151,20 @@ impl Ringostat {
             project_id: block.project_id.clone(),
             creator_id: block.creator_id.clone(),
             next_id: AtomicU64::new(1),
-            capabilities: capabilities(),
+            add_path: AtomicU8::new(0),
+            departments_readable: AtomicBool::new(true),
+            fio_readable: AtomicBool::new(true),
+            capabilities: [
+                capabilities(false, false),
+                capabilities(false, true),
+                capabilities(true, false),
+                capabilities(true, true),
+            ],
         })
     }
 
     /// One JSON-RPC call. `Ok(Err(..))` is the system's own error object, for the caller
-    /// to read (the list reads "User does not exist" as empty) or [`Self::rpc_error`] to map.
+    /// to read or [`Self::rpc_error`] to map; `Ok(Ok(None))` a `null` or absent result.
     /// The result is read straight into `T`: the staff list of a large project is one
     /// answer, and a `Value` of it costs several times its size.
     async fn call<T: DeserializeOwned>(
@@ -128,14 +172,14 @@ impl Ringostat {
         http: &Http,
         path: &str,
         method: &str,
-        params: Value,
+        params: &Value,
         retry: Retry,
         secrets: &[&Secret],
-    ) -> Result<Result<T, RpcFailure>, Error> {
+    ) -> Result<Answer<T>, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
         let url = http.url(path);
-        let with_project = path == ADD_PATH;
+        let with_project = path != LIST_PATH;
         let reply = http
             .send(retry, secrets, |c| {
                 let r = c
@@ -146,7 +190,10 @@ impl Ringostat {
                 if with_project { r.header("x-project-id", &self.project_id) } else { r }
             })
             .await?;
-        self.envelope(http, &reply, id)
+        if reply.status == StatusCode::NOT_FOUND && with_project {
+            return Ok(Answer::NoSuchPath);
+        }
+        self.envelope(http, &reply, id).map(Answer::Rpc)
     }
 
     fn envelope<T: DeserializeOwned>(
@@ -154,7 +201,7 @@ impl Ringostat {
         http: &Http,
         reply: &Reply,
         id: u64,
-    ) -> Result<Result<T, RpcFailure>, Error> {
+    ) -> Result<Result<Option<T>, RpcFailure>, Error> {
         if !reply.status.is_success() {
             return Err(self.refused(http, reply));
         }
@@ -170,7 +217,7 @@ impl Ringostat {
         match (envelope.result, envelope.error) {
             // An error may carry a null id (the server could not read ours).
             (None, Some(error)) if ours || envelope.id.is_null() => Ok(Err(error)),
-            (Some(result), None) if ours => Ok(Ok(result)),
+            (result, None) if ours => Ok(Ok(result)),
             _ => {
                 Err(http
                     .protocol(&format!("answer does not match request {id}: {}", http.snippet(&reply.body))))
@@ -194,37 +241,22 @@ impl Ringostat {
         }
     }
 
+    /// An error object as an error, by its code alone (an application error stays a
+    /// protocol error here: the caller decides what it means for its method).
     fn rpc_error(&self, http: &Http, e: RpcFailure) -> Error {
-        let problems: Vec<(Option<String>, String)> = e
-            .data
-            .as_ref()
-            .and_then(|d| d.get("errors"))
-            .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|p| {
-                        let message = p.get("message")?.as_str()?.to_owned();
-                        Some((p.get("field").and_then(Value::as_str).map(str::to_owned), message))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let detail = match problems.is_empty() {
-            true => e.message.clone(),
-            false => problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
-        };
-        let field = problems.iter().find_map(|(f, _)| f.as_deref());
-        match e.code {
-            401 | 403 => http.auth(&format!("code {}: {}", e.code, e.message)),
-            -32602 | 422 => http.validation(field, &detail),
-            409 => http.conflict(&detail),
-            -32603 | -32099..=-32000 => http.transient(&format!("code {}: {detail}", e.code)),
-            code => http.protocol(&format!("JSON-RPC error {code}: {detail}")),
+        let (detail, field) = e.detail();
+        match class(e.code) {
+            Class::Auth => http.auth(&format!("code {}: {detail}", e.code)),
+            Class::InvalidParams => http.validation(field.as_deref(), &detail),
+            Class::Internal => http.transient(&format!("code {}: {detail}", e.code)),
+            Class::Protocol | Class::Application => {
+                http.protocol(&format!("JSON-RPC error {}: {detail}", e.code))
+            }
         }
     }
 
-    /// `addStaff`; returns the e-mail the employee was made with. The answer names no id.
-    async fn add_staff(&self, desired: &Desired, password: Option<&Secret>) -> Result<String, Error> {
+    /// `addStaff`. The answer names no id.
+    async fn add_staff(&self, desired: &Desired, password: Option<&Secret>) -> Result<(), Error> {
         // A SIP account needs a password; without one given it gets a random one (a
         // person can set another in Ringostat).
         let password = super::password_or_generated(self, password);
@@ -272,51 +304,152 @@ impl Ringostat {
         if let Some(dialer) = a.settings.get(POWER_DIALER) {
             params.insert("isHasAccessToPowerDialer".into(), json!(dialer == "true"));
         }
+        let params = Value::Object(params);
 
         let http = self.http.with_secrets(&[password]);
-        let result: Value = self
-            .call(&http, ADD_PATH, ADD_STAFF, Value::Object(params), Retry::Unsafe, &[password])
-            .await?
-            .map_err(|e| self.rpc_error(&http, e))?;
-        if result != json!({"result": true}) && result != json!(true) {
-            return Err(http.protocol(&format!(
-                "{ADD_STAFF} answered {} instead of success",
-                http.snippet(result.to_string().as_bytes())
-            )));
+        let first = usize::from(self.add_path.load(Ordering::Relaxed)).min(ADD_PATHS.len() - 1);
+        for (n, path) in ADD_PATHS.iter().enumerate().skip(first) {
+            let answer =
+                self.call::<Value>(&http, path, ADD_STAFF, &params, Retry::Unsafe, &[password]).await?;
+            let result = match answer {
+                // The address the page names is unknown here: its examples' address.
+                Answer::NoSuchPath => {
+                    self.add_path.store(u8::try_from(n + 1).unwrap_or(u8::MAX), Ordering::Relaxed);
+                    continue;
+                }
+                Answer::Rpc(Ok(result)) => result,
+                Answer::Rpc(Err(e)) if class(e.code) == Class::Application => {
+                    return Err(self.taken(&http, desired, &email, e).await);
+                }
+                Answer::Rpc(Err(e)) => return Err(self.rpc_error(&http, e)),
+            };
+            return match result {
+                Some(v) if v == json!({"result": true}) || v == json!(true) => Ok(()),
+                other => Err(http.protocol(&format!(
+                    "{ADD_STAFF} answered {} instead of success",
+                    http.snippet(other.unwrap_or(Value::Null).to_string().as_bytes())
+                ))),
+            };
         }
-        Ok(email)
+        Err(http.protocol(&format!(
+            "{ADD_STAFF}: neither {} nor {} is known here (HTTP 404)",
+            ADD_PATHS[0], ADD_PATHS[1]
+        )))
     }
 
-    /// Every employee, or those `filters` (`staffId`, `fio`, `email`) match.
-    async fn list_all(&self, filters: Option<Value>) -> Result<Vec<Account>, Error> {
-        let mut params = json!({"projectId": self.project_id});
-        if let Some(filters) = filters {
-            params["filters"] = filters;
-        }
-        let staff: StaffList = match self
-            .call(&self.http, LIST_PATH, LIST_STAFF, params, Retry::Idempotent, &[])
-            .await?
-        {
-            Ok(staff) => staff,
-            Err(e) if e.message.trim_end_matches('.').eq_ignore_ascii_case(NO_USERS) => return Ok(Vec::new()),
-            Err(e) => return Err(self.rpc_error(&self.http, e)),
+    /// What an application error on addStaff was: a conflict when the project already
+    /// holds the extension or the e-mail, asked of the listing (the codes are not
+    /// published, and the messages follow the language of the project).
+    async fn taken(&self, http: &Http, desired: &Desired, email: &str, e: RpcFailure) -> Error {
+        let (detail, field) = e.detail();
+        let detail = format!("code {}: {detail}", e.code);
+        let listing = match self.list().await {
+            Ok(listing) => listing,
+            Err(_) => return http.validation(field.as_deref(), &detail),
         };
-        staff.0.into_iter().map(|s| s.into_account(&self.http)).collect()
+        // Not the name: names repeat in most projects, and a refusal for another reason
+        // would be taken for a clash with a namesake.
+        let holder = listing.accounts.iter().find_map(|a| {
+            if a.extension == desired.extension {
+                Some(format!("extension {} is already held by employee {}", desired.extension, a.id))
+            } else if a.attributes.email.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(email)) {
+                Some(format!("e-mail {email} is already held by employee {}", a.id))
+            } else {
+                None
+            }
+        });
+        match holder {
+            Some(holder) => http.conflict(&format!("{holder} ({detail})")),
+            None => http.validation(field.as_deref(), &detail),
+        }
+    }
+
+    /// Every employee, read record by record.
+    async fn list_all(&self) -> Result<Listing, Error> {
+        let params = json!({"projectId": self.project_id});
+        let answer = self
+            .call::<Box<RawValue>>(&self.http, LIST_PATH, LIST_STAFF, &params, Retry::Idempotent, &[])
+            .await?;
+        let raw = match answer {
+            Answer::Rpc(Ok(raw)) => raw,
+            // The documented answer when no employee matches; its code is not published.
+            Answer::Rpc(Err(e)) if class(e.code) == Class::Application => {
+                let mut listing = Listing::whole(Vec::new());
+                listing.pages = one_page(&[]);
+                listing.dialect.push(("empty list", format!("an error object, code {}", e.code)));
+                return Ok(listing);
+            }
+            Answer::Rpc(Err(e)) => return Err(self.rpc_error(&self.http, e)),
+            Answer::NoSuchPath => return Err(self.http.protocol("the list's address answered 404")),
+        };
+        let body = raw.as_ref().map_or("null", |r| r.get());
+        // An empty project may answer an empty object: no records, not an object that
+        // holds none under a known key.
+        let opening: String = body.chars().filter(|c| !c.is_whitespace()).take(3).collect();
+        let empty_object = opening == "{}";
+        let body = if empty_object { "[]" } else { body };
+        let list = lenient::records(body.as_bytes(), &WRAPPERS).map_err(|e| {
+            self.http.protocol(&format!("{LIST_STAFF}: {e}: {}", self.http.snippet(body.as_bytes())))
+        })?;
+        let mut listing = Listing::whole(Vec::new());
+        let mut keys = Vec::with_capacity(list.items.len());
+        let mut seen = Seen::default();
+        for (key, raw) in &list.items {
+            let read = lenient::read::<StaffOut>(raw).and_then(|s| s.into_account(key.as_deref(), &mut seen));
+            match read {
+                Ok(account) => {
+                    keys.push(account.id.clone());
+                    listing.accounts.push(account);
+                }
+                Err(problem) => {
+                    let unreadable = lenient::unreadable(
+                        raw,
+                        key.as_deref(),
+                        &["staffId", "id"],
+                        &["extensionNumber"],
+                        problem,
+                    );
+                    keys.push(unreadable.id.clone().unwrap_or_else(|| raw.get().to_owned()));
+                    listing.unreadable.push(unreadable);
+                }
+            }
+        }
+        listing.pages = one_page(&keys);
+        let shape = if empty_object { "empty object".to_owned() } else { list.shape };
+        listing.dialect.push(("list shape", shape));
+        listing.dialect.extend(seen.describe(listing.accounts.len()));
+        self.departments_readable.store(!seen.department_ids, Ordering::Relaxed);
+        self.fio_readable.store(seen.without_fio == 0, Ordering::Relaxed);
+        Ok(listing)
     }
 }
 
-fn capabilities() -> Capabilities {
-    let readable: BTreeSet<Field> = [
-        Field::Extension,
-        Field::DisplayName,
-        Field::Email,
-        Field::Setting(ACCESS.into()),
-        Field::Setting(DEPARTMENTS.into()),
-        Field::Setting(POWER_DIALER.into()),
-    ]
-    .into();
+/// One answer holds every employee: the listing's one page, for the probe.
+fn one_page(keys: &[String]) -> Vec<super::paging::Page> {
+    let mut pager = Pager::new(None);
+    pager.page(keys);
+    pager.into_pages()
+}
+
+/// What a JSON-RPC call came back with.
+enum Answer<T> {
+    Rpc(Result<Option<T>, RpcFailure>),
+    /// HTTP 404: the address is not known.
+    NoSuchPath,
+}
+
+fn capabilities(departments: bool, fio: bool) -> Capabilities {
+    let mut readable: BTreeSet<Field> =
+        [Field::Extension, Field::Email, Field::Setting(ACCESS.into()), Field::Setting(POWER_DIALER.into())]
+            .into();
+    if departments {
+        readable.insert(Field::Setting(DEPARTMENTS.into()));
+    }
+    if fio {
+        readable.insert(Field::DisplayName);
+    }
     let mut writable = readable.clone();
-    writable.insert(Field::Password);
+    writable.extend([Field::Password, Field::DisplayName, Field::Setting(DEPARTMENTS.into())]);
     Capabilities { create: true, update: false, delete: false, readable, writable }
 }
 
@@ -345,122 +478,189 @@ struct RpcFailure {
     data: Option<Value>,
 }
 
-/// A value sent as a number or a string, depending on the page.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Text {
-    Number(u64),
-    String(String),
-}
-
-impl Text {
-    fn into_string(self) -> String {
-        match self {
-            Text::Number(n) => n.to_string(),
-            Text::String(s) => s,
-        }
+impl RpcFailure {
+    /// The problems the error lists (`data.errors[].message`), else its message; and the
+    /// param the first problem names, where one does.
+    fn detail(&self) -> (String, Option<String>) {
+        let problems: Vec<(Option<String>, String)> = self
+            .data
+            .as_ref()
+            .and_then(|d| d.get("errors"))
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| {
+                        let message = p.get("message")?.as_str()?.to_owned();
+                        Some((p.get("field").and_then(Value::as_str).map(str::to_owned), message))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let detail = match problems.is_empty() {
+            true => self.message.clone(),
+            false => problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+        };
+        (detail, problems.into_iter().find_map(|(f, _)| f))
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Department {
-    Full { name: String },
-    Name(String),
-}
-
-/// An employee as the list returns it.
+/// An employee as the list returns it: the fields we use, each in any type the evidence
+/// allows (a public client types ids as numbers, departments as numbers and `fio` as
+/// optional; the docs type `access` as a string and show it as a word).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StaffOut {
-    #[serde(default)]
-    staff_id: Option<Text>,
-    #[serde(default)]
-    id: Option<Text>,
-    fio: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
+    staff_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    fio: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
     email: Option<String>,
     /// Absent or null for employees without an internal number.
+    #[serde(default, deserialize_with = "lenient::text")]
+    extension_number: Option<String>,
     #[serde(default)]
-    extension_number: Option<Text>,
+    access: Option<Value>,
     #[serde(default)]
-    access: Option<Text>,
-    #[serde(default)]
-    departments: Option<Vec<Department>>,
-    #[serde(default)]
+    departments: Option<Value>,
+    #[serde(default, deserialize_with = "lenient::flag")]
     is_has_access_to_power_dialer: Option<bool>,
 }
 
+/// What the records of one listing showed, for the probe and the capabilities.
+#[derive(Default)]
+struct Seen {
+    departments: BTreeSet<&'static str>,
+    department_ids: bool,
+    access: BTreeSet<&'static str>,
+    without_fio: usize,
+}
+
+impl Seen {
+    fn describe(&self, records: usize) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !self.departments.is_empty() {
+            let mut text = self.departments.iter().copied().collect::<Vec<_>>().join(" and ");
+            if self.department_ids {
+                text.push_str(": departments are not compared");
+            }
+            out.push(("departments", text));
+        }
+        if !self.access.is_empty() {
+            out.push(("access", self.access.iter().copied().collect::<Vec<_>>().join(" and ")));
+        }
+        if self.without_fio > 0 {
+            out.push((
+                "fio",
+                format!("missing on {} of {records}: names are not compared", self.without_fio),
+            ));
+        }
+        out
+    }
+}
+
+/// `access` as the table's code: numbers and numeric strings as they are, the levels'
+/// names as their codes; any other word kept, lower-cased, so it shows as a difference.
+fn access_code(value: &Value, seen: &mut Seen) -> Result<Option<String>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            seen.access.insert("number");
+            Ok(Some(n.to_string()))
+        }
+        Value::String(s) if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() => {
+            seen.access.insert("numeric string");
+            Ok(Some(s.clone()))
+        }
+        Value::String(s) => {
+            seen.access.insert("word");
+            let code = match s.trim().to_lowercase().as_str() {
+                "admin" | "administrator" => "1".to_owned(),
+                "analyst" => "2".to_owned(),
+                "manager" => "4".to_owned(),
+                other => other.to_owned(),
+            };
+            Ok(Some(code))
+        }
+        other => Err(format!("access: {other} is neither a number nor a string")),
+    }
+}
+
+/// Department names, from names, `{id, name}` objects, or an object of id -> name; `None`
+/// when some are bare ids (they cannot be compared with names).
+fn department_names(value: &Value, seen: &mut Seen) -> Result<Option<Vec<String>>, String> {
+    let items: Vec<&Value> = match value {
+        Value::Null => return Ok(Some(Vec::new())),
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(map) => map.values().collect(),
+        other => return Err(format!("departments: {other} is not a list")),
+    };
+    let mut names = Vec::new();
+    let mut ids = false;
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Value::String(name) => {
+                seen.departments.insert("names");
+                names.push(name.clone());
+            }
+            Value::Number(_) => {
+                seen.departments.insert("ids");
+                ids = true;
+            }
+            Value::Object(o) => match (o.get("name"), o.get("id")) {
+                (Some(Value::String(name)), _) => {
+                    seen.departments.insert("objects with a name");
+                    names.push(name.clone());
+                }
+                (_, Some(Value::Number(_) | Value::String(_))) => {
+                    seen.departments.insert("objects with an id only");
+                    ids = true;
+                }
+                _ => return Err(format!("departments[{i}]: an object with neither name nor id")),
+            },
+            other => return Err(format!("departments[{i}]: {other} is neither a name nor an id")),
+        }
+    }
+    seen.department_ids |= ids;
+    Ok((!ids).then_some(names))
+}
+
 impl StaffOut {
-    fn into_account(self, http: &Http) -> Result<Account, Error> {
+    fn into_account(self, key: Option<&str>, seen: &mut Seen) -> Result<Account, String> {
         let id = self
             .staff_id
             .or(self.id)
-            .map(Text::into_string)
+            .or_else(|| key.map(str::to_owned))
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| http.protocol(&format!("{LIST_STAFF}: employee {:?} has no id", self.fio)))?;
+            .ok_or("staffId: missing, and no id names the record")?;
         let mut settings = BTreeMap::new();
-        if let Some(access) = self.access {
-            settings.insert(ACCESS.to_owned(), access.into_string());
+        if let Some(access) = self.access.as_ref().map(|a| access_code(a, seen)).transpose()?.flatten() {
+            settings.insert(ACCESS.to_owned(), access);
         }
-        let departments: Vec<String> = self
-            .departments
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| match d {
-                Department::Full { name } | Department::Name(name) => name,
-            })
-            .collect();
-        settings.insert(DEPARTMENTS.to_owned(), departments_text(&departments));
+        let departments = department_names(self.departments.as_ref().unwrap_or(&Value::Null), seen)?;
+        if let Some(names) = departments {
+            settings.insert(DEPARTMENTS.to_owned(), departments_text(&names));
+        }
         if let Some(dialer) = self.is_has_access_to_power_dialer {
             settings.insert(POWER_DIALER.to_owned(), dialer.to_string());
+        }
+        if self.fio.is_none() {
+            seen.without_fio += 1;
         }
         Ok(Account {
             id,
             // An employee without an internal number holds none: it clashes with nobody.
-            extension: self.extension_number.map(Text::into_string).unwrap_or_default(),
+            extension: self.extension_number.unwrap_or_default(),
             attributes: Attributes {
-                display_name: Some(self.fio),
+                display_name: self.fio,
                 email: self.email.filter(|e| !e.is_empty()),
                 settings,
                 ..Attributes::default()
             },
             marker: None,
         })
-    }
-}
-
-/// The list's result: an object keyed by staff id (what the API answers) or an array,
-/// read record by record without a `Value` of the whole project in between.
-struct StaffList(Vec<StaffOut>);
-
-impl<'de> Deserialize<'de> for StaffList {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = StaffList;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("the employees, as an object by id or an array")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StaffList, A::Error> {
-                let mut staff = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some((_, one)) = map.next_entry::<IgnoredAny, StaffOut>()? {
-                    staff.push(one);
-                }
-                Ok(StaffList(staff))
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StaffList, A::Error> {
-                let mut staff = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(one) = seq.next_element::<StaffOut>()? {
-                    staff.push(one);
-                }
-                Ok(StaffList(staff))
-            }
-        }
-        deserializer.deserialize_any(Visit)
     }
 }
 
@@ -527,7 +727,9 @@ impl Backend for Ringostat {
     }
 
     fn capabilities(&self) -> &Capabilities {
-        &self.capabilities
+        let departments = usize::from(self.departments_readable.load(Ordering::Relaxed));
+        let fio = usize::from(self.fio_readable.load(Ordering::Relaxed));
+        &self.capabilities[departments * 2 + fio]
     }
 
     fn desired(&self, employee: &EmployeeSpec, membership: &Membership) -> Result<Attributes, Error> {
@@ -581,20 +783,28 @@ impl Backend for Ringostat {
 
     async fn list(&self) -> Result<Listing, Error> {
         // One answer holds every employee: there are no pages to lose.
-        Ok(Listing::whole(self.list_all(None).await?))
+        self.list_all().await
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
-        Ok(self.list_all(None).await?.into_iter().find(|a| a.extension == extension))
+        let listing = self.list_all().await?;
+        let hidden = listing.unreadable.iter().any(|u| u.extension.as_deref().is_none_or(|e| e == extension));
+        match listing.accounts.into_iter().find(|a| a.extension == extension) {
+            Some(account) => Ok(Some(account)),
+            // "Not listed" may be "not read": an unclear answer, not an absent employee.
+            None if hidden => Err(self.http.transient(&format!(
+                "an employee the list holds could not be read; it may have extension {extension}"
+            ))),
+            None => Ok(None),
+        }
     }
 
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
-        let email = self.add_staff(desired, password).await?;
-        // addStaff returns no id: the list has it. The e-mail is unique in a project, so
-        // the list filtered by it (a documented filter; the extension is not one) answers
-        // this employee alone, not the whole project: a create costs the same at any size.
-        let found = self.list_all(Some(json!({"email": email}))).await?;
-        found.into_iter().find(|a| a.extension == desired.extension).ok_or_else(|| {
+        self.add_staff(desired, password).await?;
+        // addStaff returns no id: the list has it. The whole list, not one filtered by
+        // e-mail: the shape of `filters` is not documented, and a filter the server
+        // ignored or misread would name the wrong employee.
+        self.find(&desired.extension).await?.ok_or_else(|| {
             self.http.protocol(&format!(
                 "{ADD_STAFF} reported success, but no employee has extension {}",
                 desired.extension
@@ -610,7 +820,7 @@ impl Backend for Ringostat {
         desired: &Desired,
         password: Option<&Secret>,
     ) -> Result<Option<Account>, Error> {
-        self.add_staff(desired, password).await.map(|_| None)
+        self.add_staff(desired, password).await.map(|()| None)
     }
 
     async fn update(
@@ -660,6 +870,46 @@ mod tests {
         let b = departments_text(&["Main".into(), "SECONDARY".into(), "main".into()]);
         assert_eq!(a, b);
         assert_eq!(a, r#"["main","secondary"]"#);
+    }
+
+    #[test]
+    fn access_is_read_as_the_tables_code_in_every_form() {
+        let mut seen = Seen::default();
+        for (value, code) in [
+            (json!("4"), "4"),
+            (json!(4), "4"),
+            (json!("Manager"), "4"),
+            (json!("admin"), "1"),
+            (json!("user"), "user"),
+        ] {
+            assert_eq!(access_code(&value, &mut seen).unwrap().as_deref(), Some(code), "{value}");
+        }
+        assert!(access_code(&json!([4]), &mut seen).unwrap_err().starts_with("access"));
+        assert_eq!(seen.access.len(), 3);
+    }
+
+    #[test]
+    fn departments_are_names_or_not_compared() {
+        let mut seen = Seen::default();
+        let names = |v: Value, seen: &mut Seen| department_names(&v, seen).unwrap();
+        assert_eq!(names(json!(["Main"]), &mut seen), Some(vec!["Main".to_owned()]));
+        assert_eq!(names(json!([{"id": 1, "name": "Main"}]), &mut seen), Some(vec!["Main".to_owned()]));
+        assert_eq!(names(json!(null), &mut seen), Some(vec![]));
+        assert!(!seen.department_ids);
+        assert_eq!(names(json!([1, 2]), &mut seen), None);
+        assert!(seen.department_ids);
+        assert!(department_names(&json!([true]), &mut seen).unwrap_err().starts_with("departments[0]"));
+    }
+
+    #[test]
+    fn only_protocol_codes_are_read_as_protocol_errors() {
+        assert_eq!(class(-32602), Class::InvalidParams);
+        assert_eq!(class(-32601), Class::Protocol);
+        assert_eq!(class(-32603), Class::Internal);
+        assert_eq!(class(403), Class::Auth);
+        for code in [-32000, 0, 404, 409, 422, 1] {
+            assert_eq!(class(code), Class::Application, "{code}");
+        }
     }
 
     #[test]

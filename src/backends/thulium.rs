@@ -2,20 +2,20 @@
 //! JSON both ways, HTTP Basic auth with an API user on every request (no tokens, so
 //! nothing to cache, refresh or expire).
 //!
-//! Endpoints used (seed 001, `pbx-apis/mikopbx-thulium.md` Part 2):
+//! What each call sends and accepts, and the public page behind it, is in
+//! `docs/compatibility.md` (section Thulium). In short:
 //! - `POST /api/agents`: create. `name`, `surname`, `login`, `password`, `number` required;
 //!   `email`, `active`, `roles`, `language`, `outbound_mode`, `callerid` optional. Answers
-//!   201 `{"agent_id": "11", "agent_login": "jkowalski"}` (older versions: no login).
-//! - `GET /api/agents/{login}`: one agent (`agent_id`, `login`, `name`, `surname`, `email`,
-//!   `active`, `number`, `outbound_mode`, `group_id`); 404 when unknown.
-//! - `GET /api/agents?limit=&offset=`: the list. Its page is not public; we read it as
-//!   `agents_work_report` documents paging (`limit` ≤ 100, `offset`) and page until a page
-//!   comes back short. There is no total, so pages overlap by one agent: the first agent of
-//!   each page must be the last of the previous one, otherwise agents were added or
-//!   removed ahead of the cursor while we read (which would silently skip one), and the
-//!   whole list is read again.
-//! - Errors: 400 with `{"errors": [{"message", "code"}]}` (codes are not published), 401
-//!   wrong credentials, 403 API user lacks the method.
+//!   201 `{"agent_id": "11", "agent_login": "jkowalski"}` (before 2024: no login).
+//! - `GET /api/agents/{login}`: one agent; 404 when unknown.
+//! - `GET /api/agents?limit=100&offset=N`: the list. Its page is not public. Read as
+//!   Thulium's other lists are documented: a bare array (`agents_work_report`) or
+//!   `{"count": total, "result": [...]}` (`tickets`), `limit` at most 100 and `offset`.
+//!   Paging trusts no page size (see [`Thulium::read_list`]).
+//! - Errors: `{"errors": [{"message", "code"}]}` with 400 (the codes are not published),
+//!   401 wrong credentials, 403 API user lacks the method. A refused create is told a
+//!   conflict or a validation error by asking the system whether the login or number is
+//!   taken, never by reading the message.
 //!
 //! The id switchboard keeps for an agent is its **login**: `GET agents/:login` (and every
 //! other per-agent endpoint: status, call, pause...) takes the login, no endpoint takes
@@ -46,12 +46,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, seq::SliceRandom};
 use reqwest::{RequestBuilder, StatusCode, Url, header::ACCEPT};
-use serde::{Deserialize, de::IgnoredAny};
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde_json::{Map, Value, json, value::RawValue};
 
 use super::{
-    Backend, Credentials, Error, Listing, Secret, check_settings_block, extension_field,
+    Backend, Credentials, Error, Listing, Secret, Unreadable, check_settings_block, extension_field,
     http::{self, Http, Reply, Retry},
+    lenient,
+    paging::{self, Next, Pager},
 };
 use crate::{
     api::{
@@ -71,31 +73,16 @@ pub const OUTBOUND_MODE: &str = "outbound_mode";
 pub const CALLERID: &str = "callerid";
 
 const SYSTEM: BackendKind = BackendKind::Thulium;
-/// The largest page `agents_work_report` documents; the list is assumed to share it.
+/// The largest page Thulium's paged lists document (`agents_work_report`, `tickets`).
 const PAGE: usize = 100;
 /// Reads of the whole list before giving up when it keeps shifting under the cursor.
 const LIST_TRIES: u32 = 3;
-/// A server that always answers full pages would otherwise be read forever.
-const MAX_PAGES: usize = 100_000;
+/// Where a list answer may hold its records: `{"count": n, "result": [...]}`.
+const WRAPPERS: [&str; 2] = ["result", "data"];
 const NUMBER_MAX_DIGITS: usize = 9;
 const LOGIN_MAX_LEN: usize = 64;
 const PASSWORD_LEN: usize = 16;
 const PASSWORD_SYMBOLS: &[u8] = b"!@#%^*-_=+?";
-/// The create fields, to tell which one an error message is about.
-const FIELDS: [&str; 12] = [
-    "name",
-    "surname",
-    "login",
-    "password",
-    "number",
-    "email",
-    "change_password",
-    "callerid",
-    "language",
-    "active",
-    "outbound_mode",
-    "roles",
-];
 
 /// One Thulium system.
 pub struct Thulium {
@@ -103,6 +90,23 @@ pub struct Thulium {
     username: Secret,
     password: Secret,
     capabilities: Capabilities,
+}
+
+/// One page of the agent list, each record read or refused.
+struct AgentPage {
+    records: Vec<(String, Result<Account, Unreadable>)>,
+    shape: String,
+    /// The total the answer announced (`count`), when it did.
+    total: Option<usize>,
+    /// How the records typed their fields (`number`: `integer`...), for the probe.
+    kinds: BTreeSet<(&'static str, &'static str)>,
+}
+
+/// How a read of the whole list ended.
+enum Read {
+    Whole(Listing),
+    /// The list shifted under the cursor: an agent came or went ahead of it.
+    Shifted,
 }
 
 impl Thulium {
@@ -129,8 +133,10 @@ impl Thulium {
             return Ok(None);
         }
         check(&self.http, &reply)?;
-        let agent: AgentOut = self.http.json(&reply)?;
-        agent.into_account(&self.http).map(Some)
+        let raw: Box<RawValue> = self.http.json(&reply)?;
+        let agent: AgentOut =
+            lenient::read(&raw).map_err(|e| self.http.protocol(&format!("agent {login}: {e}")))?;
+        agent.into_account().map(Some).map_err(|e| self.http.protocol(&format!("agent {login}: {e}")))
     }
 
     fn authed(&self, request: RequestBuilder) -> RequestBuilder {
@@ -139,48 +145,176 @@ impl Thulium {
             .header(ACCEPT, "application/json")
     }
 
-    async fn page(&self, offset: usize) -> Result<Vec<Account>, Error> {
+    async fn page(&self, offset: usize, limit: usize) -> Result<AgentPage, Error> {
         let url = self.http.url("/api/agents");
         let reply = self
             .http
             .send(Retry::Idempotent, &[], |c| {
-                self.authed(c.get(&url).query(&[("limit", PAGE), ("offset", offset)]))
+                self.authed(c.get(&url).query(&[("limit", limit), ("offset", offset)]))
             })
             .await?;
         check(&self.http, &reply)?;
-        let agents: Vec<AgentOut> = self.http.json(&reply)?;
-        if agents.len() > PAGE {
-            return Err(self.http.protocol(&format!(
-                "asked for {PAGE} agents at offset {offset}, got {}: the server ignores `limit`",
-                agents.len()
-            )));
-        }
-        agents.into_iter().map(|a| a.into_account(&self.http)).collect()
+        let list = lenient::records(&reply.body, &WRAPPERS).map_err(|e| {
+            self.http.protocol(&format!("GET agents: {e}: {}", self.http.snippet(&reply.body)))
+        })?;
+        let total = serde_json::from_slice::<Announced>(&reply.body).ok().and_then(|a| a.total());
+        let mut kinds = BTreeSet::new();
+        let records = list
+            .items
+            .iter()
+            .map(|(key, raw)| {
+                kinds.extend(kinds_of(raw));
+                let read = lenient::read::<AgentOut>(raw).and_then(AgentOut::into_account);
+                match read {
+                    Ok(account) => (account.id.to_lowercase(), Ok(account)),
+                    Err(problem) => {
+                        let unreadable =
+                            lenient::unreadable(raw, key.as_deref(), &["login"], &["number"], problem);
+                        let id = unreadable.id.clone().map(|id| id.to_lowercase());
+                        (id.unwrap_or_else(|| raw.get().to_owned()), Err(unreadable))
+                    }
+                }
+            })
+            .collect();
+        Ok(AgentPage { records, shape: list.shape, total, kinds })
     }
 
-    /// One pass over the pages; `None` when the list shifted while it was read.
-    async fn read_pages(&self) -> Result<Option<Vec<Account>>, Error> {
-        let mut accounts: Vec<Account> = Vec::new();
+    /// One read of the whole list, page after page, trusting no page size.
+    ///
+    /// Each page is asked from one agent back (`offset` = agents read − 1), so it must
+    /// begin with the agent the last one ended with: otherwise an agent came or went ahead
+    /// of the cursor while we read (which would silently skip one), and the list is read
+    /// again. The list ends at an empty page, at a page that adds no agent (the one-agent
+    /// overlap at the end, or a server that ignores `offset`), or once the total an answer
+    /// announces is read. A server that ignores `offset` but honours `limit` can show no
+    /// more than its first page: such a listing is partial, never taken for whole.
+    async fn read_list(&self) -> Result<Read, Error> {
+        let mut pager = Pager::new(Some(PAGE));
+        let mut listing = Listing::default();
         let mut offset = 0;
-        for _ in 0..MAX_PAGES {
-            let page = self.page(offset).await?;
-            let full = page.len() == PAGE;
-            let mut items = page.into_iter();
-            if offset > 0 {
-                // The page starts one agent back: it must be the one we saw last.
-                match (items.next(), accounts.last()) {
-                    (Some(first), Some(last)) if first.id.eq_ignore_ascii_case(&last.id) => {}
-                    _ => return Ok(None),
+        let mut last: Option<String> = None;
+        let mut shapes = BTreeSet::new();
+        let mut kinds = BTreeSet::new();
+        let mut total = None;
+        let complete = loop {
+            let page = self.page(offset, PAGE).await?;
+            shapes.insert(page.shape.clone());
+            kinds.extend(page.kinds.iter().copied());
+            total = page.total.or(total);
+            let got = page.records.len();
+            let first = page.records.first().map(|(key, _)| key.clone());
+            let adds = page.records.iter().any(|(key, _)| !pager.seen(key));
+            let overlaps = offset > 0 && first == last;
+            if offset > 0 && adds && !overlaps {
+                return Ok(Read::Shifted);
+            }
+            last = page.records.last().map(|(key, _)| key.clone()).or(last);
+            let keys: Vec<String> = page.records.iter().map(|(key, _)| key.clone()).collect();
+            for (key, record) in page.records {
+                if pager.seen(&key) {
+                    continue;
+                }
+                match record {
+                    Ok(account) => listing.accounts.push(account),
+                    Err(unreadable) => listing.unreadable.push(unreadable),
                 }
             }
-            accounts.extend(items);
-            if !full {
-                return Ok(Some(accounts));
+            let next = pager.page(&keys);
+            if total.is_some_and(|t| pager.distinct() >= t) {
+                break true;
             }
-            offset += PAGE - 1;
+            match next {
+                Next::More if got == 1 => offset += 1,
+                Next::More => offset += got - 1,
+                Next::GaveUp => break false,
+                Next::Done if got == 0 || overlaps || offset == 0 => break true,
+                // The page repeated what we had from another start: `offset` is ignored.
+                Next::Done => break self.sends_everything(&pager).await?,
+            }
+        };
+        listing.complete = complete;
+        listing.dialect.push(("list shape", shapes.into_iter().collect::<Vec<_>>().join(" and ")));
+        if let Some(total) = total {
+            listing.dialect.push(("total announced", format!("count {total}")));
         }
-        Err(self.http.protocol(&format!("the agent list did not end within {MAX_PAGES} pages")))
+
+        for field in ["agent_id", "number", "active"] {
+            let seen: Vec<&str> = kinds.iter().filter(|(f, _)| *f == field).map(|(_, k)| *k).collect();
+            if !seen.is_empty() {
+                listing.dialect.push((field, seen.join(" and ")));
+            }
+        }
+        let pages = pager.into_pages();
+        listing.dialect.push(("paging", paging_of(&pages, complete)));
+        listing.pages = pages;
+        Ok(Read::Whole(listing))
     }
+
+    /// Whether a server that ignores `offset` sent every agent on its first page: it did
+    /// when it also ignores `limit` (asked for one, it sends more), or when its first page
+    /// held fewer agents than asked.
+    async fn sends_everything(&self, pager: &Pager) -> Result<bool, Error> {
+        if pager.distinct() < PAGE {
+            return Ok(true);
+        }
+        Ok(self.page(0, 1).await?.records.len() > 1)
+    }
+}
+
+/// How the list paged, in words, for the probe.
+fn paging_of(pages: &[paging::Page], complete: bool) -> String {
+    let first = pages.first().map_or(0, |p| p.got);
+    let repeated = pages.iter().skip(1).any(|p| p.new == 0 && p.got > 1);
+    match (complete, repeated) {
+        (false, true) => "offset ignored: only the first page can be read".to_owned(),
+        (true, true) if first > PAGE => format!("limit and offset ignored: all {first} agents at once"),
+        (true, true) => "offset ignored, but the first page held every agent".to_owned(),
+        _ if first > PAGE => format!("limit ignored: {first} agents on a page of {PAGE} asked"),
+        _ if pages.len() > 2 && first < PAGE && first > 0 => {
+            format!("limit and offset honoured, pages capped at {first}")
+        }
+        _ => format!("limit and offset honoured (pages of {PAGE} asked)"),
+    }
+}
+
+/// The total a wrapped list announces.
+#[derive(Deserialize)]
+struct Announced {
+    #[serde(default, deserialize_with = "lenient::text")]
+    count: Option<String>,
+}
+
+impl Announced {
+    fn total(&self) -> Option<usize> {
+        self.count.as_deref().and_then(|c| c.parse().ok())
+    }
+}
+
+/// How a record types the fields whose type differs between Thulium's pages.
+fn kinds_of(raw: &RawValue) -> Vec<(&'static str, &'static str)> {
+    #[derive(Deserialize)]
+    struct Kinds {
+        #[serde(default)]
+        agent_id: Option<Value>,
+        #[serde(default)]
+        number: Option<Value>,
+        #[serde(default)]
+        active: Option<Value>,
+    }
+    let Ok(k) = serde_json::from_str::<Kinds>(raw.get()) else {
+        return Vec::new();
+    };
+    let kind = |v: &Value| match v {
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Bool(_) => "boolean",
+        Value::Null => "null",
+        _ => "other",
+    };
+    [("agent_id", k.agent_id), ("number", k.number), ("active", k.active)]
+        .into_iter()
+        .filter_map(|(field, v)| v.map(|v| (field, kind(&v))))
+        .collect()
 }
 
 fn capabilities() -> Capabilities {
@@ -204,7 +338,7 @@ fn capabilities() -> Capabilities {
     Capabilities { create: true, update: false, delete: false, readable, writable }
 }
 
-/// The documented error body.
+/// The documented error body: `{"request_id": ..., "errors": [{"message", "code"}]}`.
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
@@ -213,114 +347,98 @@ struct ErrorBody {
 
 #[derive(Deserialize)]
 struct ApiError {
-    message: String,
+    #[serde(default, deserialize_with = "lenient::text")]
+    message: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
+    code: Option<String>,
+    /// Not documented; read when a server names the field.
+    #[serde(default, deserialize_with = "lenient::text")]
+    field: Option<String>,
 }
 
-/// Maps a non-2xx answer (other than the 404 a GET-one reads as "none") to an error.
+/// The problems an error answer lists, for people to read (`message (code 2003)`), and
+/// the field the first one names, where a server names one.
+fn problems(reply: &Reply) -> (Vec<String>, Option<String>) {
+    let errors = serde_json::from_slice::<ErrorBody>(&reply.body).map(|b| b.errors).unwrap_or_default();
+    let field = errors.iter().find_map(|e| e.field.clone());
+    let texts = errors
+        .into_iter()
+        .map(|e| match (e.message, e.code) {
+            (Some(m), Some(c)) => format!("{m} (code {c})"),
+            (Some(m), None) => m,
+            (None, Some(c)) => format!("code {c}"),
+            (None, None) => "an error without a message".to_owned(),
+        })
+        .collect();
+    (texts, field)
+}
+
+/// Maps a non-2xx answer (other than the 404 a GET-one reads as "none") to an error, by
+/// status alone.
 fn check(http: &Http, reply: &Reply) -> Result<(), Error> {
     if reply.status.is_success() {
         return Ok(());
     }
-    let errors = serde_json::from_slice::<ErrorBody>(&reply.body).ok().map(|b| b.errors).unwrap_or_default();
-    let messages = || errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join(" ");
-    let detail = || match errors.is_empty() {
+    let (texts, field) = problems(reply);
+    let detail = match texts.is_empty() {
         true => http.snippet(&reply.body),
-        false => messages(),
+        false => texts.join("; "),
     };
     match reply.status {
-        StatusCode::UNAUTHORIZED => Err(http.auth(&format!("HTTP 401: {}", detail()))),
+        StatusCode::UNAUTHORIZED => Err(http.auth(&format!("HTTP 401: {detail}"))),
         StatusCode::FORBIDDEN => {
-            Err(http.auth(&format!("HTTP 403, the API user may not call this method: {}", detail())))
+            Err(http.auth(&format!("HTTP 403, the API user may not call this method: {detail}")))
         }
-        StatusCode::BAD_REQUEST if !errors.is_empty() => Err(rejected(http, &errors)),
-        status => Err(http.protocol(&format!("HTTP {}: {}", status.as_u16(), detail()))),
+        StatusCode::CONFLICT => Err(http.conflict(&format!("HTTP 409: {detail}"))),
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            Err(http.validation(field.as_deref(), &format!("HTTP {}: {detail}", reply.status.as_u16())))
+        }
+        status => Err(http.protocol(&format!("HTTP {}: {detail}", status.as_u16()))),
     }
 }
 
-/// A 400: duplicates only -> `Conflict`; anything else -> `Validation` naming the field of
-/// the first real problem (the codes are not published, so the messages are read).
-fn rejected(http: &Http, errors: &[ApiError]) -> Error {
-    let all = errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join(" ");
-    match errors.iter().find(|e| !is_duplicate(&e.message)) {
-        None => http.conflict(&all),
-        Some(first) => http.validation(field_of(&first.message), &all),
-    }
-}
-
-fn is_duplicate(message: &str) -> bool {
-    let m = message.to_lowercase();
-    ["already", "duplicat", "not unique", "taken"].iter().any(|w| m.contains(w))
-}
-
-/// The create field a message is about: a quoted field name (`Field 'number' ...`), else
-/// the first field name it mentions as a word (`Agent with login ...`, `Role 9 ...`).
-fn field_of(message: &str) -> Option<&'static str> {
-    let known = |word: &str| {
-        let word = word.to_lowercase();
-        let word = if word == "role" { "roles".to_owned() } else { word };
-        FIELDS.iter().copied().find(|f| *f == word)
-    };
-    let quoted = message.split(['\'', '"']).skip(1).step_by(2);
-    quoted.clone().find_map(known).or_else(|| {
-        message
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| !w.is_empty())
-            .find_map(known)
-    })
-}
-
-/// A JSON value Thulium sends as a number on one page and a string on another.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Text {
-    Number(u64),
-    String(String),
-}
-
-/// An agent as `GET agents` and `GET agents/:login` return it.
+/// An agent as `GET agents` and `GET agents/:login` return it: the fields we use, each
+/// in any type Thulium's pages give it (`number` is an integer in GET and a string in
+/// `outbounds/:id/agents`; `active` a boolean, or 0/1 as PHP back-ends often send).
 #[derive(Deserialize)]
 struct AgentOut {
-    // Required: an object without it is not an agent.
-    #[serde(rename = "agent_id")]
-    _agent_id: IgnoredAny,
-    login: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
+    login: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     surname: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     email: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::flag")]
     active: Option<bool>,
-    number: Text,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
+    number: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
     outbound_mode: Option<String>,
 }
 
 impl AgentOut {
-    fn into_account(self, http: &Http) -> Result<Account, Error> {
+    /// The account, or the problem naming the field that cannot be used.
+    fn into_account(self) -> Result<Account, String> {
+        let login = self.login.filter(|l| !l.is_empty()).ok_or("login: missing or empty")?;
         let extension = match self.number {
-            Text::Number(n) => n.to_string(),
-            Text::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s,
-            Text::String(s) => {
-                return Err(http.protocol(&format!("agent {} has number {s:?}, not digits", self.login)));
-            }
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n,
+            Some(n) => return Err(format!("number: {n:?} is not digits")),
+            None => return Err("number: missing".to_owned()),
         };
-        if self.login.is_empty() {
-            return Err(http.protocol("an agent with an empty login"));
-        }
         let mut settings = BTreeMap::new();
         if let Some(mode) = self.outbound_mode {
             settings.insert(OUTBOUND_MODE.to_owned(), mode);
         }
         Ok(Account {
-            id: self.login.clone(),
+            id: login.clone(),
             extension,
             attributes: Attributes {
                 given_name: self.name,
                 family_name: self.surname,
                 email: self.email.filter(|e| !e.is_empty()),
-                login: Some(self.login),
+                login: Some(login),
                 enabled: self.active,
                 settings,
                 ..Attributes::default()
@@ -333,9 +451,9 @@ impl AgentOut {
 /// The create answer: `agent_id` always, `agent_login` since 2024.
 #[derive(Deserialize)]
 struct Created {
-    #[serde(default)]
-    agent_id: Option<Text>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
+    agent_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::text")]
     agent_login: Option<String>,
 }
 
@@ -463,10 +581,12 @@ impl Backend for Thulium {
 
     async fn list(&self) -> Result<Listing, Error> {
         for _ in 0..LIST_TRIES {
-            if let Some(accounts) = self.read_pages().await? {
-                return Ok(Listing::whole(accounts));
+            match self.read_list().await? {
+                Read::Whole(listing) => return Ok(listing),
+                Read::Shifted => {
+                    tracing::debug!(system = %SYSTEM, "the agent list shifted while it was read; reading it again")
+                }
             }
-            tracing::debug!(system = %SYSTEM, "the agent list shifted while it was read; reading it again");
         }
         Err(self.http.transient("the agent list kept changing while it was read"))
     }
@@ -474,7 +594,16 @@ impl Backend for Thulium {
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
         // No documented filter on `GET agents`: read the list and look.
         let listing = self.list().await?;
-        Ok(listing.accounts.into_iter().find(|a| a.extension == extension))
+        let found = listing.accounts.into_iter().find(|a| a.extension == extension);
+        let hidden = listing.unreadable.iter().any(|u| u.extension.as_deref().is_none_or(|e| e == extension));
+        match (found, listing.complete && !hidden) {
+            (Some(account), _) => Ok(Some(account)),
+            (None, true) => Ok(None),
+            // "Not listed" may be "not read": an unclear answer, not an absent agent.
+            (None, false) => Err(self.http.transient(&format!(
+                "the agent list could not be read whole; extension {extension} may be among what was not"
+            ))),
+        }
     }
 
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
@@ -492,6 +621,7 @@ impl Backend for Thulium {
         body.insert("surname".into(), json!(required(&a.family_name, "spec.familyName")?));
         body.insert("login".into(), json!(login));
         body.insert("password".into(), json!(password.expose()));
+        // A string, as in the documented request ("number": "345").
         body.insert("number".into(), json!(desired.extension));
         if let Some(email) = &a.email {
             body.insert("email".into(), json!(email));
@@ -517,7 +647,14 @@ impl Backend for Thulium {
         let http = self.http.with_secrets(&[password]);
         let url = http.url("/api/agents");
         let reply = http.send(Retry::Unsafe, &[password], |c| self.authed(c.post(&url).json(&body))).await?;
-        check(&http, &reply)?;
+        if let Err(refusal) = check(&http, &reply) {
+            return Err(match refusal {
+                Error::Validation { .. } | Error::Conflict { .. } => {
+                    self.taken(&http, &login, &desired.extension, refusal).await
+                }
+                other => other,
+            });
+        }
         let created: Created = http.json(&reply)?;
         if created.agent_id.is_none() && created.agent_login.is_none() {
             return Err(http.protocol(&format!(
@@ -526,7 +663,7 @@ impl Backend for Thulium {
                 http.snippet(&reply.body)
             )));
         }
-        let login = created.agent_login.unwrap_or(login);
+        let login = created.agent_login.filter(|l| !l.is_empty()).unwrap_or(login);
         // The answer names the agent; the caller needs only its id and number, and the
         // next listing reads it as stored. (A read-back GET here doubled the requests of
         // a create, and with them the time a rate-limited create of N agents takes.)
@@ -565,24 +702,53 @@ impl Backend for Thulium {
     }
 }
 
+impl Thulium {
+    /// What a refused create was: a conflict when the login or the number is already
+    /// held, asked of the system (Thulium publishes no error codes, and its messages
+    /// follow the language asked for), else the refusal as it came.
+    async fn taken(&self, http: &Http, login: &str, number: &str, refusal: Error) -> Error {
+        let detail = match &refusal {
+            Error::Validation { message, .. } => message.clone(),
+            Error::Conflict { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        };
+        match self.get(login).await {
+            Ok(Some(agent)) => {
+                return http.conflict(&format!(
+                    "login {login} is already held by the agent on number {} ({detail})",
+                    agent.extension
+                ));
+            }
+            Ok(None) => {}
+            Err(_) => return refusal,
+        }
+        match self.find(number).await {
+            Ok(Some(agent)) => {
+                http.conflict(&format!("number {number} is already held by agent {} ({detail})", agent.id))
+            }
+            _ => refusal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn error_messages_name_their_field() {
-        assert_eq!(field_of("Field 'number' must be a string of 1 to 9 digits."), Some("number"));
-        assert_eq!(field_of("Agent with login 'jk' already exists."), Some("login"));
-        assert_eq!(field_of("Role 9 does not exist."), Some("roles"));
-        assert_eq!(field_of("Wrong format of phone number."), Some("number"));
-        assert_eq!(field_of("Something odd."), None);
-    }
-
-    #[test]
-    fn duplicates_are_told_from_other_problems() {
-        assert!(is_duplicate("Number 345 is already assigned to another agent."));
-        assert!(is_duplicate("Duplicated customer name."));
-        assert!(!is_duplicate("Role 9 does not exist."));
+    fn agents_are_read_in_every_type_thulium_uses() {
+        let read = |text: &str| {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            lenient::read::<AgentOut>(&raw).and_then(AgentOut::into_account)
+        };
+        let a = read(r#"{"agent_id":"11","login":"jk","number":"345","active":1}"#).unwrap();
+        assert_eq!((a.id.as_str(), a.extension.as_str(), a.attributes.enabled), ("jk", "345", Some(true)));
+        let b = read(r#"{"agent_id":11,"login":"jk","number":345,"active":false,"email":""}"#).unwrap();
+        assert_eq!((b.extension.as_str(), b.attributes.email), ("345", None));
+        assert!(read(r#"{"login":"jk","number":"34a"}"#).unwrap_err().starts_with("number"));
+        assert!(read(r#"{"login":"jk"}"#).unwrap_err().starts_with("number"));
+        assert!(read(r#"{"number":345}"#).unwrap_err().starts_with("login"));
+        assert!(read(r#"{"login":"jk","number":345,"active":"maybe"}"#).unwrap_err().starts_with("active"));
     }
 
     #[test]

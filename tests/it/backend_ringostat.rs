@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::faults::{converge, list_eventually};
+use crate::faults::{converge, engine_pass, list_eventually};
 use switchboard::{
     api::{BackendKind, EmployeeSpec, phone_system},
     backends::{Backend, Credentials, Error, Secret, http::Settings, ringostat::Ringostat},
@@ -523,39 +523,6 @@ impl Backend for ListFailsAfter {
     }
 }
 
-struct NoPasswords;
-
-impl switchboard::engine::Vault for NoPasswords {
-    fn password(&self, _owner: &Owner) -> Option<Secret> {
-        None
-    }
-}
-
-/// One engine pass over `people`, their statuses kept in `state`, as a process would run it.
-async fn engine_pass(
-    backend: &impl Backend,
-    system: &switchboard::api::PhoneSystemSpec,
-    people: &[(Owner, EmployeeSpec)],
-    state: &switchboard::state::State,
-) -> switchboard::engine::Report {
-    use switchboard::engine::{self, EmployeeView, Options};
-    let views: Vec<EmployeeView> = people
-        .iter()
-        .map(|(owner, e)| EmployeeView {
-            owner: owner.clone(),
-            spec: e,
-            status: state.status(owner).map(std::borrow::Cow::Owned),
-            rank: 0,
-            deleting: false,
-        })
-        .collect();
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
-    let report = engine::sync(backend, "rs", system, &views, state, &NoPasswords, &options).await.unwrap();
-    state.record("rs", &report).unwrap();
-    report
-}
-
 /// addStaff names no id: a pass finds its new employees with one listing after the
 /// creates. When that listing fails they stay pending, and the next pass takes them
 /// over as its own creates: every employee once, none made twice.
@@ -586,7 +553,7 @@ async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass()
 
     // The listing after the creates fails: all twelve are made, and all wait.
     running.reset_stats();
-    let report = engine_pass(&flaky(2), &system, &people, &state).await;
+    let report = engine_pass(&flaky(2), "rs", &system, &people, &state).await;
     assert_eq!(report.writes, 12);
     assert_eq!(staff(&running).len(), 12);
     assert!(entries(&state, &people).iter().all(|e| e.state == AccountState::Pending));
@@ -594,7 +561,7 @@ async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass()
 
     // The next pass finds them in its listing and takes them over: no create, no lookup.
     running.reset_stats();
-    let report = engine_pass(&flaky(usize::MAX), &system, &people, &state).await;
+    let report = engine_pass(&flaky(usize::MAX), "rs", &system, &people, &state).await;
     assert_eq!((report.writes, report.failures), (0, 0));
     assert_eq!(staff(&running).len(), 12);
     assert!(entries(&state, &people).iter().all(|e| e.state == AccountState::InSync));
@@ -604,7 +571,7 @@ async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass()
     // New employees and a working listing: named in the same pass, by one more listing.
     people.extend((12..15).map(person));
     running.reset_stats();
-    let report = engine_pass(&backend(&running), &system, &people, &state).await;
+    let report = engine_pass(&backend(&running), "rs", &system, &people, &state).await;
     assert_eq!((report.writes, report.failures), (3, 0));
     let stats = running.stats();
     assert_eq!((stats.total(ADD_STAFF), stats.total(LIST_STAFF)), (3, 2), "{stats:?}");
@@ -612,4 +579,233 @@ async fn new_employees_are_found_by_one_listing_or_taken_over_by_the_next_pass()
         assert_eq!(entry.state, AccountState::InSync, "{entry:?}");
         assert!(entry.external_id.as_deref().is_some_and(|id| !id.is_empty()), "{entry:?}");
     }
+}
+
+fn dialect(patch: &Value) -> serde_json::Map<String, Value> {
+    patch.as_object().unwrap().clone()
+}
+
+/// The dialects of the simulator, in combinations that turn every setting: the contract
+/// tests run the client against each.
+fn dialects() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!({"result": "array", "departments": "names", "access": "number", "empty": "result"}),
+        json!({"departments": "ids", "access": "word", "error_codes": "server", "add_path": "v2"}),
+        json!({"result": "array", "fio": "absent", "error_codes": "zero", "project_header": "required"}),
+        json!({"departments": "ids", "fio": "absent", "empty": "result", "add_path": "a_v2",
+               "error_codes": "server"}),
+        json!({"result": "array", "departments": "objects", "access": "word", "error_codes": "zero",
+               "add_path": "v2", "project_header": "required"}),
+    ]
+}
+
+/// Every dialect: successive syncs from an empty project, then from one holding others,
+/// end with exactly the expected employees, each found again, none made twice.
+#[tokio::test]
+async fn every_dialect_ends_with_exactly_the_expected_employees() {
+    for patch in dialects() {
+        for seeded in [0, 20] {
+            let running = start().await;
+            running.sim.set_dialect(&dialect(&patch)).unwrap();
+            seed(&running, seeded);
+            let b = backend(&running);
+            let person = |n: u32| {
+                employee(
+                    n,
+                    json!({"phoneSystems": [{"name": "rs", "ringostat": {
+                    "accessLevel": "analyst", "departments": ["main"]}}]}),
+                )
+            };
+            let mut made = Vec::new();
+            for i in 0..4 {
+                made.push(converge(&b, &desired(&b, &person(i)), &password()).await);
+            }
+            for i in 0..4 {
+                let again = converge(&b, &desired(&b, &person(i)), &password()).await;
+                assert_eq!(again.id, made[i as usize].id, "{patch}");
+            }
+            let listing = b.list().await.unwrap();
+            assert!(listing.complete && listing.unreadable.is_empty(), "{patch}");
+            let dump = staff(&running);
+            assert_eq!(dump.len(), 4 + seeded as usize, "{patch}");
+            let listed: BTreeSet<String> = listing.accounts.iter().map(|a| a.id.clone()).collect();
+            let held: BTreeSet<String> = dump.iter().map(|s| s["staffId"].to_string()).collect();
+            assert_eq!(listed, held, "{patch}");
+            let one = listing.accounts.iter().find(|a| a.extension == "102").unwrap();
+            assert_eq!(one.attributes.settings.get("access").map(String::as_str), Some("2"), "{patch}");
+            let caps = b.capabilities();
+            let ids = patch["departments"] == "ids";
+            let no_fio = patch["fio"] == "absent";
+            assert_eq!(caps.readable.contains(&Field::Setting("departments".into())), !ids, "{patch}");
+            assert_eq!(caps.readable.contains(&Field::DisplayName), !no_fio, "{patch}");
+            if !ids {
+                assert_eq!(
+                    one.attributes.settings.get("departments").map(String::as_str),
+                    Some(r#"["main"]"#)
+                );
+            }
+        }
+    }
+}
+
+/// Whatever the dialect, a second pass over the same Employees writes nothing and leaves
+/// every one in sync: what the listing cannot show (departments as ids, no `fio`) is not
+/// taken for drift.
+#[tokio::test]
+async fn a_second_pass_is_quiet_on_every_dialect() {
+    use switchboard::{
+        api::{PhoneSystemSpec, employee::AccountState},
+        state::State,
+    };
+    for patch in dialects() {
+        let running = start().await;
+        running.sim.set_dialect(&dialect(&patch)).unwrap();
+        let system: PhoneSystemSpec = serde_json::from_value(json!({
+            "ringostat": {"url": running.url, "projectId": "123", "creatorId": "456"},
+            "credentialsSecretRef": {"name": "rs-credentials"},
+        }))
+        .unwrap();
+        let people: Vec<(Owner, EmployeeSpec)> = (0..5)
+            .map(|n| {
+                let e = employee(
+                    n,
+                    json!({"phoneSystems": [{"name": "rs", "ringostat": {
+                    "accessLevel": "manager", "departments": ["Secondary"], "powerDialer": true}}]}),
+                );
+                (Owner::new("default", format!("e{n}")), e)
+            })
+            .collect();
+        let state = State::in_memory();
+        let b = backend(&running);
+        let first = engine_pass(&b, "rs", &system, &people, &state).await;
+        assert_eq!((first.writes, first.failures), (5, 0), "{patch}");
+        let second = engine_pass(&b, "rs", &system, &people, &state).await;
+        assert_eq!((second.writes, second.failures), (0, 0), "{patch}");
+        for (owner, _) in &people {
+            let entry = &state.status(owner).unwrap().phone_systems[0];
+            assert_eq!(entry.state, AccountState::InSync, "{patch}: {entry:?}");
+        }
+        assert_eq!(staff(&running).len(), 5, "{patch}");
+    }
+}
+
+/// addStaff at the address the page names, else at its examples' address: one 404, then
+/// every create goes straight to the address that answers.
+#[tokio::test]
+async fn add_staff_finds_its_address() {
+    let running = start().await;
+    running.sim.set_dialect(&dialect(&json!({"add_path": "v2", "project_header": "required"}))).unwrap();
+    let b = backend(&running);
+    for i in 0..3 {
+        b.create_unresolved(&desired(&b, &employee(i, json!({}))), Some(&password())).await.unwrap();
+    }
+    let stats = running.stats();
+    assert_eq!(stats.count("POST /a/v2", 404), 1, "{stats:?}");
+    assert_eq!(stats.count(ADD_STAFF_OP, 200), 3, "{stats:?}");
+    assert_eq!(staff(&running).len(), 3);
+}
+
+const ADD_STAFF_OP: &str = switchboard::sim::ringostat::ADD_STAFF;
+
+/// Refusals are told by the listing, whatever code the project uses for its own errors:
+/// a clash with a listed employee is a conflict, anything else a validation error.
+#[tokio::test]
+async fn refusals_are_told_apart_whatever_the_error_codes() {
+    for codes in ["http", "server", "zero"] {
+        let running = start().await;
+        running.sim.set_dialect(&dialect(&json!({"error_codes": codes}))).unwrap();
+        let b = backend(&running);
+        b.create(&desired(&b, &employee(1, json!({}))), Some(&password())).await.unwrap();
+        match b.create(&desired(&b, &employee(2, json!({"extension": "101"}))), Some(&password())).await {
+            Err(Error::Conflict { detail, .. }) => {
+                assert!(detail.contains("extension 101"), "{codes}: {detail}")
+            }
+            other => panic!("{codes}: {other:?}"),
+        }
+        let unknown =
+            employee(3, json!({"phoneSystems": [{"name": "rs", "ringostat": {"departments": ["Sales"]}}]}));
+        match b.create(&desired(&b, &unknown), Some(&password())).await {
+            Err(Error::Validation { field, .. }) => {
+                assert_eq!(field.as_deref(), Some("departments"), "{codes}")
+            }
+            other => panic!("{codes}: {other:?}"),
+        }
+        assert_eq!(staff(&running).len(), 1);
+    }
+}
+
+/// A canned list answer (with the request's id), served from loopback: records no
+/// simulator dialect holds.
+async fn canned(result: Value) -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/api/json-rpc",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let result = result.clone();
+            async move { axum::Json(json!({"jsonrpc": "2.0", "result": result, "id": body["id"]})) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_read_fails_alone_and_names_its_field() {
+    let (url, task) = canned(json!({
+        "231": {"staffId": 231, "fio": "Ivan Petrenko", "email": "i@example.com", "extensionNumber": "101",
+                "access": 4, "departments": [{"id": 1, "name": "Main"}]},
+        "232": {"staffId": "232", "fio": "Olena Koval", "extensionNumber": {"n": 102}},
+        "233": {"fio": "No Id", "extensionNumber": 103, "departments": [true]},
+        "234": {"id": 234, "email": "p@example.com", "extensionNumber": 104, "isHasAccessToPowerDialer": 1},
+    }))
+    .await;
+    let b = Ringostat::new(
+        &phone_system::Ringostat { url, project_id: "123".into(), creator_id: "456".into() },
+        &Credentials::new([("authKey".into(), "k".into())]),
+        settings(),
+    )
+    .unwrap();
+    let listing = b.list().await.unwrap();
+    task.abort();
+    assert!(listing.complete);
+    let ids: Vec<&str> = listing.accounts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["231", "234"]);
+    assert_eq!(listing.accounts[1].attributes.display_name, None);
+    assert_eq!(listing.accounts[1].attributes.settings.get("isHasAccessToPowerDialer").unwrap(), "true");
+    assert_eq!(listing.unreadable.len(), 2);
+    assert_eq!(listing.unreadable[0].id.as_deref(), Some("232"));
+    assert!(listing.unreadable[0].problem.starts_with("extensionNumber"), "{:?}", listing.unreadable);
+    assert_eq!(listing.unreadable[1].id.as_deref(), Some("233"), "the key names the record");
+    assert_eq!(listing.unreadable[1].extension.as_deref(), Some("103"));
+    assert!(listing.unreadable[1].problem.starts_with("departments[0]"), "{:?}", listing.unreadable);
+    // One record without fio: names are not compared until a listing shows them all.
+    assert!(!b.capabilities().readable.contains(&Field::DisplayName));
+    assert!(
+        listing.dialect.iter().any(|(k, v)| *k == "fio" && v.contains("1 of 2")),
+        "{:?}",
+        listing.dialect
+    );
+}
+
+/// A project that wants unique full names refuses a second Ivan Petrenko. Names repeat in
+/// most projects, so the refusal stays a validation error naming `fio`, not a conflict.
+#[tokio::test]
+async fn a_second_employee_of_the_same_name_is_refused_where_names_are_unique() {
+    let running = start().await;
+    running.sim.set_dialect(&dialect(&json!({"fio_unique": true, "error_codes": "zero"}))).unwrap();
+    let b = backend(&running);
+    b.create(&desired(&b, &employee(1, json!({}))), Some(&password())).await.unwrap();
+    match b.create(&desired(&b, &employee(2, json!({}))), Some(&password())).await {
+        Err(Error::Validation { field, message, .. }) => {
+            assert_eq!(field.as_deref(), Some("fio"));
+            assert!(message.contains("Ivan Petrenko"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    b.create(&desired(&b, &employee(3, json!({"givenName": "Petro"}))), Some(&password())).await.unwrap();
+    assert_eq!(staff(&running).len(), 2);
 }

@@ -9,8 +9,9 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use switchboard::sim::thulium::dialect::CAP;
 
-use crate::faults::{converge, list_eventually};
+use crate::faults::{converge, engine_pass, list_eventually};
 use switchboard::{
     api::{BackendKind, EmployeeSpec, phone_system},
     backends::{Backend, Credentials, Error, Secret, http::Settings, thulium::Thulium},
@@ -67,6 +68,10 @@ fn desired(backend: &Thulium, e: &EmployeeSpec) -> Desired {
     }
 }
 
+fn dialect(patch: Value) -> serde_json::Map<String, Value> {
+    patch.as_object().unwrap().clone()
+}
+
 fn password() -> Secret {
     Secret::new(PASSWORD)
 }
@@ -89,7 +94,13 @@ fn seed(running: &Running, n: u32) {
 /// Creates `n` agents under `faults`, lists under them, then checks that the simulator
 /// holds exactly the seeded agents plus one per Employee, and that the list showed them.
 async fn survives(faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
+    survives_in(json!({}), faults, mode, n, seeded).await;
+}
+
+/// [`survives`] on a simulator serving `patch`.
+async fn survives_in(patch: Value, faults: FaultConfig, mode: &str, n: u32, seeded: u32) {
     let running = start().await;
+    running.sim.set_dialect(&dialect(patch)).unwrap();
     seed(&running, seeded);
     let b = backend(&running);
     let hangs = faults.hang_rate > 0.0 || faults.commit_then_fail_hang;
@@ -237,8 +248,19 @@ async fn list_reads_every_page() {
     let ids: BTreeSet<&str> = listing.accounts.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids.len(), 251);
     assert!(ids.contains("seed0") && ids.contains("seed249") && ids.contains("agent1"));
-    // 100 per page, overlapping by one: offsets 0, 99, 198.
+    // 100 per page, overlapping by one: offsets 0, 99, 198; the announced count ends it.
     assert_eq!(running.stats().count("GET agents", 200), 3);
+    assert!(listing.dialect.contains(&("total announced", "count 251".into())), "{:?}", listing.dialect);
+
+    // A bare array announces no total: the list ends at the page that adds nothing (the
+    // last agent again, from offset 250).
+    running.sim.set_dialect(&dialect(json!({"list_shape": "bare"}))).unwrap();
+    running.reset_stats();
+    let listing = b.list().await.unwrap();
+    assert!(listing.complete);
+    assert_eq!(listing.accounts.len(), 251);
+    assert_eq!(running.stats().count("GET agents", 200), 4);
+    assert_eq!(listing.pages.iter().map(|p| p.got).collect::<Vec<_>>(), [100, 100, 53, 1]);
 }
 
 #[tokio::test]
@@ -313,17 +335,24 @@ async fn refusals_map_to_validation_conflict_and_auth() {
 
     let bad_role = employee(3, json!({"phoneSystems": [{"name": "acme", "thulium": {"roles": [99]}}]}));
     match b.create(&desired(&b, &bad_role), Some(&password())).await {
+        // The documented error names no field, and its message is not read.
         Err(Error::Validation { field, message, .. }) => {
-            assert_eq!(field.as_deref(), Some("roles"));
+            assert_eq!(field, None);
             assert!(message.contains("99"), "{message}");
         }
         other => panic!("{other:?}"),
     }
-    // Login taken (on another number), then number taken (by another login).
-    for n in [1, 2] {
-        match b.create(&desired(&b, &employee(n, json!({}))), Some(&password())).await {
-            Err(Error::Conflict { detail, .. }) => assert!(detail.contains("already"), "{detail}"),
-            other => panic!("{other:?}"),
+    // Login taken (on another number), then number taken (by another login): told by
+    // asking the system, whatever status the refusal came with.
+    for status in [400, 409, 422] {
+        running.sim.set_dialect(&dialect(json!({"duplicate_status": status}))).unwrap();
+        for (n, holder) in
+            [(1, "login agent1 is already held"), (2, "number 102 is already held by agent other")]
+        {
+            match b.create(&desired(&b, &employee(n, json!({}))), Some(&password())).await {
+                Err(Error::Conflict { detail, .. }) => assert!(detail.contains(holder), "{status}: {detail}"),
+                other => panic!("{status}: {other:?}"),
+            }
         }
     }
     assert_eq!(agents(&running).len(), 2);
@@ -465,5 +494,186 @@ async fn no_password_or_credential_appears_in_any_error() {
                 assert!(!text.contains(secret.as_str()), "credential in {text}");
             }
         }
+    }
+}
+
+/// Every dialect of the simulator (list shape × paging, with the field types turned): the
+/// client lists every agent, finds each by number, and successive syncs end with exactly
+/// the seeded agents plus one per Employee.
+#[tokio::test]
+async fn every_dialect_ends_with_exactly_the_expected_agents() {
+    let typings = ["integer", "string", "mixed"];
+    let mut case = 0;
+    for shape in ["wrapped", "bare"] {
+        for paging in ["paged", "unpaged", "capped"] {
+            case += 1;
+            let typing = typings[case % 3];
+            let patch = json!({"list_shape": shape, "paging": paging, "number": typing,
+                               "agent_id": typings[(case + 1) % 3],
+                               "active": if case % 2 == 0 { "integer" } else { "boolean" },
+                               "create_answer": if case % 2 == 0 { "legacy" } else { "current" }});
+            let running = start().await;
+            running.sim.set_dialect(&dialect(patch.clone())).unwrap();
+            seed(&running, 130);
+            let b = backend(&running);
+            let mut made = Vec::new();
+            for i in 0..4 {
+                made.push(converge(&b, &desired(&b, &employee(i, json!({}))), &password()).await);
+            }
+            // A second round of syncs finds them all: nothing is made twice.
+            for i in 0..4 {
+                let again = converge(&b, &desired(&b, &employee(i, json!({}))), &password()).await;
+                assert_eq!(again.id, made[i as usize].id, "{patch}");
+            }
+            let listing = b.list().await.unwrap();
+            assert!(listing.complete && listing.unreadable.is_empty(), "{patch}");
+            let dump = agents(&running);
+            assert_eq!(dump.len(), 134, "{patch}");
+            let listed: BTreeSet<&str> = listing.accounts.iter().map(|a| a.id.as_str()).collect();
+            let held: BTreeSet<&str> = dump.iter().map(|a| a["login"].as_str().unwrap()).collect();
+            assert_eq!(listed, held, "{patch}");
+            assert_eq!(listing.accounts.len(), 134, "{patch}");
+            let one = listing.accounts.iter().find(|a| a.id == "agent3").unwrap();
+            assert_eq!((one.extension.as_str(), one.attributes.enabled), ("103", Some(true)), "{patch}");
+            let shape_seen = &listing.dialect[0].1;
+            assert!(
+                shape_seen.contains(if shape == "bare" { "bare" } else { "result" }),
+                "{patch}: {shape_seen}"
+            );
+            if paging == "capped" {
+                assert!(listing.pages.iter().all(|p| p.got <= CAP), "{patch}");
+            }
+        }
+    }
+}
+
+/// A server that honours `limit` but ignores `offset` can show no more than its first
+/// page: with more agents than that, the listing is partial, never taken for whole, and
+/// no create goes through a lookup that may have missed its number.
+#[tokio::test]
+async fn a_server_that_ignores_the_offset_gives_a_partial_listing() {
+    let running = start().await;
+    running.sim.set_dialect(&dialect(json!({"paging": "offset_ignored", "list_shape": "bare"}))).unwrap();
+    seed(&running, 150);
+    let b = backend(&running);
+    let listing = b.list().await.unwrap();
+    assert!(!listing.complete);
+    assert_eq!(listing.accounts.len(), 100);
+    let paging = listing.dialect.iter().find(|(k, _)| *k == "paging").unwrap();
+    assert!(paging.1.contains("offset ignored"), "{paging:?}");
+    let err = b.find("9999").await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+
+    // With fewer agents than a page, the first page is all there is.
+    let running = start().await;
+    running.sim.set_dialect(&dialect(json!({"paging": "offset_ignored"}))).unwrap();
+    seed(&running, 30);
+    let listing = backend(&running).list().await.unwrap();
+    assert!(listing.complete);
+    assert_eq!(listing.accounts.len(), 30);
+}
+
+/// An unpaged server with exactly a page's worth of agents: asked for one agent, it sends
+/// them all, so the first page was the whole list.
+#[tokio::test]
+async fn an_unpaged_server_with_exactly_a_page_is_read_whole() {
+    let running = start().await;
+    running.sim.set_dialect(&dialect(json!({"paging": "unpaged", "list_shape": "bare"}))).unwrap();
+    seed(&running, 100);
+    running.reset_stats();
+    let listing = backend(&running).list().await.unwrap();
+    assert!(listing.complete);
+    assert_eq!(listing.accounts.len(), 100);
+    assert_eq!(running.stats().count("GET agents", 200), 3);
+}
+
+/// A canned `GET /api/agents` answer, served from loopback: what no simulator dialect
+/// holds (records switchboard cannot read).
+async fn canned(body: Value) -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/api/agents",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { axum::Json(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_read_fails_alone_and_names_its_field() {
+    let (url, task) = canned(json!({"count": 4, "result": [
+        {"agent_id": 1, "login": "jk", "number": 345, "active": true},
+        {"agent_id": "2", "login": "an", "number": {"n": 346}},
+        {"agent_id": 3, "number": "347"},
+        {"agent_id": 4, "login": "pw", "number": "348", "active": 0},
+    ]}))
+    .await;
+    let b = Thulium::new(
+        &phone_system::Thulium { url },
+        &Credentials::new([("username".into(), "u".into()), ("password".into(), "p".into())]),
+        settings(),
+    )
+    .unwrap();
+    let listing = b.list().await.unwrap();
+    task.abort();
+    assert!(listing.complete);
+    let ids: Vec<&str> = listing.accounts.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["jk", "pw"]);
+    assert_eq!(listing.accounts[1].attributes.enabled, Some(false));
+    assert_eq!(listing.unreadable.len(), 2);
+    assert_eq!(listing.unreadable[0].id.as_deref(), Some("an"));
+    assert!(listing.unreadable[0].problem.starts_with("number"), "{:?}", listing.unreadable);
+    assert_eq!(listing.unreadable[1].extension.as_deref(), Some("347"));
+    assert!(listing.unreadable[1].problem.starts_with("login"), "{:?}", listing.unreadable);
+}
+
+#[tokio::test]
+async fn survives_dropped_connections_on_a_capped_bare_list() {
+    let faults = FaultConfig { drop_rate: 0.3, seed: 8, ..FaultConfig::default() };
+    survives_in(json!({"list_shape": "bare", "paging": "capped", "number": "mixed"}), faults, "drop", 4, 70)
+        .await;
+}
+
+/// Two engine passes on every list dialect: the first makes the agents, the second writes
+/// nothing and leaves every Employee in sync.
+#[tokio::test]
+async fn a_second_pass_is_quiet_on_every_dialect() {
+    use switchboard::{
+        api::{PhoneSystemSpec, employee::AccountState},
+        state::State,
+    };
+    for patch in [
+        json!({}),
+        json!({"list_shape": "bare", "paging": "unpaged", "number": "string", "active": "integer"}),
+        json!({"paging": "capped", "agent_id": "string", "create_answer": "legacy"}),
+        json!({"list_shape": "bare", "paging": "capped", "number": "mixed", "duplicate_status": 409}),
+    ] {
+        let running = start().await;
+        running.sim.set_dialect(&dialect(patch.clone())).unwrap();
+        seed(&running, 45);
+        let system: PhoneSystemSpec = serde_json::from_value(json!({
+            "thulium": {"url": running.url},
+            "credentialsSecretRef": {"name": "thulium-credentials"},
+        }))
+        .unwrap();
+        let people: Vec<(Owner, EmployeeSpec)> =
+            (0..6).map(|n| (Owner::new("default", format!("e{n}")), employee(n, json!({})))).collect();
+        let state = State::in_memory();
+        let b = backend(&running);
+        let first = engine_pass(&b, "acme", &system, &people, &state).await;
+        assert_eq!((first.writes, first.failures), (6, 0), "{patch}");
+        let second = engine_pass(&b, "acme", &system, &people, &state).await;
+        assert_eq!((second.writes, second.failures), (0, 0), "{patch}");
+        for (owner, _) in &people {
+            let entry = &state.status(owner).unwrap().phone_systems[0];
+            assert_eq!(entry.state, AccountState::InSync, "{patch}: {entry:?}");
+        }
+        assert_eq!(agents(&running).len(), 51, "{patch}");
     }
 }

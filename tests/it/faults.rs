@@ -1,5 +1,5 @@
-//! What the backend fault tests share: the loop successive syncs run for one Employee
-//! under faults, and a listing retried until it goes through.
+//! What the backend fault and contract tests share: the loop successive syncs run for
+//! one Employee under faults, a listing retried until it goes through, and one engine pass.
 
 use switchboard::{
     backends::{Backend, Error, Secret, create_once},
@@ -43,4 +43,40 @@ pub async fn list_eventually<B: Backend>(b: &B) -> Vec<Account> {
         }
     }
     panic!("the list never succeeded");
+}
+
+/// A vault without passwords: the backends generate them.
+struct NoPasswords;
+
+impl switchboard::engine::Vault for NoPasswords {
+    fn password(&self, _owner: &switchboard::plan::Owner) -> Option<Secret> {
+        None
+    }
+}
+
+/// One engine pass over `people` on the PhoneSystem `name`, their statuses kept in
+/// `state`, as a process would run it.
+pub async fn engine_pass(
+    backend: &impl Backend,
+    name: &str,
+    system: &switchboard::api::PhoneSystemSpec,
+    people: &[(switchboard::plan::Owner, switchboard::api::EmployeeSpec)],
+    state: &switchboard::state::State,
+) -> switchboard::engine::Report {
+    use switchboard::engine::{self, EmployeeView, Options};
+    let views: Vec<EmployeeView> = people
+        .iter()
+        .map(|(owner, e)| EmployeeView {
+            owner: owner.clone(),
+            spec: e,
+            status: state.status(owner).map(std::borrow::Cow::Owned),
+            rank: 0,
+            deleting: false,
+        })
+        .collect();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
+    let report = engine::sync(backend, name, system, &views, state, &NoPasswords, &options).await.unwrap();
+    state.record(name, &report).unwrap();
+    report
 }

@@ -95,7 +95,89 @@ async fn mikopbx_is_probed_without_a_write() {
 
 #[tokio::test]
 async fn thulium_is_probed_without_a_write() {
-    probe_three(BackendKind::Thulium).await;
+    let report = probe_three(BackendKind::Thulium).await;
+    assert_eq!(said(&report, "list shape"), "{result: [...]}");
+    assert_eq!(said(&report, "total announced"), "count 3");
+    assert_eq!(said(&report, "number"), "integer");
+}
+
+/// What the probe says it recognised under `key`.
+fn said<'a>(report: &'a probe::Report, key: &str) -> &'a str {
+    report.dialect.iter().find(|(k, _)| k == key).map_or("", |(_, v)| v.as_str())
+}
+
+/// [`probe_three`] on a simulator serving `dialect`: three accounts made through the
+/// backend, the probe's verdict "manageable", and nothing written by the probe.
+async fn probe_three_in_dialect(kind: BackendKind, dialect: serde_json::Value) -> probe::Report {
+    let running = start(kind).await;
+    running.sim.set_dialect(dialect.as_object().unwrap()).unwrap();
+    let system = phone_system(kind, &running);
+    let credentials = Credentials::new(running.sim.credentials());
+    seed(kind, &system, &credentials).await;
+    if kind == BackendKind::Ringostat {
+        // Departments, so the probe has some to recognise.
+        for staff in running.sim.dump().as_array().unwrap() {
+            let patch = json!({"departments": ["Main"]});
+            running.sim.tamper(&staff["staffId"].to_string(), patch.as_object().unwrap()).unwrap();
+        }
+    }
+    let before = running.sim.dump();
+    running.reset_stats();
+    let report = probe::run(&system, &credentials, Settings::default()).await.unwrap();
+    assert!(report.manageable(), "{kind} {dialect}: {report}");
+    assert_eq!(report.accounts, 3, "{kind} {dialect}: {report}");
+    assert!(report.sample.is_some(), "{kind} {dialect}: {report}");
+    assert_eq!(running.sim.dump(), before, "{kind} {dialect}: the probe changed the system");
+    let writes = ["addStaff", "POST agents", "POST /a/v2", "POST /v2"];
+    for operation in running.stats().by_operation.keys() {
+        assert!(
+            !writes.iter().any(|w| operation.contains(w)),
+            "{kind} {dialect}: the probe sent {operation}"
+        );
+    }
+    report
+}
+
+#[tokio::test]
+async fn every_thulium_dialect_is_reported() {
+    let cases = [
+        (json!({"list_shape": "bare"}), "list shape", "bare array"),
+        (json!({"number": "string"}), "number", "string"),
+        (json!({"number": "mixed"}), "number", "integer and string"),
+        (json!({"agent_id": "string"}), "agent_id", "string"),
+        (json!({"active": "integer"}), "active", "integer"),
+        (
+            json!({"paging": "unpaged", "list_shape": "bare"}),
+            "paging",
+            "offset ignored, but the first page held every agent",
+        ),
+        (json!({"paging": "capped"}), "paging", "limit and offset honoured (pages of 100 asked)"),
+    ];
+    for (dialect, key, expected) in cases {
+        let report = probe_three_in_dialect(BackendKind::Thulium, dialect.clone()).await;
+        assert_eq!(said(&report, key), expected, "{dialect}: {report}");
+    }
+}
+
+/// A Thulium that ignores `offset`, holding more agents than a page: the probe says the
+/// listing is partial and that switchboard cannot manage the system.
+#[tokio::test]
+async fn a_thulium_that_ignores_the_offset_is_not_manageable() {
+    let running = start(BackendKind::Thulium).await;
+    running.sim.set_dialect(json!({"paging": "offset_ignored"}).as_object().unwrap()).unwrap();
+    for i in 0..120 {
+        running
+            .sim
+            .seed(&json!({"name": "Seed", "surname": "Agent", "login": format!("seed{i}"),
+                          "password": "seedpass", "number": (5000 + i).to_string()}))
+            .unwrap();
+    }
+    let system = phone_system(BackendKind::Thulium, &running);
+    let credentials = Credentials::new(running.sim.credentials());
+    let report = probe::run(&system, &credentials, Settings::default()).await.unwrap();
+    assert!(!report.manageable(), "{report}");
+    assert_eq!(said(&report, "paging"), "offset ignored: only the first page can be read");
+    assert!(report.to_string().contains("cut short"), "{report}");
 }
 
 #[tokio::test]
@@ -110,7 +192,46 @@ async fn telphin_is_probed_without_a_write() {
 
 #[tokio::test]
 async fn ringostat_is_probed_without_a_write() {
-    probe_three(BackendKind::Ringostat).await;
+    let report = probe_three(BackendKind::Ringostat).await;
+    assert_eq!(said(&report, "list shape"), "object keyed by id");
+    assert_eq!(said(&report, "access"), "numeric string");
+}
+
+#[tokio::test]
+async fn every_ringostat_dialect_is_reported() {
+    let cases = [
+        (json!({"result": "array"}), "list shape", "bare array"),
+        (json!({}), "departments", "objects with a name"),
+        (json!({"departments": "names"}), "departments", "names"),
+        (json!({"departments": "ids"}), "departments", "ids: departments are not compared"),
+        (json!({"access": "number"}), "access", "number"),
+        (json!({"access": "word"}), "access", "word"),
+        (json!({"fio": "absent"}), "fio", "missing on 3 of 3: names are not compared"),
+        (
+            json!({"add_path": "v2", "project_header": "required", "error_codes": "zero"}),
+            "access",
+            "numeric string",
+        ),
+    ];
+    for (dialect, key, expected) in cases {
+        let report = probe_three_in_dialect(BackendKind::Ringostat, dialect.clone()).await;
+        assert_eq!(said(&report, key), expected, "{dialect}: {report}");
+    }
+}
+
+/// An empty project answers the error "User does not exist" (its code unpublished): the
+/// probe reads it as no employees, by its code's class, and says so.
+#[tokio::test]
+async fn an_empty_ringostat_project_is_manageable_whatever_its_error_code() {
+    for codes in ["http", "server", "zero"] {
+        let running = start(BackendKind::Ringostat).await;
+        running.sim.set_dialect(json!({"error_codes": codes}).as_object().unwrap()).unwrap();
+        let system = phone_system(BackendKind::Ringostat, &running);
+        let credentials = Credentials::new(running.sim.credentials());
+        let report = probe::run(&system, &credentials, Settings::default()).await.unwrap();
+        assert!(report.manageable() && report.accounts == 0, "{codes}: {report}");
+        assert!(said(&report, "empty list").starts_with("an error object, code"), "{codes}: {report}");
+    }
 }
 
 #[tokio::test]
@@ -183,4 +304,14 @@ async fn the_command_reads_a_manifest_file_and_exits_by_its_verdict() {
     let down = run(vec!["probe".into(), "--system".into(), file.display().to_string()]).await.unwrap();
     assert_eq!(down.status.code(), Some(1), "{}", String::from_utf8_lossy(&down.stdout));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the probe says switchboard reads is what the listing let it compare: departments
+/// listed as bare ids are not among them.
+#[tokio::test]
+async fn the_probe_reads_only_what_a_ringostat_listing_shows() {
+    let report = probe_three_in_dialect(BackendKind::Ringostat, json!({"departments": "ids"})).await;
+    assert!(!report.capabilities.readable.iter().any(|f| f == "departments"), "{report}");
+    let report = probe_three_in_dialect(BackendKind::Ringostat, json!({"departments": "names"})).await;
+    assert!(report.capabilities.readable.iter().any(|f| f == "departments"), "{report}");
 }

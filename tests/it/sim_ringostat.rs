@@ -554,3 +554,101 @@ async fn seed_and_tamper_use_the_add_staff_rules() {
     assert_eq!(staff_count(&running), 0);
     assert_eq!(running.sim.credentials().keys().collect::<Vec<_>>(), ["authKey", "creatorId", "projectId"]);
 }
+
+async fn set_dialect(running: &Running, client: &Client, patch: Value) -> (StatusCode, Value) {
+    let response = client.put(format!("{}/_sim/dialect", running.url)).json(&patch).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_list_answers_in_every_dialect() {
+    let (running, client) = start().await;
+    assert_eq!(add(&running, &client, &params("Ivan Petrenko", "ivan@example.com", "1001")).await, ok());
+    let (_, dialect) = set_dialect(&running, &client, json!({})).await;
+    assert_eq!(dialect["result"], "keyed");
+    let item = |answer: &Value| -> Value {
+        match &answer["result"] {
+            Value::Array(items) => items[0].clone(),
+            Value::Object(map) => map.values().next().unwrap().clone(),
+            other => panic!("{other}"),
+        }
+    };
+    let cases = [
+        (json!({"result": "array"}), "departments", json!([{"id": 1, "name": "Main"}])),
+        (json!({"departments": "names"}), "departments", json!(["Main"])),
+        (json!({"departments": "ids"}), "departments", json!([1])),
+        (json!({"access": "number"}), "access", json!(4)),
+        (json!({"access": "word"}), "access", json!("manager")),
+        (json!({"access": "string"}), "access", json!("4")),
+    ];
+    for (patch, field, expected) in cases {
+        let (status, _) = set_dialect(&running, &client, patch.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        let answer = list(&running, &client, json!({"projectId": "123"})).await;
+        assert_eq!(item(&answer)[field], expected, "{patch}");
+        if patch["result"] == "array" {
+            assert!(answer["result"].is_array());
+        }
+    }
+    set_dialect(&running, &client, json!({"fio": "absent"})).await;
+    let answer = list(&running, &client, json!({"projectId": "123"})).await;
+    assert!(item(&answer).get("fio").is_none());
+    assert_eq!(item(&answer)["email"], "ivan@example.com");
+    for bad in [json!({"result": "csv"}), json!({"shape": "array"})] {
+        let (status, _) = set_dialect(&running, &client, bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn the_empty_answer_and_error_codes_follow_the_dialect() {
+    let (running, client) = start().await;
+    for (codes, expected) in [("http", codes::NOT_FOUND), ("server", -32000), ("zero", 0)] {
+        set_dialect(&running, &client, json!({"error_codes": codes, "empty": "error"})).await;
+        let answer = list(&running, &client, json!({"projectId": "123"})).await;
+        assert_eq!(error_code(&answer), expected, "{codes}");
+    }
+    set_dialect(&running, &client, json!({"empty": "result", "error_codes": "http"})).await;
+    assert_eq!(list(&running, &client, json!({"projectId": "123"})).await["result"], json!({}));
+    set_dialect(&running, &client, json!({"result": "array"})).await;
+    assert_eq!(list(&running, &client, json!({"projectId": "123"})).await["result"], json!([]));
+    // A filter that matches nobody is still the documented error.
+    let none = list(&running, &client, json!({"projectId": "123", "filters": {"fio": "nobody"}})).await;
+    assert_eq!(error_code(&none), codes::NOT_FOUND);
+
+    // Clashes and broken rules carry the dialect's code too; protocol codes do not change.
+    set_dialect(&running, &client, json!({"error_codes": "server"})).await;
+    add(&running, &client, &params("Ivan Petrenko", "ivan@example.com", "1001")).await;
+    let clash = add(&running, &client, &params("Petro Ivanenko", "petro@example.com", "1001")).await;
+    assert_eq!(error_code(&clash), -32000);
+    let mut p = params("Petro Ivanenko", "petro@example.com", "1002");
+    p.as_object_mut().unwrap().remove("departments");
+    assert_eq!(error_code(&add(&running, &client, &p).await), codes::INVALID_PARAMS);
+}
+
+#[tokio::test]
+async fn add_staff_answers_where_the_dialect_says() {
+    let (running, client) = start().await;
+    let body = |ext: &str| {
+        json!({"jsonrpc": "2.0", "method": "Api\\V2\\Staff.addStaff",
+               "params": params("Ivan Petrenko", &format!("i{ext}@example.com"), ext), "id": 1})
+    };
+    let post = |path: &'static str, project: Option<&'static str>, body: Value| {
+        let mut request =
+            client.post(format!("{}{path}", running.url)).header("Auth-key", key(&running)).json(&body);
+        if let Some(project) = project {
+            request = request.header("x-project-id", project);
+        }
+        request.send()
+    };
+    set_dialect(&running, &client, json!({"add_path": "v2"})).await;
+    assert_eq!(post("/a/v2", Some("123"), body("101")).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(post("/v2", Some("123"), body("101")).await.unwrap().json::<Value>().await.unwrap(), ok());
+    set_dialect(&running, &client, json!({"add_path": "a_v2", "project_header": "required"})).await;
+    assert_eq!(post("/v2", Some("123"), body("102")).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let refused = post("/a/v2", None, body("102")).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(error_code(&refused), codes::FORBIDDEN);
+    assert_eq!(post("/a/v2", Some("123"), body("102")).await.unwrap().json::<Value>().await.unwrap(), ok());
+    assert_eq!(staff_count(&running), 2);
+}

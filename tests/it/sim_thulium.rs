@@ -267,6 +267,17 @@ async fn there_is_no_update_or_delete() {
     assert_eq!(one["active"], true);
 }
 
+fn logins(page: &Value) -> Vec<String> {
+    let list = page.get("result").unwrap_or(page);
+    list.as_array().unwrap().iter().map(|a| a["login"].as_str().unwrap().to_string()).collect()
+}
+
+async fn set_dialect(running: &Running, client: &Client, patch: Value) -> (StatusCode, Value) {
+    let response = client.put(format!("{}/_sim/dialect", running.url)).json(&patch).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
 #[tokio::test]
 async fn the_list_pages_with_limit_and_offset() {
     let (running, client) =
@@ -278,23 +289,27 @@ async fn the_list_pages_with_limit_and_offset() {
     }
     let (status, page) = get(&running, &client, "/api/agents").await;
     assert_eq!(status, StatusCode::OK);
-    let logins = |page: &Value| -> Vec<String> {
-        page.as_array().unwrap().iter().map(|a| a["login"].as_str().unwrap().to_string()).collect()
-    };
     assert_eq!(logins(&page), ["agent0", "agent1"]);
-    assert_eq!(page[0]["number"], 100, "items have the GET-one shape");
-    assert_eq!(page[0]["agent_id"], 11);
+    assert_eq!(page["count"], 5, "the total, whatever the limit");
+    assert_eq!(page["result"][0]["number"], 100, "items have the GET-one shape");
+    assert_eq!(page["result"][0]["agent_id"], 11);
 
     let (_, page) = get(&running, &client, "/api/agents?limit=3&offset=3").await;
     assert_eq!(logins(&page), ["agent3", "agent4"]);
     let (_, page) = get(&running, &client, "/api/agents?offset=10").await;
-    assert_eq!(page, json!([]));
+    assert_eq!(page, json!({"count": 5, "result": []}));
 
     for bad in ["limit=4", "limit=0", "limit=-1", "offset=x"] {
         let (status, body) = get(&running, &client, &format!("/api/agents?{bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(error_codes(&body), vec![codes::INVALID_QUERY as u64]);
     }
+
+    // The bare dialect: the same page as a JSON array.
+    set_dialect(&running, &client, json!({"list_shape": "bare"})).await;
+    let (_, page) = get(&running, &client, "/api/agents?limit=3&offset=3").await;
+    assert_eq!(logins(&page), ["agent3", "agent4"]);
+    assert!(page.is_array());
 }
 
 #[tokio::test]
@@ -304,11 +319,80 @@ async fn the_default_page_is_100() {
         running.sim.seed(&agent(&format!("a{i}"), &format!("{}", 1000 + i))).unwrap();
     }
     let (_, page) = get(&running, &client, "/api/agents").await;
-    assert_eq!(page.as_array().unwrap().len(), 100);
+    assert_eq!(logins(&page).len(), 100);
     let (_, page) = get(&running, &client, "/api/agents?offset=100").await;
-    assert_eq!(page[0]["login"], "a100");
+    assert_eq!(logins(&page), ["a100"]);
     let (status, _) = get(&running, &client, "/api/agents?limit=101").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn every_paging_dialect_answers_as_it_says() {
+    let (running, client) = start().await;
+    for i in 0..150 {
+        running.sim.seed(&agent(&format!("a{i}"), &format!("{}", 1000 + i))).unwrap();
+    }
+    let cases = [
+        ("unpaged", "/api/agents?limit=10&offset=100", 150, "a0"),
+        ("capped", "/api/agents?limit=100&offset=100", 20, "a100"),
+        ("offset_ignored", "/api/agents?limit=10&offset=100", 10, "a0"),
+        ("paged", "/api/agents?limit=10&offset=100", 10, "a100"),
+    ];
+    for (paging, path, len, first) in cases {
+        let (status, _) = set_dialect(&running, &client, json!({"paging": paging})).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, page) = get(&running, &client, path).await;
+        assert_eq!(status, StatusCode::OK, "{paging}");
+        let logins = logins(&page);
+        assert_eq!((logins.len(), logins[0].as_str()), (len, first), "{paging}");
+        assert_eq!(page["count"], 150, "{paging}");
+    }
+    // Only the paged dialect refuses a limit above 100.
+    set_dialect(&running, &client, json!({"paging": "capped"})).await;
+    assert_eq!(get(&running, &client, "/api/agents?limit=500").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn field_types_follow_the_dialect() {
+    let (running, client) = start().await;
+    post(&running, &client, &agent("a", "100")).await;
+    post(&running, &client, &agent("b", "101")).await;
+    let (_, dialect) =
+        set_dialect(&running, &client, json!({"number": "string", "agent_id": "mixed", "active": "integer"}))
+            .await;
+    assert_eq!(dialect["number"], "string");
+    let (_, page) = get(&running, &client, "/api/agents").await;
+    let a = &page["result"][0];
+    let b = &page["result"][1];
+    assert_eq!((a["number"].clone(), a["active"].clone()), (json!("100"), json!(1)));
+    assert!(a["agent_id"].is_u64() && b["agent_id"].is_string(), "{page}");
+    let (_, one) = get(&running, &client, "/api/agents/b").await;
+    assert_eq!(one["agent_id"], "12");
+    // Unknown settings and values are refused, naming them.
+    for bad in [json!({"colour": "red"}), json!({"paging": "sometimes"})] {
+        let (status, body) = set_dialect(&running, &client, bad.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(body["error"].as_str().unwrap().contains("dialect"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn duplicates_and_the_create_answer_follow_the_dialect() {
+    let (running, client) = start().await;
+    assert_eq!(post(&running, &client, &agent("jkowalski", "345")).await.0, StatusCode::CREATED);
+    for status in [409u16, 422] {
+        set_dialect(&running, &client, json!({"duplicate_status": status})).await;
+        let (got, body) = post(&running, &client, &agent("jkowalski", "346")).await;
+        assert_eq!(got.as_u16(), status);
+        assert_eq!(error_codes(&body), vec![codes::DUPLICATE_LOGIN as u64]);
+        // A refusal for other reasons stays a 400.
+        let (got, _) = post(&running, &client, &agent("j k", "347")).await;
+        assert_eq!(got, StatusCode::BAD_REQUEST);
+    }
+    set_dialect(&running, &client, json!({"create_answer": "legacy"})).await;
+    let (status, body) = post(&running, &client, &agent("anowak", "350")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body, json!({"agent_id": "12"}));
 }
 
 #[tokio::test]

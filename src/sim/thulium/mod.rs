@@ -1,6 +1,8 @@
 //! Thulium REST API simulator: the agents part of `https://<system>.thulium.com/api/`.
 //!
-//! Enforces what the public docs say (seed 001, `pbx-apis/mikopbx-thulium.md` Part 2):
+//! What it enforces, and the public page behind each rule, is in `docs/compatibility.md`
+//! (section Thulium); where the pages leave a choice open it serves each plausible answer
+//! as a dialect ([`dialect::Dialect`], `GET/PUT /_sim/dialect`). In short:
 //! - HTTP Basic auth on every route; otherwise 401 with the documented error body
 //!   `{"request_id": "...", "errors": [{"message": ..., "code": ...}]}`.
 //! - `POST /api/agents` (JSON): `name`, `surname`, `login`, `password`, `number` required;
@@ -9,27 +11,27 @@
 //!   `active` (default true), `outbound_mode` (`manual`|`auto`, default `manual`), `roles`
 //!   (array of role ids). 201 with `{"agent_id": "<string>", "agent_login": <login>}`.
 //!   Validation errors: 400 with every problem found listed in `errors`.
-//! - `GET /api/agents/{login}`: the documented GET-one shape, with its type differences
-//!   kept on purpose: `agent_id` and `number` are integers here although the create call
-//!   sends `number` as a string and answers `agent_id` as a string. Unknown login: 404.
-//! - `GET /api/agents`: list (its page is not public, see below).
+//! - `GET /api/agents/{login}`: the documented GET-one shape (`agent_id` and `number` as
+//!   integers by default, although the create call sends `number` as a string and answers
+//!   `agent_id` as a string). Unknown login: 404.
+//! - `GET /api/agents`: the list; its page is not public: shape and paging are dialects.
 //! - No update and no delete: the public index has none for agents, so any other method or
 //!   path answers 404 with the error body (the docs' general table: 404 = "URI or object
 //!   not found"; a PHP router of that kind answers an unknown method+path pair the same
 //!   way as an unknown path, so no 405).
 //!
 //! Choices where the sources are silent (constants in [`ThuliumConfig`] and [`codes`]):
-//! - `GET /api/agents`: query `limit` (default 100, max 100) and `offset` (default 0), as
-//!   `agents_work_report` documents; answers a bare JSON array of GET-one objects sorted by
-//!   `agent_id`, no total. A `limit` above the maximum, or a non-numeric/negative `limit`
-//!   or `offset`, is a 400 (not clamped), so a client that thinks it got everything with
-//!   one big page fails loudly. Clients page until a page is shorter than `limit`.
+//! - `GET /api/agents` (dialect `paged`): query `limit` (default 100, max 100) and
+//!   `offset` (default 0), as `agents_work_report` documents, records sorted by
+//!   `agent_id`. A `limit` above the maximum, or a non-numeric/negative `limit` or
+//!   `offset`, is a 400 (not clamped), so a client that thinks it got everything with one
+//!   big page fails loudly.
 //! - Error codes (`code` in each error) are the simulator's own, gathered in [`codes`];
 //!   messages are English only (`Accept-Language: pl` is ignored).
 //! - Duplicate `login` (compared case-insensitively, as a default MySQL collation would)
 //!   and duplicate `number` (compared as integers, since GET returns it as one, so "0345"
-//!   and "345" clash) are 400 validation errors. `GET /api/agents/{login}` also matches
-//!   the login case-insensitively, for the same reason.
+//!   and "345" clash) are validation errors (status: dialect `duplicate_status`).
+//!   `GET /api/agents/{login}` also matches the login case-insensitively.
 //! - `number` must be a JSON string of 1 to 9 digits, not a JSON number: the documented
 //!   request sends a string; the value is stored as an integer (leading zeros are lost,
 //!   as the GET-one type implies).
@@ -50,6 +52,9 @@
 //! - Control plane: an account's id is its `agent_id` as a string; `seed` takes the create
 //!   body; `tamper` takes the create field names plus `group_id`, with the same checks.
 
+pub mod dialect;
+mod validate;
+
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
@@ -67,7 +72,11 @@ use base64::Engine;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Map, Value, json};
 
-use super::{OpName, SimError, Simulator, is_valid_email, lock};
+use self::{
+    dialect::{CAP, Dialect, Paging},
+    validate::{Agent, ApiError, err},
+};
+use super::{OpName, SimError, Simulator, lock, patch_dialect};
 
 /// The simulator's own error codes (the docs publish none).
 pub mod codes {
@@ -121,81 +130,6 @@ impl Default for ThuliumConfig {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Agent {
-    agent_id: u64,
-    login: String,
-    name: String,
-    surname: String,
-    email: Option<String>,
-    password: String,
-    number: u64,
-    change_password: bool,
-    callerid: String,
-    language: String,
-    active: bool,
-    outbound_mode: String,
-    roles: Vec<u64>,
-    group_id: u64,
-}
-
-impl Agent {
-    /// The documented `GET agents/:login` shape.
-    fn public(&self) -> Value {
-        json!({
-            "agent_id": self.agent_id,
-            "login": self.login,
-            "name": self.name,
-            "surname": self.surname,
-            "email": self.email,
-            "active": self.active,
-            "number": self.number,
-            "outbound_mode": self.outbound_mode,
-            "group_id": self.group_id,
-        })
-    }
-
-    fn full(&self) -> Value {
-        let mut v = self.public();
-        if let Value::Object(m) = &mut v {
-            m.insert("password".into(), json!(self.password));
-            m.insert("change_password".into(), json!(self.change_password));
-            m.insert("callerid".into(), json!(self.callerid));
-            m.insert("language".into(), json!(self.language));
-            m.insert("roles".into(), json!(self.roles));
-        }
-        v
-    }
-
-    /// The agent as a create body, so tamper can re-run the create checks.
-    fn as_input(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("login".into(), json!(self.login));
-        m.insert("name".into(), json!(self.name));
-        m.insert("surname".into(), json!(self.surname));
-        m.insert("email".into(), json!(self.email));
-        m.insert("password".into(), json!(self.password));
-        m.insert("number".into(), json!(self.number.to_string()));
-        m.insert("change_password".into(), json!(self.change_password));
-        m.insert("callerid".into(), json!(self.callerid));
-        m.insert("language".into(), json!(self.language));
-        m.insert("active".into(), json!(self.active));
-        m.insert("outbound_mode".into(), json!(self.outbound_mode));
-        m.insert("roles".into(), json!(self.roles));
-        m
-    }
-}
-
-#[derive(Debug, Clone)]
-struct ApiError {
-    message: String,
-    code: u32,
-}
-
-fn err(code: u32, message: impl Into<String>) -> ApiError {
-    ApiError { message: message.into(), code }
-}
-
 struct Store {
     agents: BTreeMap<u64, Agent>,
     next_id: u64,
@@ -205,6 +139,7 @@ struct Store {
 pub struct ThuliumSim {
     config: ThuliumConfig,
     state: Mutex<Store>,
+    dialect: Mutex<Dialect>,
 }
 
 impl ThuliumSim {
@@ -215,8 +150,14 @@ impl ThuliumSim {
                 next_id: config.first_agent_id,
                 rng: StdRng::seed_from_u64(config.seed),
             }),
+            dialect: Mutex::new(Dialect::default()),
             config,
         })
+    }
+
+    /// The dialect served now.
+    pub fn current(&self) -> Dialect {
+        lock(&self.dialect).clone()
     }
 
     fn request_id(&self) -> String {
@@ -267,187 +208,6 @@ impl ThuliumSim {
         response
     }
 
-    /// The create checks, shared by the API, `seed` and `tamper` (`exclude` is the agent
-    /// being tampered with, so it does not clash with itself).
-    fn validate(
-        &self,
-        input: &Map<String, Value>,
-        agents: &BTreeMap<u64, Agent>,
-        exclude: Option<u64>,
-    ) -> Result<Agent, Vec<ApiError>> {
-        let c = &self.config;
-        let mut errors = Vec::new();
-
-        let required_string = |field: &str, errors: &mut Vec<ApiError>| -> Option<String> {
-            match input.get(field) {
-                None | Some(Value::Null) => {
-                    errors.push(err(codes::REQUIRED, format!("Field '{field}' is required.")));
-                    None
-                }
-                Some(Value::String(s)) if s.trim().is_empty() => {
-                    errors.push(err(codes::REQUIRED, format!("Field '{field}' is required.")));
-                    None
-                }
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    errors.push(err(codes::INVALID_VALUE, format!("Field '{field}' must be a string.")));
-                    None
-                }
-            }
-        };
-        let name = required_string("name", &mut errors);
-        let surname = required_string("surname", &mut errors);
-        let login = required_string("login", &mut errors);
-        let password = required_string("password", &mut errors);
-        let number_raw = required_string("number", &mut errors);
-
-        for (field, value) in [("name", &name), ("surname", &surname)] {
-            if let Some(v) = value
-                && v.chars().count() > c.name_max_len
-            {
-                errors.push(err(
-                    codes::INVALID_VALUE,
-                    format!("Field '{field}' must be at most {} characters long.", c.name_max_len),
-                ));
-            }
-        }
-
-        if let Some(l) = &login {
-            let ok_chars = l.chars().all(|ch| ch.is_ascii_alphanumeric() || "._@-".contains(ch));
-            if !ok_chars || l.len() > c.login_max_len {
-                errors.push(err(
-                    codes::INVALID_VALUE,
-                    format!(
-                        "Field 'login' may contain only letters, digits and . _ @ - (at most {} characters).",
-                        c.login_max_len
-                    ),
-                ));
-            } else if agents.values().any(|a| Some(a.agent_id) != exclude && a.login.eq_ignore_ascii_case(l))
-            {
-                errors.push(err(codes::DUPLICATE_LOGIN, format!("Agent with login '{l}' already exists.")));
-            }
-        }
-
-        let mut number = None;
-        if let Some(n) = &number_raw {
-            if n.is_empty() || n.len() > c.number_max_digits || !n.chars().all(|ch| ch.is_ascii_digit()) {
-                errors.push(err(
-                    codes::INVALID_VALUE,
-                    format!("Field 'number' must be a string of 1 to {} digits.", c.number_max_digits),
-                ));
-            } else if let Ok(value) = n.parse::<u64>() {
-                if agents.values().any(|a| Some(a.agent_id) != exclude && a.number == value) {
-                    errors.push(err(
-                        codes::DUPLICATE_NUMBER,
-                        format!("Number {value} is already assigned to another agent."),
-                    ));
-                } else {
-                    number = Some(value);
-                }
-            }
-        }
-
-        let email = match input.get("email") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) if is_valid_email(s) => Some(s.clone()),
-            Some(Value::String(_)) => {
-                errors.push(err(codes::INVALID_VALUE, "Field 'email' is not a valid e-mail address."));
-                None
-            }
-            Some(_) => {
-                errors.push(err(codes::INVALID_VALUE, "Field 'email' must be a string."));
-                None
-            }
-        };
-
-        let boolean = |field: &str, default: bool, errors: &mut Vec<ApiError>| -> bool {
-            match input.get(field) {
-                None | Some(Value::Null) => default,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    errors.push(err(codes::INVALID_VALUE, format!("Field '{field}' must be true or false.")));
-                    default
-                }
-            }
-        };
-        let change_password = boolean("change_password", false, &mut errors);
-        let active = boolean("active", true, &mut errors);
-
-        let one_of = |field: &str, allowed: &[String], default: &str, errors: &mut Vec<ApiError>| -> String {
-            match input.get(field) {
-                None | Some(Value::Null) => default.to_string(),
-                Some(Value::String(s)) if allowed.iter().any(|a| a == s) => s.clone(),
-                Some(_) => {
-                    errors.push(err(
-                        codes::INVALID_VALUE,
-                        format!("Field '{field}' must be one of: {}.", allowed.join(", ")),
-                    ));
-                    default.to_string()
-                }
-            }
-        };
-        let language = one_of("language", &c.languages, "pl", &mut errors);
-        let outbound_mode = one_of("outbound_mode", &c.outbound_modes, "manual", &mut errors);
-
-        let callerid = match input.get("callerid") {
-            None | Some(Value::Null) => match (&name, &surname) {
-                (Some(n), Some(s)) => {
-                    let initial: String = n.trim().chars().take(1).collect();
-                    format!("{initial}.{}", s.trim())
-                }
-                _ => String::new(),
-            },
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(_) => {
-                errors.push(err(codes::INVALID_VALUE, "Field 'callerid' must be a non-empty string."));
-                String::new()
-            }
-        };
-
-        let mut roles = Vec::new();
-        match input.get("roles") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(items)) => {
-                for item in items {
-                    match item.as_u64() {
-                        Some(id) if c.role_ids.contains(&id) => {
-                            if !roles.contains(&id) {
-                                roles.push(id);
-                            }
-                        }
-                        Some(id) => {
-                            errors.push(err(codes::INVALID_VALUE, format!("Role {id} does not exist.")))
-                        }
-                        None => errors
-                            .push(err(codes::INVALID_VALUE, "Field 'roles' must be an array of role ids.")),
-                    }
-                }
-            }
-            Some(_) => errors.push(err(codes::INVALID_VALUE, "Field 'roles' must be an array of role ids.")),
-        }
-
-        match (errors.is_empty(), name, surname, login, password, number) {
-            (true, Some(name), Some(surname), Some(login), Some(password), Some(number)) => Ok(Agent {
-                agent_id: 0,
-                login,
-                name,
-                surname,
-                email,
-                password,
-                number,
-                change_password,
-                callerid,
-                language,
-                active,
-                outbound_mode,
-                roles,
-                group_id: c.default_group_id,
-            }),
-            _ => Err(errors),
-        }
-    }
-
     fn create(&self, input: &Map<String, Value>) -> Result<Agent, Vec<ApiError>> {
         let mut state = lock(&self.state);
         let mut agent = self.validate(input, &state.agents, None)?;
@@ -473,14 +233,22 @@ async fn create_agent(State(sim): State<Arc<ThuliumSim>>, headers: HeaderMap, bo
             );
         }
     };
+    let dialect = sim.current();
     match sim.create(&input) {
         Ok(agent) => {
-            let body = json!({"agent_id": agent.agent_id.to_string(), "agent_login": agent.login});
-            let mut response = (StatusCode::CREATED, Json(body)).into_response();
+            let mut response = (StatusCode::CREATED, Json(dialect.created(&agent))).into_response();
             response.extensions_mut().insert(OpName(OP));
             response
         }
-        Err(errors) => sim.error_response(StatusCode::BAD_REQUEST, errors, OP),
+        Err(errors) => {
+            let duplicate =
+                |e: &ApiError| e.code == codes::DUPLICATE_LOGIN || e.code == codes::DUPLICATE_NUMBER;
+            let status = match errors.iter().all(duplicate) {
+                true => StatusCode::from_u16(dialect.duplicate_status).unwrap_or(StatusCode::BAD_REQUEST),
+                false => StatusCode::BAD_REQUEST,
+            };
+            sim.error_response(status, errors, OP)
+        }
     }
 }
 
@@ -510,7 +278,8 @@ async fn list_agents(
             return sim.error_response(StatusCode::BAD_REQUEST, errors, OP);
         }
     };
-    if limit == 0 || limit > c.list_max_limit {
+    let dialect = sim.current();
+    if dialect.paging == Paging::Paged && (limit == 0 || limit > c.list_max_limit) {
         return sim.error_response(
             StatusCode::BAD_REQUEST,
             vec![err(
@@ -520,9 +289,17 @@ async fn list_agents(
             OP,
         );
     }
-    let page: Vec<Value> =
-        lock(&sim.state).agents.values().skip(offset).take(limit).map(Agent::public).collect();
-    let mut response = Json(Value::Array(page)).into_response();
+    let (skip, take) = match dialect.paging {
+        Paging::Paged => (offset, limit),
+        Paging::Unpaged => (0, usize::MAX),
+        Paging::Capped => (offset, limit.min(CAP)),
+        Paging::OffsetIgnored => (0, limit.min(c.list_max_limit)),
+    };
+    let state = lock(&sim.state);
+    let page: Vec<Value> = state.agents.values().skip(skip).take(take).map(|a| dialect.agent(a)).collect();
+    let body = dialect.list(page, state.agents.len());
+    drop(state);
+    let mut response = Json(body).into_response();
     response.extensions_mut().insert(OpName(OP));
     response
 }
@@ -536,8 +313,12 @@ async fn get_agent(
     if !sim.authorized(&headers) {
         return sim.unauthorized(OP);
     }
-    let found =
-        lock(&sim.state).agents.values().find(|a| a.login.eq_ignore_ascii_case(&login)).map(Agent::public);
+    let dialect = sim.current();
+    let found = lock(&sim.state)
+        .agents
+        .values()
+        .find(|a| a.login.eq_ignore_ascii_case(&login))
+        .map(|a| dialect.agent(a));
     match found {
         Some(agent) => {
             let mut response = Json(agent).into_response();
@@ -635,6 +416,16 @@ impl Simulator for ThuliumSim {
             return Err(SimError::Invalid("an agent must be a JSON object".into()));
         };
         self.create(input).map(|a| a.agent_id.to_string()).map_err(invalid)
+    }
+
+    fn dialect(&self) -> Value {
+        serde_json::to_value(self.current()).unwrap_or_default()
+    }
+
+    fn set_dialect(&self, patch: &Map<String, Value>) -> Result<(), SimError> {
+        let mut dialect = lock(&self.dialect);
+        *dialect = patch_dialect(&*dialect, patch)?;
+        Ok(())
     }
 
     fn credentials(&self) -> BTreeMap<String, String> {
