@@ -1,6 +1,9 @@
 //! The group user list: search criteria and `responseSizeLimit`.
 
-use super::*;
+use super::{
+    dialect::{Criteria, ListShape, SizeLimit},
+    *,
+};
 
 const LIST_CRITERIA: &[&str] = &[
     "sensitiveUserIdStarts",
@@ -131,16 +134,26 @@ impl ApioSim {
         body: &[u8],
     ) -> Result<Value, ApiErr> {
         self.group_exists(tenant, group)?;
+        let dialect = self.dialect_now();
+        // A source the dialect does not read is ignored, not refused: a server that reads
+        // no GET body never sees one, and one that reads no query string never parses it.
+        let (read_body, read_query) = match dialect.criteria {
+            Criteria::Both => (true, true),
+            Criteria::Body => (true, false),
+            Criteria::Query => (false, true),
+        };
         let mut given: Vec<(String, Value)> = Vec::new();
-        if !body.iter().all(u8::is_ascii_whitespace) {
+        if read_body && !body.iter().all(u8::is_ascii_whitespace) {
             let m = json_object(body).map_err(ApiErr::bad)?;
             given.extend(m);
         }
-        given.extend(
-            crate::sim::form_pairs(raw_query.unwrap_or("").as_bytes())
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v))),
-        );
+        if read_query {
+            given.extend(
+                crate::sim::form_pairs(raw_query.unwrap_or("").as_bytes())
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v))),
+            );
+        }
         let mut seen = BTreeSet::new();
         let mut criteria = Vec::new();
         let mut limit: Option<usize> = None;
@@ -181,10 +194,16 @@ impl ApioSim {
             .filter(|u| u.tenant == tenant && u.group == group)
             .filter(|u| include_hidden || !u.hidden)
             .filter(|u| criteria.iter().all(|c| c.matches(u)))
-            .take(limit.unwrap_or(usize::MAX))
-            .map(User::list_view)
+            .take(match dialect.size_limit {
+                SizeLimit::Honoured => limit.unwrap_or(usize::MAX),
+                SizeLimit::Ignored => usize::MAX,
+            })
+            .map(|u| u.list_view(&dialect, &self.cfg.domain))
             .collect();
-        Ok(json!({ "users": users }))
+        Ok(match dialect.list_shape {
+            ListShape::Users => json!({ "users": users }),
+            ListShape::Bare => Value::Array(users),
+        })
     }
 }
 

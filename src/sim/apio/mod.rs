@@ -82,8 +82,9 @@ use std::{
 use axum::{
     Router,
     body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{Path, RawQuery, Request, State},
     http::{HeaderMap, StatusCode, header},
+    middleware::{Next, from_fn_with_state},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -94,11 +95,14 @@ use serde_json::{Map, Value, json};
 use super::{OpName, SimError, Simulator, lock};
 
 mod auth;
+pub mod dialect;
 mod list;
 mod ui;
 mod users;
 
 use auth::{login, refresh};
+pub use dialect::ApioDialect;
+use dialect::{Department, NoSlash};
 use list::list_users;
 use ui::{gateways, languages, password_rules};
 use users::{create_user, delete_user, get_user, update_user};
@@ -262,34 +266,61 @@ impl User {
         self.fields.get("trunkEndpoint").is_some_and(|v| !v.is_null())
     }
 
-    fn api_view(&self) -> Value {
+    /// Every stored field, with the group it lives in.
+    fn full_view(&self) -> Map<String, Value> {
         let mut m = self.fields.clone();
         m.insert("tenantId".into(), json!(self.tenant));
         m.insert("groupId".into(), json!(self.group));
         m.insert("inTrunkGroup".into(), json!(self.in_trunk_group()));
+        m
+    }
+
+    /// The user as `GET users/{userId}` (and PUT) answer it.
+    fn api_view(&self, dialect: &ApioDialect) -> Value {
+        let mut m = self.full_view();
+        if !dialect.detail_user_id {
+            m.remove("userId");
+        }
+        department_view(&mut m, dialect);
         Value::Object(m)
     }
 
-    fn list_view(&self) -> Value {
+    /// One row of the group list. Stored values are passed as they are (a value tampered
+    /// into the wrong type shows as such), absent ones as `""`.
+    fn list_view(&self, dialect: &ApioDialect, domain: &str) -> Value {
         let mut m = Map::new();
-        for k in ["userId", "firstName", "lastName", "extension", "emailAddress"] {
-            m.insert(k.into(), json!(self.str_field(k)));
+        for k in ["userId", "firstName", "lastName", "extension", "emailAddress", "phoneNumber"] {
+            m.insert(k.into(), self.fields.get(k).cloned().unwrap_or_else(|| json!("")));
         }
-        if let Some(d) = self.fields.get("department").filter(|d| d.is_object()) {
+        if !dialect.list_user_id_domain
+            && let Some(local) = self.str_field("userId").strip_suffix(&format!("@{domain}"))
+        {
+            m.insert("userId".into(), json!(local));
+        }
+        if let Some(d) = self.fields.get("department") {
             m.insert("department".into(), d.clone());
         }
-        m.insert("phoneNumber".into(), json!(self.str_field("phoneNumber")));
+        department_view(&mut m, dialect);
         m.insert("inTrunkGroup".into(), json!(self.in_trunk_group()));
         Value::Object(m)
     }
 
     fn dump_view(&self) -> Value {
-        let mut m = self.api_view();
-        if let Value::Object(m) = &mut m {
-            m.insert("password".into(), json!(self.password));
-            m.insert("hidden".into(), json!(self.hidden));
-        }
-        m
+        let mut m = self.full_view();
+        m.insert("password".into(), json!(self.password));
+        m.insert("hidden".into(), json!(self.hidden));
+        Value::Object(m)
+    }
+}
+
+/// `department` as the dialect shows it: the stored object, or its name (`""` for none).
+fn department_view(m: &mut Map<String, Value>, dialect: &ApioDialect) {
+    if dialect.department == Department::Name {
+        let name = match m.get("department") {
+            Some(Value::Object(d)) => d.get("departmentName").cloned().unwrap_or_else(|| json!("")),
+            _ => json!(""),
+        };
+        m.insert("department".into(), name);
     }
 }
 
@@ -302,6 +333,7 @@ struct Inner {
 pub struct ApioSim {
     cfg: ApioConfig,
     inner: Mutex<Inner>,
+    dialect: Mutex<ApioDialect>,
 }
 
 /// An API error: `{"errors":[{"message"}]}` with a status.
@@ -316,6 +348,15 @@ impl ApiErr {
     }
     fn not_found(msg: impl Into<String>) -> Self {
         ApiErr(StatusCode::NOT_FOUND, msg.into())
+    }
+    /// A duplicate answered with the dialect's status (409, or 400).
+    fn duplicate_as(self, status: u16) -> Self {
+        match self.0 {
+            StatusCode::CONFLICT => {
+                ApiErr(StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT), self.1)
+            }
+            _ => self,
+        }
     }
 }
 
@@ -378,15 +419,26 @@ fn valid_email(s: &str) -> bool {
         && !domain.contains('@')
 }
 
-/// The search criteria the seed documents for the group user list, verbatim.
-
 impl ApioSim {
     pub fn new(cfg: ApioConfig) -> Arc<Self> {
         let rng = StdRng::seed_from_u64(cfg.seed);
         Arc::new(ApioSim {
             cfg,
             inner: Mutex::new(Inner { users: BTreeMap::new(), tokens: HashMap::new(), rng }),
+            dialect: Mutex::new(ApioDialect::default()),
         })
+    }
+
+    /// The dialect served now.
+    pub fn dialect_now(&self) -> ApioDialect {
+        lock(&self.dialect).clone()
+    }
+
+    /// A user id as the path gave it: BroadWorks takes an id without a domain to be in
+    /// the system default domain (OCI `UserId`), which is how a list that shows ids
+    /// without it (`list_user_id_domain` off) can be followed.
+    fn resolve_id(&self, id: &str) -> String {
+        if id.contains('@') { id.to_owned() } else { format!("{id}@{}", self.cfg.domain) }
     }
 
     pub fn config(&self) -> &ApioConfig {
@@ -413,6 +465,21 @@ impl ApioSim {
 // ---- handlers -------------------------------------------------------------------------
 
 type Sim = State<Arc<ApioSim>>;
+
+/// With `no_slash: redirect`, a user path without its trailing slash is answered 308 to
+/// the slash form (method and body kept), as a framework with strict slashes does.
+async fn strict_slashes(State(sim): Sim, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let users_path = path.ends_with("/users") || path.contains("/users/");
+    if sim.dialect_now().no_slash == NoSlash::Redirect && users_path && !path.ends_with('/') {
+        let location = match req.uri().query() {
+            Some(q) => format!("{path}/?{q}"),
+            None => format!("{path}/"),
+        };
+        return named("redirect", (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]));
+    }
+    next.run(req).await
+}
 
 /// Prefixes that can be registered as routes: absolute, no trailing slash, no route
 /// syntax, not under the control plane, no duplicates (axum refuses those at startup).
@@ -441,7 +508,11 @@ impl Simulator for ApioSim {
             .route("/api/v01/apio/provisioning/gateways", get(gateways));
         for p in usable_prefixes(&self.cfg.prefixes) {
             let group = format!("{p}/tenants/{{tenant}}/groups/{{group}}");
+            // Both forms of every user path: the current UI lists and reads without the
+            // trailing slash, creates, updates and deletes with it; the docs and the
+            // older UI use it everywhere.
             r = r
+                .route(&format!("{group}/users"), get(list_users).post(create_user))
                 .route(&format!("{group}/users/"), get(list_users).post(create_user))
                 .route(
                     &format!("{group}/users/{{user_id}}"),
@@ -454,7 +525,19 @@ impl Simulator for ApioSim {
                 .route(&format!("{group}/password_rules/"), get(password_rules))
                 .route(&format!("{p}/system/languages"), get(languages));
         }
-        r.with_state(self)
+        r.layer(from_fn_with_state(self.clone(), strict_slashes)).with_state(self)
+    }
+
+    fn dialect(&self) -> Value {
+        serde_json::to_value(self.dialect_now()).unwrap_or_default()
+    }
+
+    fn set_dialect(&self, patch: &Map<String, Value>) -> Result<(), SimError> {
+        let mut current = lock(&self.dialect);
+        let next = super::patch_dialect(&*current, patch)?;
+        next.check().map_err(SimError::Invalid)?;
+        *current = next;
+        Ok(())
     }
 
     fn dump(&self) -> Value {

@@ -1,6 +1,9 @@
 //! Creating, reading, updating and deleting users, with the rules BroadWorks enforces.
 
-use super::*;
+use super::{
+    dialect::{CreateAnswer, PasswordChange, UnknownFields},
+    *,
+};
 
 /// Fields accepted in a create or update body (the aliases are normalised first).
 const STRING_FIELDS: &[&str] = &[
@@ -12,7 +15,6 @@ const STRING_FIELDS: &[&str] = &[
     "extension",
     "phoneNumber",
     "emailAddress",
-    "password",
     "language",
     "timeZone",
     "title",
@@ -173,16 +175,36 @@ impl ApioSim {
         Ok(v.clone())
     }
 
-    /// Renames the documented aliases and rejects fields the API does not know.
-    fn normalise(body: &Map<String, Value>, creating: bool) -> Result<Map<String, Value>, ApiErr> {
+    /// Renames the documented aliases (`callingLineId*` for `cli*`; on an update,
+    /// `newPassword` for `password` where the dialect takes it) and refuses or drops, as
+    /// the dialect says, the fields the API does not know.
+    fn normalise(
+        body: &Map<String, Value>,
+        creating: bool,
+        dialect: &ApioDialect,
+    ) -> Result<Map<String, Value>, ApiErr> {
+        // A create is a `UserAddRequest`, whose field is `password`; an update is a
+        // `UserModifyRequest` (`newPassword`, `oldPassword`) behind APIO's own mapping.
+        let (plain, old_new) = match (creating, dialect.password_change) {
+            (true, _) => (true, false),
+            (false, PasswordChange::Both) => (true, true),
+            (false, PasswordChange::Password) => (true, false),
+            (false, PasswordChange::OldNew) => (false, true),
+        };
         let mut out = Map::new();
         for (k, v) in body {
             let key = match k.as_str() {
                 "callingLineIdFirstName" => "cliFirstName",
                 "callingLineIdLastName" => "cliLastName",
                 "templateName" if creating => "templateName",
+                "password" if plain => "password",
+                "newPassword" if old_new => "password",
+                "oldPassword" if old_new => "oldPassword",
                 k if STRING_FIELDS.contains(&k) || OBJECT_FIELDS.contains(&k) => k,
-                _ => return Err(ApiErr::bad(format!("Unknown field: {k}"))),
+                _ => match dialect.unknown_fields {
+                    UnknownFields::Reject => return Err(ApiErr::bad(format!("Unknown field: {k}"))),
+                    UnknownFields::Ignore => continue,
+                },
             };
             if let Some(prev) = out.get(key)
                 && prev != v
@@ -243,7 +265,7 @@ impl ApioSim {
         hidden: bool,
     ) -> Result<User, ApiErr> {
         self.group_exists(tenant, group)?;
-        let body = Self::normalise(body, true)?;
+        let body = Self::normalise(body, true, &self.dialect_now())?;
         let mut fields = Map::new();
         for (k, v) in &body {
             if v.is_null() || k == "templateName" || k == "password" {
@@ -329,9 +351,20 @@ impl ApioSim {
             Some(u) if u.tenant == tenant && u.group == group => u.clone(),
             _ => return Err(ApiErr::not_found(format!("User {user_id} not found"))),
         };
-        let body = Self::normalise(body, false)?;
+        let body = Self::normalise(body, false, &self.dialect_now())?;
+        // OCI: "When oldPassword is specified, all password rule applies"; it proves the
+        // caller knows the password it replaces, and means nothing without a new one.
+        if let Some(old) = body.get("oldPassword") {
+            if !body.contains_key("password") {
+                return Err(ApiErr::bad("oldPassword is only taken with newPassword"));
+            }
+            if old.as_str() != Some(user.password.as_str()) {
+                return Err(ApiErr::bad("oldPassword is not the user's current password"));
+            }
+        }
         for (k, v) in &body {
             match (k.as_str(), v) {
+                ("oldPassword", _) => {}
                 ("userId", v) => {
                     if v.as_str() != Some(user_id) {
                         return Err(ApiErr::bad("userId cannot be changed"));
@@ -381,9 +414,25 @@ pub(super) async fn create_user(
         let mut inner = lock(&sim.inner);
         sim.create_user(&mut inner, &tenant, &group, &m, false)
     })();
+    let dialect = sim.dialect_now();
+    let answer = |user: &User, with_id: bool| {
+        let mut m = user.full_view();
+        if !with_id {
+            m.remove("userId");
+        }
+        department_view(&mut m, &dialect);
+        Value::Object(m)
+    };
     match res {
-        Ok(u) => named("createUser", (StatusCode::CREATED, axum::Json(u.api_view()))),
-        Err(e) => named("createUser", e),
+        Ok(u) => {
+            let body = match dialect.create_answer {
+                CreateAnswer::User => answer(&u, true),
+                CreateAnswer::UserWithoutId => answer(&u, false),
+                CreateAnswer::Empty => json!({}),
+            };
+            named("createUser", (StatusCode::CREATED, axum::Json(body)))
+        }
+        Err(e) => named("createUser", e.duplicate_as(dialect.duplicate_status)),
     }
 }
 
@@ -398,9 +447,12 @@ pub(super) async fn get_user(
     if let Err(e) = sim.group_exists(&tenant, &group) {
         return named("getUser", e);
     }
+    let dialect = sim.dialect_now();
     let inner = lock(&sim.inner);
-    match inner.users.get(&user_id) {
-        Some(u) if u.tenant == tenant && u.group == group => named("getUser", axum::Json(u.api_view())),
+    match inner.users.get(&sim.resolve_id(&user_id)) {
+        Some(u) if u.tenant == tenant && u.group == group => {
+            named("getUser", axum::Json(u.api_view(&dialect)))
+        }
         _ => named("getUser", ApiErr::not_found(format!("User {user_id} not found"))),
     }
 }
@@ -423,11 +475,12 @@ pub(super) async fn update_user(
         }
         let m = json_object(&body).map_err(ApiErr::bad)?;
         let mut inner = lock(&sim.inner);
-        sim.update_user(&mut inner, &tenant, &group, &user_id, &m)
+        sim.update_user(&mut inner, &tenant, &group, &sim.resolve_id(&user_id), &m)
     })();
+    let dialect = sim.dialect_now();
     match res {
-        Ok(u) => named("updateUser", axum::Json(u.api_view())),
-        Err(e) => named("updateUser", e),
+        Ok(u) => named("updateUser", axum::Json(u.api_view(&dialect))),
+        Err(e) => named("updateUser", e.duplicate_as(dialect.duplicate_status)),
     }
 }
 
@@ -442,6 +495,7 @@ pub(super) async fn delete_user(
     if let Err(e) = sim.group_exists(&tenant, &group) {
         return named("deleteUser", e);
     }
+    let user_id = sim.resolve_id(&user_id);
     let mut inner = lock(&sim.inner);
     match inner.users.get(&user_id) {
         Some(u) if u.tenant == tenant && u.group == group => {
