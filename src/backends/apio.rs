@@ -58,7 +58,7 @@ use crate::{
     plan::{Account, Attributes, Capabilities, Change, Desired, Field},
 };
 use auth::Auth;
-use listing::{DetailIds, Seen, UserRecord};
+use listing::{DetailIds, IdForm, Seen, UserRecord};
 
 /// `Attributes.settings` key: the BroadWorks language name (`English`).
 pub const LANGUAGE: &str = "language";
@@ -233,24 +233,42 @@ impl Apio {
         Ok(Value::Object(body))
     }
 
-    /// The account a create answer names: `None` when it names none (an empty answer,
-    /// `{}`, a user without `userId`), or names it in another form than the list shows
-    /// (with a domain the list leaves out), so the caller finds it by extension.
-    fn created(&self, answer: &Answer, desired: &Desired) -> Result<Option<Account>, Error> {
-        if answer.reply.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        // Something that is not JSON (a proxy's page) says nothing about the create.
-        let raw: Box<RawValue> = answer.json(&self.http)?;
-        let Ok(record) = lenient::read::<UserRecord>(&raw) else { return Ok(None) };
-        let id = match record.user_id.as_deref() {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => return Ok(None),
+    /// The account a create answer names, in the form the list shows its id (a claim
+    /// made now must still name it at the next listing): the answer's `userId` when its
+    /// domain is known to be listed as it is, the name alone when the list is known to
+    /// leave that domain out, else what a lookup by extension finds (which teaches the
+    /// form for the next creates). `None` when the answer names no user (empty, `{}`, a
+    /// user without `userId`) and the lookup finds none yet: the caller's next listing
+    /// resolves it.
+    async fn created(&self, answer: &Answer, desired: &Desired) -> Result<Option<Account>, Error> {
+        let named = if answer.reply.body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            // Something that is not JSON (a proxy's page) says nothing about the create.
+            let raw: Box<RawValue> = answer.json(&self.http)?;
+            lenient::read::<UserRecord>(&raw).ok().and_then(|record| {
+                let id = record.user_id.clone().filter(|id| !id.is_empty())?;
+                Some((id, record))
+            })
         };
-        if id.contains('@') && self.seen.bare_ids.load(Ordering::Relaxed) {
-            return Ok(None);
+        if let Some((id, record)) = named
+            && let Some((name, domain)) = id.split_once('@')
+        {
+            let listed = match self.seen.id_form(domain) {
+                IdForm::WithDomain => Some(id.clone()),
+                IdForm::WithoutDomain => Some(name.to_owned()),
+                IdForm::Unknown => None,
+            };
+            if let Some(listed) = listed {
+                return Ok(Some(listing::account(listed, record, Some(&desired.extension))));
+            }
+            let found = self.find_on(&desired.extension).await?;
+            if let Some(found) = &found {
+                self.seen.learn(&id, &found.id);
+            }
+            return Ok(found);
         }
-        Ok(Some(listing::account(id, record, Some(&desired.extension))))
+        self.find_on(&desired.extension).await
     }
 
     /// Sends `body` as a PUT to `id`.
@@ -442,7 +460,7 @@ impl Backend for Apio {
         let secrets: Vec<&Secret> = password.into_iter().collect();
         let answer = self.call(Retry::Unsafe, &secrets, |c| c.post(&url).json(&body)).await?;
         if answer.reply.status.is_success() {
-            return self.created(&answer, desired);
+            return self.created(&answer, desired).await;
         }
         if answer.reply.status == StatusCode::BAD_REQUEST
             && let Ok(Some(holder)) = self.find_on(&desired.extension).await

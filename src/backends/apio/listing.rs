@@ -3,8 +3,11 @@
 //! tolerantly. See `docs/compatibility.md`, "Netaxis APIO", for the sources.
 
 use std::{
-    collections::BTreeMap,
-    sync::atomic::{AtomicBool, Ordering},
+    collections::{BTreeMap, HashSet},
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -132,6 +135,58 @@ pub(super) struct Seen {
     /// The list showed user ids without a domain
     /// (`DISPLAY_USER_ID_WITH_SYSTEM_DEFAULT_DOMAIN` off).
     pub(super) bare_ids: AtomicBool,
+    /// Domains the list shows in user ids, and domains it leaves out (the system default
+    /// one, when `DISPLAY_USER_ID_WITH_SYSTEM_DEFAULT_DOMAIN` is off): an account's id is
+    /// always the list's form, so that a claim made at create time still names it.
+    domains: Mutex<Domains>,
+}
+
+#[derive(Default)]
+struct Domains {
+    shown: HashSet<String>,
+    left_out: HashSet<String>,
+}
+
+/// How the list writes a user id in `domain`, as far as seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum IdForm {
+    WithDomain,
+    WithoutDomain,
+    Unknown,
+}
+
+impl Seen {
+    fn domains(&self) -> std::sync::MutexGuard<'_, Domains> {
+        self.domains.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shown(&self, id: &str) {
+        if let Some((_, domain)) = id.split_once('@') {
+            self.domains().shown.insert(domain.to_owned());
+        }
+    }
+
+    pub(super) fn id_form(&self, domain: &str) -> IdForm {
+        let d = self.domains();
+        if d.shown.contains(domain) {
+            IdForm::WithDomain
+        } else if d.left_out.contains(domain) {
+            IdForm::WithoutDomain
+        } else {
+            IdForm::Unknown
+        }
+    }
+
+    /// `full` (`name@domain`, as a create answer gave it) is listed as `listed`.
+    pub(super) fn learn(&self, full: &str, listed: &str) {
+        if let Some((name, domain)) = full.split_once('@')
+            && listed == name
+        {
+            self.domains().left_out.insert(domain.to_owned());
+        } else {
+            self.shown(listed);
+        }
+    }
 }
 
 /// The ids a scan of the group found.
@@ -191,7 +246,9 @@ impl Apio {
         for (key, raw) in records.items {
             match lenient::read::<ListedUser>(raw) {
                 Ok(ListedUser { user_id: Some(id), extension }) if !id.is_empty() => {
-                    if !id.contains('@') {
+                    if id.contains('@') {
+                        self.seen.shown(&id);
+                    } else {
                         self.seen.bare_ids.store(true, Ordering::Relaxed);
                     }
                     found.users.push((id, extension));
