@@ -301,3 +301,33 @@ async fn a_record_that_cannot_be_read_is_reported_not_fatal() {
     // Looking the unreadable one up by extension is an error, never "nobody".
     assert!(matches!(b.find("203").await, Err(Error::Protocol { .. })));
 }
+
+/// What a pass costs: a listing is one list request plus one read per user (the list
+/// lacks language, time zone and mobile); a create is one request once the id form is
+/// known, which the listing before it teaches.
+#[tokio::test]
+async fn requests_per_pass() {
+    let (run, sim) = serve(&json!({})).await;
+    for i in 0..20 {
+        sim.seed(
+            &json!({"firstName": "Seed", "lastName": format!("N{i}"), "extension": format!("{}", 400 + i)}),
+        )
+        .unwrap();
+    }
+    let b = client(&run, &sim).with_page_size(500);
+    run.reset_stats();
+    assert_eq!(b.list().await.unwrap().accounts.len(), 20);
+    let stats = run.stats();
+    assert_eq!((stats.total("listUsers"), stats.total("getUser")), (1, 20), "{stats:?}");
+
+    run.reset_stats();
+    let pw = Secret::new("Kx7-pass-Word9");
+    for ext in ["501", "502", "503"] {
+        create_once_unresolved(&b, &person(&b, &format!("P{ext}"), "X", ext), Some(&pw))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let stats = run.stats();
+    assert_eq!(stats.requests, 3 + stats.count("login", 200), "one request per create: {stats:?}");
+}

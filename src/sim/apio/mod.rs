@@ -1,6 +1,14 @@
 //! Netaxis APIO simulator: APIO core's login/refresh/M2M authentication in front of the
 //! BroadWorks end-user API (list, create, get, update, delete users of one group).
 //!
+//! `docs/compatibility.md` ("Netaxis APIO") gives the public source behind each behaviour.
+//! Where the evidence allows more than one answer, the simulator serves each as a dialect
+//! ([`dialect::ApioDialect`]: a user's record with or without `userId`, the list's shape,
+//! `responseSizeLimit` honoured or ignored, where criteria are read, ids without the
+//! default domain, no-slash paths answered or redirected, the password keys of a PUT,
+//! unknown fields refused or dropped, the create answer, the duplicate status, the
+//! department's shape); its defaults are the most faithful reading.
+//!
 //! What it enforces (from the seed document 002 and `pbx-apis/apio-telphin-ringostat.md` §1):
 //! - `POST /api/v01/auth/login` with `{"username","password"[,"proxy"]}` only (no other
 //!   properties, lengths 200/200/70) answers `access_token` (JWT, short-lived),
@@ -11,15 +19,17 @@
 //!   expiry; any other token there is 401 `{"error": ...}`.
 //! - Every provisioning call needs `Authorization: Bearer <access_token | M2M token>`;
 //!   missing, unknown, expired or refresh tokens are 401 `{"error": ...}`.
-//! - Users live under `{prefix}/tenants/{t}/groups/{g}/users/` (collection, trailing slash)
-//!   and `.../users/{userId}` (with or without trailing slash: the vendor UI uses both).
-//!   Unknown tenant or group is 404.
-//! - List answers `{"users":[...]}` without hidden users unless `includeHiddenUsers`, and
+//! - Users live under `{prefix}/tenants/{t}/groups/{g}/users/` and `.../users/{userId}/`,
+//!   each with or without the trailing slash (the current vendor UI lists and reads
+//!   without it, the docs and the older UI use it). An id without a domain is in the
+//!   system default domain (OCI `UserId`). Unknown tenant or group is 404.
+//! - List answers `{"users":[...]}` (dialect: a bare array) without hidden users unless
+//!   `includeHiddenUsers`, and
 //!   applies exactly the seed's search criteria (`sensitive*`/`insensitive*` +
 //!   `Starts`/`Contains`/`Equals`, ANDed, each at most once) and `responseSizeLimit` (>= 1).
-//!   Criteria are read from a JSON body on the GET (as the docs show) AND from the query
-//!   string (as the vendor UI sends them); both may be mixed, but a criterion given twice or
-//!   an unknown criterion is 400.
+//!   Criteria are read from a JSON body on the GET (as the docs show) and from the query
+//!   string (as the vendor UI sends them on `/search/users`), or from one of them only
+//!   (dialect); a criterion given twice or an unknown criterion is 400.
 //! - Create requires `firstName` and `lastName` (BroadWorks `UserAddRequest`); generates
 //!   `userId` with `USER_ID_RULE` (default `{{group_id}}_u{{RND_4}}@{{domain}}`) when absent
 //!   and appends `@domain` to a given id without one; `userId` is unique system-wide,
@@ -29,7 +39,10 @@
 //!   calling-line-id names must not contain `%`, `+`, `\`, `"` or non-ASCII characters;
 //!   `trunkEndpoint` and `accessDeviceEndpoint` are mutually exclusive.
 //! - PUT is a partial update (BroadWorks `UserModifyRequest` semantics; the vendor UI sends a
-//!   subset of the fields), `null` clears an optional field. Passwords are never returned.
+//!   subset of the fields), `null` clears an optional field. A new password is `password`
+//!   (the UI) or `newPassword` with an optional `oldPassword` that must be the current one
+//!   (the docs, OCI), or either (dialect). Passwords are never returned; a user's record
+//!   carries no `userId` unless the dialect says so (OCI `UserGetResponse` has none).
 //! - Errors are `{"errors":[{"message": ...}]}` (auth errors `{"error": ...}`).
 //! - Also served because the vendor UI reads them: `GET /api/v01/apio/provisioning/gateways`,
 //!   `{prefix}/tenants/{t}/groups/{g}/password_rules/`, `{prefix}/system/languages`.
@@ -40,13 +53,12 @@
 //!   APIO-core gateway form, listed by the gateways endpoint) and
 //!   `/api/v01/apio/sync/api/v1` (the older UI's path). All three are documented forms of
 //!   the same API, so a client configured with any of them works; anything else is 404.
-//! - Collection paths without the trailing slash are 404 (docs and UI always use it).
-//! - Status codes: create 201 with the created user (without password); get/update 200
-//!   with the user; delete 200 `{}` (the UI parses a JSON body); validation 400; duplicate
-//!   userId/extension/phoneNumber 409; unknown tenant/group/user 404; POST/PUT without a
-//!   JSON content type 415.
+//! - Status codes: create 201 with the created user (without password; dialect: without
+//!   `userId`, or `{}`); get/update 200 with the user; delete 200 `{}` (the UI parses a
+//!   JSON body); validation 400; duplicate userId/extension/phoneNumber 409 (dialect: 400);
+//!   unknown tenant/group/user 404; POST/PUT without a JSON content type 415.
 //! - Unknown body fields on create/update are 400 (a misspelt field must not be silently
-//!   dropped). `callingLineIdFirstName`/`callingLineIdLastName` are accepted as aliases of
+//!   dropped; dialect: dropped). `callingLineIdFirstName`/`callingLineIdLastName` are accepted as aliases of
 //!   `cliFirstName`/`cliLastName` (stored under the cli names, which the UI reads); the cli
 //!   names default to first/last name on create.
 //! - `{{RND_N}}` is N random decimal digits; rule variables supported: `group_id`,
@@ -61,8 +73,8 @@
 //!   against a department list.
 //! - The seed's list example sends `sensitiveUserNameContains`, which its criteria table
 //!   lacks; it is accepted (that one name only) and matches the `userId`.
-//! - `responseSizeLimit` truncates silently (the list is sorted by `userId`); there is no
-//!   server-side maximum and no pagination, as documented.
+//! - `responseSizeLimit` truncates silently (the list is sorted by `userId`; dialect:
+//!   ignored); there is no server-side maximum and no pagination, as documented.
 //! - JWTs are HS256-shaped but the signature is random bytes: the simulator validates tokens
 //!   by lookup, clients only decode `exp`. Lifetimes: access 300 s, refresh 24 h, a new
 //!   refresh token is issued when less than 1 h remains.
