@@ -98,6 +98,8 @@ pub struct Apio {
     detail_ids: DetailIds,
     /// The password form the server took (a [`PasswordForm`] as `u8`; 0: none yet).
     password_form: AtomicU8,
+    /// Held while a create's answer teaches how the list writes ids of its domain.
+    learning: tokio::sync::Mutex<()>,
 }
 
 /// What a request addressed, for reading a 404.
@@ -171,6 +173,7 @@ impl Apio {
             seen: Seen::default(),
             detail_ids: DetailIds::default(),
             password_form: AtomicU8::new(0),
+            learning: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -254,12 +257,18 @@ impl Apio {
         if let Some((id, record)) = named
             && let Some((name, domain)) = id.split_once('@')
         {
-            let listed = match self.seen.id_form(domain) {
+            let listed_as = |form| match form {
                 IdForm::WithDomain => Some(id.clone()),
                 IdForm::WithoutDomain => Some(name.to_owned()),
                 IdForm::Unknown => None,
             };
-            if let Some(listed) = listed {
+            if let Some(listed) = listed_as(self.seen.id_form(domain)) {
+                return Ok(Some(listing::account(listed, record, Some(&desired.extension))));
+            }
+            // One lookup teaches the form for every create after it: concurrent creates
+            // wait for it rather than each looking up their own.
+            let _learning = self.learning.lock().await;
+            if let Some(listed) = listed_as(self.seen.id_form(domain)) {
                 return Ok(Some(listing::account(listed, record, Some(&desired.extension))));
             }
             let found = self.find_on(&desired.extension).await?;

@@ -3,12 +3,17 @@
 //! updates, a password change, refusals and deletes must end with exactly the expected
 //! users, with the values and passwords sent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use serde_json::{Map, Value, json};
 use switchboard::{
     api::{EmployeeSpec, phone_system},
-    backends::{Backend, Credentials, Error, Secret, apio::Apio, create_once, create_once_unresolved},
+    backends::{
+        Backend, Credentials, Error, Secret, apio::Apio, create_once, create_once_unresolved, http::Settings,
+    },
     plan::{Account, Change, Desired, Field},
     sim::{
         self, Running, Simulator,
@@ -86,8 +91,11 @@ fn client(run: &Running, sim: &ApioSim) -> Apio {
         tenant: "foo".into(),
         group: "foogroup".into(),
     };
+    // Twenty simulators at once on a loaded machine: no request may time out (faults are
+    // another test's concern).
+    let settings = Settings { timeout: Duration::from_secs(20), ..settings() };
     // Pages of 3: eight users reach the limit, so the listing splits by prefix.
-    Apio::new(&block, &creds, settings()).unwrap().with_page_size(3)
+    Apio::new(&block, &creds, settings).unwrap().with_page_size(3)
 }
 
 fn person(b: &Apio, given: &str, family: &str, extension: &str) -> Desired {
