@@ -50,7 +50,7 @@ pub(super) struct UserRecord {
     #[serde(default, deserialize_with = "lenient::text")]
     last_name: Option<String>,
     #[serde(default, deserialize_with = "lenient::text")]
-    pub(super) extension: Option<String>,
+    extension: Option<String>,
     #[serde(default, deserialize_with = "lenient::text")]
     email_address: Option<String>,
     #[serde(default, deserialize_with = "lenient::text")]
@@ -63,7 +63,7 @@ pub(super) struct UserRecord {
 
 /// An extension criterion of the group list.
 #[derive(Clone, Debug)]
-pub(super) enum Criterion {
+enum Criterion {
     Starts(String),
     Equals(String),
 }
@@ -91,10 +91,10 @@ impl Criterion {
 }
 
 /// One list answer, record by record.
-pub(super) struct Found {
+struct Found {
     /// `(userId, extension)` of every row that could be read.
-    pub(super) users: Vec<(String, Option<String>)>,
-    pub(super) unreadable: Vec<Unreadable>,
+    users: Vec<(String, Option<String>)>,
+    unreadable: Vec<Unreadable>,
     /// The shape of the answer, in words.
     shape: String,
 }
@@ -129,9 +129,9 @@ pub(super) struct Seen {
     /// Search criteria in the query string were ignored: they go in a JSON body.
     pub(super) criteria_in_body: AtomicBool,
     /// Some answer held more users than its `responseSizeLimit`.
-    pub(super) limit_ignored: AtomicBool,
+    limit_ignored: AtomicBool,
     /// Some answer was cut at its `responseSizeLimit`.
-    pub(super) limit_honoured: AtomicBool,
+    limit_honoured: AtomicBool,
     /// The list showed user ids without a domain
     /// (`DISPLAY_USER_ID_WITH_SYSTEM_DEFAULT_DOMAIN` off).
     pub(super) bare_ids: AtomicBool,
@@ -274,7 +274,7 @@ impl Apio {
     /// until an answer proves the server ignores them there (a row outside the
     /// criterion); then, for good, in a JSON body. A server that ignores them both ways
     /// is an error: a split built on it would be short.
-    pub(super) async fn query(&self, criterion: Option<&Criterion>) -> Result<Found, Error> {
+    async fn query(&self, criterion: Option<&Criterion>) -> Result<Found, Error> {
         let limit = self.page + 1;
         let mut in_body = self.seen.criteria_in_body.load(Ordering::Relaxed);
         loop {
@@ -460,7 +460,7 @@ impl Apio {
     }
 
     /// What this client has seen of the server, in words, for `switchboard probe`.
-    pub(super) fn seen_dialect(&self, split: bool) -> Vec<(&'static str, String)> {
+    fn seen_dialect(&self, split: bool) -> Vec<(&'static str, String)> {
         let flag = |b: &AtomicBool| b.load(Ordering::Relaxed);
         let mut out = Vec::new();
         out.push((
@@ -569,7 +569,7 @@ impl Scan {
 
 /// Whether `named` (a record's own `userId`) is the user asked for as `asked`: the same,
 /// or the same but for the default domain one of them leaves out.
-pub(super) fn same_user(named: &str, asked: &str) -> bool {
+fn same_user(named: &str, asked: &str) -> bool {
     named == asked
         || named.strip_prefix(asked).is_some_and(|rest| rest.starts_with('@') && !asked.contains('@'))
         || asked.strip_prefix(named).is_some_and(|rest| rest.starts_with('@') && !named.contains('@'))
