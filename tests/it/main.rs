@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod backend_apio;
+mod backend_apio_dialects;
 mod backend_mikopbx;
 mod backend_ringostat;
 mod backend_telphin;

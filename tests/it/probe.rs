@@ -182,7 +182,86 @@ async fn a_thulium_that_ignores_the_offset_is_not_manageable() {
 
 #[tokio::test]
 async fn apio_is_probed_without_a_write() {
-    probe_three(BackendKind::Apio).await;
+    let report = probe_three(BackendKind::Apio).await;
+    for (aspect, expected) in [
+        ("list shape", "{users: [...]}"),
+        ("user ids in the list", "with their domain"),
+        ("userId in a user's record", "absent"),
+        ("responseSizeLimit", "honoured"),
+        ("search criteria", "query string"),
+    ] {
+        assert_aspect(&report, aspect, expected);
+    }
+    assert!(report.paging.starts_with("1 page of 501 asked: 3"), "{}", report.paging);
+}
+
+fn assert_aspect(report: &probe::Report, aspect: &str, expected: &str) {
+    let found = said(report, aspect);
+    assert!(found.contains(expected), "{aspect}: expected {expected:?}, the probe said {found:?}\n{report}");
+}
+
+/// Every APIO dialect the probe can see without writing is named in its report; the
+/// ones it cannot see (how a server takes a password, answers a create or a duplicate)
+/// still leave the system manageable; and no dialect draws a write out of it.
+#[tokio::test]
+async fn apio_dialects_are_each_reported_without_a_write() {
+    let cases = [
+        (json!({"list_shape": "bare"}), "list shape", "bare array"),
+        (json!({"detail_user_id": true}), "userId in a user's record", "present"),
+        (json!({"list_user_id_domain": false}), "user ids in the list", "without the system default domain"),
+        (json!({"size_limit": "ignored"}), "responseSizeLimit", "ignored"),
+        (json!({"criteria": "body"}), "search criteria", "JSON body"),
+        (json!({"criteria": "query"}), "search criteria", "query string"),
+        (json!({"no_slash": "redirect"}), "list shape", "{users: [...]}"),
+        (json!({"department": "name"}), "list shape", "{users: [...]}"),
+        (
+            json!({"password_change": "old_new", "create_answer": "empty"}),
+            "userId in a user's record",
+            "absent",
+        ),
+        (json!({"duplicate_status": 400, "unknown_fields": "ignore"}), "search criteria", "query string"),
+    ];
+    for (dialect, aspect, expected) in cases {
+        let sim = sim::default_simulator(BackendKind::Apio);
+        sim.set_dialect(dialect.as_object().unwrap()).unwrap();
+        let running = sim::spawn(sim, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let system = phone_system(BackendKind::Apio, &running);
+        let credentials = Credentials::new(running.sim.credentials());
+        seed(BackendKind::Apio, &system, &credentials).await;
+        let before = running.sim.dump();
+        running.reset_stats();
+
+        let report = probe::run(&system, &credentials, Settings::default()).await.unwrap();
+
+        assert!(report.manageable(), "{dialect}: {report}");
+        assert_eq!(report.accounts, 3, "{dialect}: {report}");
+        assert_aspect(&report, aspect, expected);
+        assert_eq!(running.sim.dump(), before, "{dialect}: the probe changed the system");
+        let ops: Vec<String> = running.stats().by_operation.keys().cloned().collect();
+        for write in ["createUser", "updateUser", "deleteUser"] {
+            assert!(!ops.iter().any(|op| op == write), "{dialect}: the probe sent {write}: {ops:?}");
+        }
+    }
+}
+
+/// A record the probe cannot read is named with its field, and makes the verdict "no".
+#[tokio::test]
+async fn an_unreadable_apio_record_is_named_by_the_probe() {
+    let running = start(BackendKind::Apio).await;
+    let system = phone_system(BackendKind::Apio, &running);
+    let credentials = Credentials::new(running.sim.credentials());
+    seed(BackendKind::Apio, &system, &credentials).await;
+    let victim = running.sim.dump()[1]["userId"].as_str().unwrap().to_owned();
+    let patch = json!({"timeZone": {"zone": "Europe/Warsaw"}});
+    running.sim.tamper(&victim, patch.as_object().unwrap()).unwrap();
+
+    let report = probe::run(&system, &credentials, Settings::default()).await.unwrap();
+
+    assert!(!report.manageable(), "{report}");
+    assert_eq!(report.unreadable.len(), 1, "{report}");
+    assert_eq!(report.unreadable[0].id.as_deref(), Some(victim.as_str()));
+    assert!(report.unreadable[0].problem.starts_with("timeZone"), "{report}");
+    assert!(report.to_string().contains("unreadable  record"), "{report}");
 }
 
 #[tokio::test]

@@ -568,7 +568,10 @@ async fn prefixes_and_paths() {
         assert_eq!(ids(&r.json().await.unwrap()), vec!["p@example.com"]);
     }
     assert_eq!(fx.get("/api/v2/tenants/foo/groups/foogroup/users/").await.status().as_u16(), 404);
-    assert_eq!(fx.get(&format!("{GROUP}/users")).await.status().as_u16(), 404);
+    // The current UI lists without the trailing slash, the docs and the older UI with it.
+    let r = fx.get(&format!("{GROUP}/users")).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(ids(&r.json().await.unwrap()), vec!["p@example.com"]);
 }
 
 #[tokio::test]
@@ -601,4 +604,188 @@ async fn simulator_trait() {
     fx.sim.remove(&a).unwrap();
     assert!(fx.sim.remove(&a).is_err());
     assert_eq!(fx.list_ids(json!({})).await, vec![b]);
+}
+
+// ---- dialects ---------------------------------------------------------------------------
+
+impl Fx {
+    async fn dialect(&self, patch: Value) -> (u16, Value) {
+        let r = self.http.put(self.url("/_sim/dialect")).json(&patch).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).await;
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn the_dialect_is_shown_changed_and_checked() {
+    let fx = Fx::new(ApioConfig::default()).await;
+    let shown: Value = fx.http.get(fx.url("/_sim/dialect")).send().await.unwrap().json().await.unwrap();
+    // The defaults are the most faithful reading of the evidence.
+    assert_eq!(shown["detail_user_id"], false, "BroadWorks' UserGetResponse has no userId");
+    assert_eq!(shown["list_shape"], "users");
+    assert_eq!(shown["list_user_id_domain"], true, "DISPLAY_USER_ID_WITH_SYSTEM_DEFAULT_DOMAIN");
+    assert_eq!(shown["duplicate_status"], 409);
+    let (s, v) = fx.dialect(json!({"password_change": "old_new"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["password_change"], "old_new");
+    assert_eq!(v["list_shape"], "users", "the other settings stay");
+    assert_eq!(fx.dialect(json!({"password_change": "oldNew"})).await.0, 422, "unknown value");
+    assert_eq!(fx.dialect(json!({"duplicate_status": 418})).await.0, 422, "400 or 409 only");
+    assert_eq!(fx.sim.dialect_now().duplicate_status, 409, "a refused patch changes nothing");
+}
+
+#[tokio::test]
+async fn a_users_record_carries_user_id_only_in_that_dialect() {
+    let fx = Fx::new(ApioConfig::default()).await;
+    seed_users(&fx.sim);
+    let path = format!("{GROUP}/users/TestAlpha@example.com");
+    let (s, v) = fx.get_json(&path).await;
+    assert_eq!(s, 200);
+    assert!(v.get("userId").is_none(), "as BroadWorks' UserGetResponse: {v}");
+    assert_eq!(v["firstName"], "Tom");
+    fx.dialect(json!({"detail_user_id": true})).await;
+    assert_eq!(fx.get_json(&path).await.1["userId"], "TestAlpha@example.com");
+    // The PUT answer is the record too.
+    let (s, v) = fx.put("TestAlpha@example.com", json!({"title": "CEO"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["userId"], "TestAlpha@example.com");
+}
+
+#[tokio::test]
+async fn list_shapes_limits_and_where_criteria_are_read() {
+    let fx = Fx::new(ApioConfig::default()).await;
+    seed_users(&fx.sim);
+    fx.dialect(json!({"list_shape": "bare"})).await;
+    let (_, v) = fx.get_json(&format!("{GROUP}/users")).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(3), "a bare array: {v}");
+    fx.dialect(json!({"list_shape": "users", "size_limit": "ignored"})).await;
+    assert_eq!(fx.list_ids(json!({"responseSizeLimit": 1})).await.len(), 3, "the limit is ignored");
+    fx.dialect(json!({"size_limit": "honoured"})).await;
+    assert_eq!(fx.list_ids(json!({"responseSizeLimit": 1})).await.len(), 1, "and honoured");
+
+    let by_query = format!("{GROUP}/users?insensitiveExtensionEquals=1234");
+    let body = json!({"insensitiveExtensionEquals": "1234"});
+    fx.dialect(json!({"criteria": "body"})).await;
+    assert_eq!(ids(&fx.get_json(&by_query).await.1).len(), 3, "the query string is ignored");
+    assert_eq!(fx.list_ids(body.clone()).await, vec!["TestAlpha@example.com"]);
+    fx.dialect(json!({"criteria": "query"})).await;
+    assert_eq!(ids(&fx.get_json(&by_query).await.1), vec!["TestAlpha@example.com"]);
+    assert_eq!(fx.list_ids(body).await.len(), 3, "a GET body is ignored");
+}
+
+#[tokio::test]
+async fn ids_without_the_default_domain_are_listed_and_followed() {
+    let fx = Fx::new(ApioConfig::default()).await;
+    seed_users(&fx.sim);
+    fx.sim.seed(&json!({"userId": "far@other.org", "firstName": "F", "lastName": "O"})).unwrap();
+    fx.dialect(json!({"list_user_id_domain": false})).await;
+    let listed = fx.list_ids(json!({})).await;
+    assert!(listed.contains(&"TestAlpha".to_owned()), "{listed:?}");
+    assert!(listed.contains(&"far@other.org".to_owned()), "only the default domain is left out");
+    // BroadWorks takes an id without a domain to be in the system default domain.
+    let (s, v) = fx.get_json(&format!("{GROUP}/users/TestAlpha")).await;
+    assert_eq!((s, v["firstName"].clone()), (200, json!("Tom")));
+    assert_eq!(fx.put("TestAlpha", json!({"title": "CTO"})).await.0, 200);
+    let r = fx.http.delete(fx.url(&format!("{GROUP}/users/TestAlpha/"))).bearer_auth(&fx.token).send();
+    assert_eq!(r.await.unwrap().status().as_u16(), 200);
+    assert!(!fx.sim.dump().as_array().unwrap().iter().any(|u| u["userId"] == "TestAlpha@example.com"));
+}
+
+#[tokio::test]
+async fn paths_without_the_slash_can_be_redirected() {
+    let fx = Fx::new(ApioConfig::default()).await;
+    seed_users(&fx.sim);
+    fx.dialect(json!({"no_slash": "redirect"})).await;
+    let client = crate::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = client
+        .get(fx.url(&format!("{GROUP}/users?responseSizeLimit=1")))
+        .bearer_auth(&fx.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 308);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("{GROUP}/users/?responseSizeLimit=1"));
+    // A client that follows it gets the list, with the query kept.
+    assert_eq!(ids(&fx.get_json(&format!("{GROUP}/users?responseSizeLimit=1")).await.1).len(), 1);
+    let r = client.get(fx.url(&format!("{GROUP}/users/gamma@example.com"))).bearer_auth(&fx.token).send();
+    assert_eq!(r.await.unwrap().status().as_u16(), 308);
+    // The slash forms are answered as they are.
+    assert_eq!(fx.get(&format!("{GROUP}/users/gamma@example.com/")).await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn password_keys_follow_the_dialect() {
+    let fx = Fx::new(ApioConfig::default()).await;
+    fx.sim
+        .seed(&json!({"userId": "jane@example.com", "firstName": "Jane", "lastName": "Roe",
+                      "password": "First-Pass1"}))
+        .unwrap();
+    let password = || fx.sim.dump()[0]["password"].as_str().unwrap().to_owned();
+    // Both keys (the default): either alone, or both with one value.
+    assert_eq!(fx.put("jane@example.com", json!({"password": "Second-Pass2"})).await.0, 200);
+    assert_eq!(fx.put("jane@example.com", json!({"newPassword": "Third-Pass3"})).await.0, 200);
+    let both = json!({"password": "Fourth-Pass4", "newPassword": "Fourth-Pass4"});
+    assert_eq!(fx.put("jane@example.com", both).await.0, 200);
+    assert_eq!(password(), "Fourth-Pass4");
+    let differ = json!({"password": "Fifth-Pass5", "newPassword": "Other-Pass5"});
+    assert_eq!(fx.put("jane@example.com", differ).await.0, 400);
+
+    // The docs: newPassword, with an oldPassword that must be the current one if given.
+    fx.dialect(json!({"password_change": "old_new"})).await;
+    assert_eq!(fx.put("jane@example.com", json!({"password": "Fifth-Pass5"})).await.0, 400);
+    let wrong_old = json!({"oldPassword": "nope", "newPassword": "Fifth-Pass5"});
+    assert_eq!(fx.put("jane@example.com", wrong_old).await.0, 400);
+    assert_eq!(fx.put("jane@example.com", json!({"oldPassword": "Fourth-Pass4"})).await.0, 400);
+    let right_old = json!({"oldPassword": "Fourth-Pass4", "newPassword": "Fifth-Pass5"});
+    assert_eq!(fx.put("jane@example.com", right_old).await.0, 200);
+    assert_eq!(password(), "Fifth-Pass5");
+
+    // The UI: password; newPassword is unknown, refused or dropped as the dialect says.
+    fx.dialect(json!({"password_change": "password"})).await;
+    assert_eq!(fx.put("jane@example.com", json!({"newPassword": "Sixth-Pass6"})).await.0, 400);
+    fx.dialect(json!({"unknown_fields": "ignore"})).await;
+    assert_eq!(fx.put("jane@example.com", json!({"newPassword": "Sixth-Pass6"})).await.0, 200);
+    assert_eq!(password(), "Fifth-Pass5", "a dropped field changes nothing");
+    // A create is a UserAddRequest: `password` whatever the dialect.
+    let (s, _) = fx.create(json!({"firstName": "N", "lastName": "P", "password": "Create-Pass7"})).await;
+    assert_eq!(s, 201);
+}
+
+#[tokio::test]
+async fn create_answers_duplicates_and_departments_follow_the_dialect() {
+    let fx = Fx::new(ApioConfig::default()).await;
+    let user = |ext: &str| json!({"firstName": "A", "lastName": "B", "extension": ext});
+    let (s, v) = fx.create(user("301")).await;
+    assert_eq!(s, 201);
+    assert!(v["userId"].is_string(), "the UI reads userId from it: {v}");
+    fx.dialect(json!({"create_answer": "user_without_id"})).await;
+    let (s, v) = fx.create(user("302")).await;
+    assert_eq!(s, 201);
+    assert!(v.get("userId").is_none() && v["extension"] == "302", "{v}");
+    fx.dialect(json!({"create_answer": "empty"})).await;
+    assert_eq!(fx.create(user("303")).await, (201, json!({})));
+
+    assert_eq!(fx.create(user("301")).await.0, 409);
+    fx.dialect(json!({"duplicate_status": 400})).await;
+    let (s, v) = fx.create(user("301")).await;
+    assert_eq!(s, 400);
+    assert!(!message(&v).is_empty(), "{v}");
+
+    fx.sim
+        .seed(&json!({"userId": "d@example.com", "firstName": "D", "lastName": "E", "extension": "304",
+                      "department": {"departmentName": "sales", "tenantId": "foo"}}))
+        .unwrap();
+    let (_, v) = fx.get_json(&format!("{GROUP}/users/d@example.com")).await;
+    assert_eq!(v["department"]["departmentName"], "sales");
+    fx.dialect(json!({"department": "name"})).await;
+    assert_eq!(fx.get_json(&format!("{GROUP}/users/d@example.com")).await.1["department"], "sales");
+    let (_, list) = fx.list(json!({})).await;
+    let departments: Vec<&Value> =
+        list["users"].as_array().unwrap().iter().map(|u| &u["department"]).collect();
+    assert!(departments.contains(&&json!("sales")) && departments.contains(&&json!("")), "{departments:?}");
 }
