@@ -12,33 +12,46 @@ impl MikoPbxSim {
         query: HashMap<String, String>,
         post: HashMap<String, String>,
     ) -> Response {
+        let dialect = self.current();
+        if !dialect.legacy() {
+            // 2026.1 removed the legacy controllers: the route is unknown.
+            return self.v3_error(StatusCode::NOT_FOUND, MSG_NOT_FOUND);
+        }
         if let Some(resp) = self.legacy_auth(peer, headers, action) {
             return resp;
         }
+        let release = dialect.legacy_release();
         let result = match (method.as_str(), action) {
             ("GET", "getRecord") => {
-                Ok(self.legacy_get_record(query.get("id").map(String::as_str).unwrap_or("")))
+                Ok(self.legacy_get_record(query.get("id").map(String::as_str).unwrap_or(""), release))
             }
             ("GET", "getForSelect") => {
                 Ok(self.legacy_get_for_select(query.get("type").map(String::as_str).unwrap_or("all")))
             }
             ("GET", "available") => {
-                self.legacy_available(query.get("number").map(String::as_str).unwrap_or(""))
+                let number = query.get("number").map(String::as_str).unwrap_or("");
+                self.legacy_available(number, dialect.integers)
             }
             ("POST", "saveRecord") => {
                 let mut st = lock(&self.state);
                 let Inner { store, rng, .. } = &mut *st;
-                store.legacy_save(&post, &self.cfg, rng).map(|ext_id| legacy_record_json(store, ext_id, rng))
+                store
+                    .legacy_save(&post, &self.cfg, release, rng)
+                    .map(|ext_id| legacy_record_json(store, ext_id, rng))
             }
-            ("POST", "deleteRecord") => self.legacy_delete(post.get("id").map(String::as_str).unwrap_or("")),
+            ("POST", "deleteRecord") => {
+                self.legacy_delete(post.get("id").map(String::as_str).unwrap_or(""), release)
+            }
             _ => Err(vec![format!(
                 "Unknown action - {action} in MikoPBX\\PBXCoreREST\\Lib\\ExtensionsManagementProcessor"
             )]),
         };
-        self.legacy_reply(action, result)
+        self.legacy_reply(action, release, result)
     }
 
-    pub(super) fn legacy_get_record(&self, id: &str) -> Value {
+    /// The record of the SIP extension of a user with this `Extensions.id`; for any other
+    /// id (unknown, deleted, a mobile's, a queue's) a blank template without `id`.
+    pub(super) fn legacy_get_record(&self, id: &str, release: Generation) -> Value {
         let mut st = lock(&self.state);
         let Inner { store, rng, .. } = &mut *st;
         if let Ok(ext_id) = id.parse::<u64>()
@@ -58,7 +71,7 @@ impl MikoPbxSim {
             sip_qualifyfreq: 60,
             sip_enable_recording: "1".into(),
             sip_dtmfmode: "auto".into(),
-            sip_transport: legacy_transport_default(self.cfg.legacy_release).into(),
+            sip_transport: legacy_transport_default(release).into(),
             sip_networkfilterid: "none".into(),
             fwd_ringlength: 45,
             ..Record::default()
@@ -66,48 +79,60 @@ impl MikoPbxSim {
         Value::Object(template.legacy_json(&new_uniqid("EXTERNAL-", rng)))
     }
 
+    /// `Dropdowns::getForSelect`: the numbers shown in the phone book (`show_in_phonebook`
+    /// "1"), by `type`: `internal` SIP only, `phones` SIP and mobiles, `routing` those and
+    /// the applications, `all` everything but `did2user`. A user's number is typed `_USER`
+    /// (`Text::underscore(strtoupper(' USER'))`), any other its `Extensions.type`.
     pub(super) fn legacy_get_for_select(&self, kind: &str) -> Value {
         let st = lock(&self.state);
         let s = &st.store;
-        let mut items: Vec<(u8, String, Value)> = s
+        let wanted = |e: &ExtRow| match kind {
+            "internal" => e.kind == ExtKind::Sip,
+            "phones" => e.kind != ExtKind::Other,
+            "routing" => true,
+            _ => e.number != "did2user",
+        };
+        let mut items: Vec<(String, Value)> = s
             .exts
             .iter()
-            .filter(|(_, e)| e.show_in_phonebook == "1")
-            .filter(|(_, e)| kind != "internal" || e.kind == ExtKind::Sip)
+            .filter(|(_, e)| e.show_in_phonebook == "1" && wanted(e))
             .map(|(id, e)| {
+                let kind = match (e.userid, e.kind) {
+                    (Some(_), _) => "_USER",
+                    (None, ExtKind::Other) => e.app_type.as_str(),
+                    (None, ExtKind::Sip) => "SIP",
+                    (None, ExtKind::External) => "EXTERNAL",
+                };
+                let represent = s.represent(*id);
+                let sorter = format!("{kind}{}{}", strip_tags(&represent), e.number);
                 let item = json!({
-                    "name": s.represent(*id),
+                    "name": represent,
                     "value": e.number,
-                    "type": "_USER",
-                    "typeLocalized": "Employees",
+                    "type": kind,
+                    "typeLocalized": if kind == "_USER" { "Employees" } else { "Applications" },
                 });
-                (u8::from(e.kind == ExtKind::External), e.number.clone(), item)
+                (sorter, item)
             })
             .collect();
-        items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        Value::Array(items.into_iter().map(|i| i.2).collect())
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        Value::Array(items.into_iter().map(|i| i.1).collect())
     }
 
-    pub(super) fn legacy_available(&self, number: &str) -> Result<Value, Vec<String>> {
+    /// `Utils::ifNumberAvailable`: whether any extension holds the number, and which user.
+    pub(super) fn legacy_available(&self, number: &str, integers: Integers) -> Result<Value, Vec<String>> {
         if number.is_empty() {
             return Err(vec![MSG_EMPTY_NUMBER.into()]);
         }
         let st = lock(&self.state);
         let s = &st.store;
-        Ok(match s.ext_with_number(number, None) {
-            None => json!({"available": true}),
-            Some(id) => {
-                let uid = s.exts.get(&id).and_then(|e| e.userid).map(|u| u.to_string());
-                json!({"available": false, "userId": uid, "represent": s.represent(id)})
-            }
-        })
+        Ok(available(s, number, integers))
     }
 
-    pub(super) fn legacy_delete(&self, id: &str) -> Result<Value, Vec<String>> {
+    pub(super) fn legacy_delete(&self, id: &str, release: Generation) -> Result<Value, Vec<String>> {
         if id.is_empty() {
-            let msg = match self.cfg.legacy_release {
-                LegacyRelease::V2023_2 => "empty ID in POST/GET data",
-                LegacyRelease::V2024_1 => "Empty ID in POST/GET data",
+            let msg = match release {
+                Generation::V2023_2 => "empty ID in POST/GET data",
+                _ => "Empty ID in POST/GET data",
             };
             return Err(vec![msg.into()]);
         }
@@ -117,7 +142,12 @@ impl MikoPbxSim {
         match ext {
             None => Err(vec![format!("Extension with id {id} does not exist")]),
             Some((ext_id, None)) => {
-                store.delete_ext(ext_id);
+                // `DeleteRecord` deletes the extension's forwarding rights and its user; an
+                // extension of no user (a queue, a system number) keeps its row.
+                store.touched();
+                if let Some(number) = store.exts.get(&ext_id).map(|e| e.number.clone()) {
+                    store.fwds.retain(|_, f| f.extension != number);
+                }
                 Ok(json!({"id": id}))
             }
             Some((_, Some(uid))) => {
@@ -129,6 +159,20 @@ impl MikoPbxSim {
                 Ok(json!({"id": id}))
             }
         }
+    }
+}
+
+/// The `data` of `ifNumberAvailable` (the same in the legacy API and v3's `:available`).
+pub(super) fn available(s: &Store, number: &str, integers: Integers) -> Value {
+    match s.ext_with_number(number, None) {
+        None => json!({"available": true}),
+        Some(id) => match s.exts.get(&id) {
+            Some(e) if e.kind != ExtKind::Other => {
+                let uid = e.userid.map(|u| integers.of(u)).unwrap_or(Value::Null);
+                json!({"available": false, "userId": uid, "represent": s.represent(id)})
+            }
+            _ => json!({"available": false, "represent": "ex_ThisNumberIsNotFree"}),
+        },
     }
 }
 
@@ -157,12 +201,7 @@ pub(super) async fn legacy_post(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    // PHP fills $_POST only from form bodies.
-    let post = if content_type(&headers).starts_with("application/x-www-form-urlencoded") {
-        crate::sim::form_pairs(&body).into_iter().collect()
-    } else {
-        HashMap::new()
-    };
+    let post = post_form(&headers, &body);
     sim.legacy(&Method::POST, &action, ip, &headers, query_map(&q), post)
 }
 
@@ -185,33 +224,34 @@ pub(super) fn legacy_op(action: &str) -> &'static str {
     }
 }
 
-pub(super) fn legacy_processor(release: LegacyRelease, action: &str) -> String {
-    let class = match (release, action) {
-        (LegacyRelease::V2023_2, "getRecord") => "GetRecord::main",
-        (LegacyRelease::V2023_2, "saveRecord") => "SaveRecord::main",
-        (LegacyRelease::V2023_2, "deleteRecord") => "DeleteRecord::main",
-        (LegacyRelease::V2023_2, "getForSelect") => "Dropdowns::getForSelect",
-        (LegacyRelease::V2023_2, "available") => "Utils::ifNumberAvailable",
-        (LegacyRelease::V2024_1, "getRecord") => "GetRecordAction::main",
-        (LegacyRelease::V2024_1, "saveRecord") => "SaveRecordAction::main",
-        (LegacyRelease::V2024_1, "deleteRecord") => "DeleteRecordAction::main",
-        (LegacyRelease::V2024_1, "getForSelect") => "DropdownsAction::main",
-        (LegacyRelease::V2024_1, "available") => "AvailableAction::main",
+pub(super) fn legacy_processor(release: Generation, action: &str) -> String {
+    let old = release == Generation::V2023_2;
+    let class = match (old, action) {
+        (true, "getRecord") => "GetRecord::main",
+        (true, "saveRecord") => "SaveRecord::main",
+        (true, "deleteRecord") => "DeleteRecord::main",
+        (true, "getForSelect") => "Dropdowns::getForSelect",
+        (true, "available") => "Utils::ifNumberAvailable",
+        (false, "getRecord") => "GetRecordAction::main",
+        (false, "saveRecord") => "SaveRecordAction::main",
+        (false, "deleteRecord") => "DeleteRecordAction::main",
+        (false, "getForSelect") => "DropdownsAction::main",
+        (false, "available") => "AvailableAction::main",
         _ => return "MikoPBX\\PBXCoreREST\\Lib\\ExtensionsManagementProcessor::callBack".into(),
     };
     format!("{LEGACY_NS}{class}")
 }
 
-pub(super) fn legacy_transport_default(release: LegacyRelease) -> &'static str {
+pub(super) fn legacy_transport_default(release: Generation) -> &'static str {
     match release {
-        LegacyRelease::V2023_2 => " ",
-        LegacyRelease::V2024_1 => "",
+        Generation::V2023_2 => " ",
+        _ => "",
     }
 }
 
 /// 2023.2 strips every forwarding value to digits; 2024.1 keeps the routing keywords.
-pub(super) fn legacy_fwd(value: &str, release: LegacyRelease) -> String {
-    if release == LegacyRelease::V2024_1 && ["voicemail", "busy", "hangup"].contains(&value) {
+pub(super) fn legacy_fwd(value: &str, release: Generation) -> String {
+    if release != Generation::V2023_2 && ["voicemail", "busy", "hangup"].contains(&value) {
         return value.to_string();
     }
     digits(value)

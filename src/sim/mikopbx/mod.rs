@@ -1,84 +1,40 @@
-//! MikoPBX simulator: ONE server with both API generations over one data store, so a client
-//! of either generation (or both) sees the same employees.
+//! MikoPBX simulator: the three API generations of MikoPBX's own server code
+//! (`github.com/mikopbx/Core`, tags `2023.2.206`, `2024.1.114`, `2026.1.223`) over one
+//! relational store, so a client of either generation sees the same employees. Which
+//! generation (and language, and answer shapes) it serves is its dialect
+//! ([`Dialect`]); every behaviour below, and the source it comes from, is listed per call
+//! in `docs/compatibility.md`, section MikoPBX.
 //!
 //! The store is relational like the real one, because the legacy API's data-loss traps come
-//! from how rows are found: `Users` (id), `Extensions` (SIP and EXTERNAL rows share one id
-//! sequence), `Sip` peers (found by `uniqid`), `ExternalPhones` (by `uniqid`) and
+//! from how rows are found: `Users` (id), `Extensions` (SIP, EXTERNAL and the system and
+//! application numbers share one id sequence, which starts with the system numbers),
+//! `Sip` peers (found by `uniqid`), `ExternalPhones` (by `uniqid`) and
 //! `ExtensionForwardingRights` (by number). Reads join by number and take the first row.
 //!
-//! What it enforces (sources: seed 000, `shared/pbx-apis/mikopbx-thulium.md` Part 1):
-//! - Legacy `/pbxcore/api/extensions/{getRecord,getForSelect,available}` (GET) and
-//!   `{saveRecord,deleteRecord}` (POST): the `jsonapi` envelope with `meta` and an `E-Tag`
-//!   header; business errors are HTTP 200 with `result:false`; 401/403/404 carry `errors`.
-//!   `getRecord` of an unknown or empty id answers a fresh template without `id`.
-//!   `saveRecord` reads form bodies only (a JSON body is an empty `$_POST`: "Empty number");
-//!   it is an upsert per row (Users by `user_id`, SIP extension by user, Sip by `sip_uniqid`,
-//!   forwarding by the new number, mobile by user + `mobile_uniqid`) and every omitted field
-//!   takes its default: an omitted `sip_secret` is a new random secret, an omitted
-//!   `sip_uniqid` a second Sip row, an omitted `mobile_number` deletes the mobile.
-//!   Extension numbers are unique over SIP and mobile rows; length is not validated.
-//!   `deleteRecord` takes `Extensions.id` and refuses while another employee forwards to
-//!   the number.
-//! - Legacy auth: a request from 127.0.0.1 needs none (`trust_loopback`); others need the
-//!   `PHPSESSID` cookie from `POST /admin-cabinet/session/start` (idle lifetime, and in
-//!   2024.1 10 failed logins per 300 s per address lock the login out).
-//! - `POST /admin-cabinet/extensions/getNewRecords` (2024.1 only): the DataTables list that
-//!   maps numbers to `Extensions.id`; it is the admin UI, so it always needs the session
-//!   cookie (loopback is trusted only by `/pbxcore`) and `X-Requested-With` for JSON.
-//! - v3 `/pbxcore/api/v3/employees` (id = `Users.id`): list (`limit`/`offset`/`search`,
-//!   all rows when neither is given, limit <=0 -> 50, cap 1000), get, `:getDefault`,
-//!   create (201), PUT, PATCH, DELETE; the sanitiser (trim, strip non-digits from a
-//!   pattern field that does not match, truncate to the maximum length), required-field
-//!   errors keyed by field, schema and business errors as 422, duplicate number 422.
-//!   Not-found codes as the code reads: GET and DELETE 422, PUT and PATCH 404 (config
-//!   `v3_not_found_always_404` switches to the documented 404 everywhere).
-//! - v3 auth: `Authorization: Bearer` with the API key or a JWT from
-//!   `POST /pbxcore/api/v3/auth:login` (refresh cookie, `auth:refresh`, `auth:logout`);
-//!   a bad bearer is 401 even from loopback; no bearer is trusted only from 127.0.0.1/::1.
-//!   The legacy session cookie is not accepted by v3.
+//! One file per concern: [`store`] and [`writes`] (the tables; the legacy upsert, the v3
+//! save), [`legacy`] (`/pbxcore/api/extensions/*`), [`admin`] (the admin cabinet's lists:
+//! 2023.2's `extensions/index`, 2024.1's `getNewRecords`), [`session`] (the admin login
+//! with 2024.1's throttling, v3's JWTs, who may call what), [`v3`] and [`v3_fields`]
+//! (`/pbxcore/api/v3/employees`: the sanitiser, PATCH's merge, the validation of the
+//! merged record), [`dialect`] (the settings and the translated messages).
 //!
-//! Choices where the sources are silent (constants in [`MikoPbxConfig`] and the `MSG_*`
-//! consts below):
-//! - Legacy behaviour follows 2024.1 by default (`legacy_release`); 2023.2 differs in
-//!   processor names, `sip_transport` default `" "`, fwd keywords stripped, the empty-id
-//!   message, no login throttling and no `getNewRecords`.
-//! - Processor names other than `GetRecord`/`SaveRecord`/`DeleteRecord` are guesses.
+//! Choices where the sources are silent (simulator choices, not MikoPBX's):
 //! - `meta.hash` = sha1 of the timestamp, `E-Tag` = sha1 of the body; time is UTC.
-//! - Duplicate number (legacy, and v3 model-level): "Specified number is already used for
-//!   - <represent>" (the 2026 English text of the same message key).
 //! - Next free number: highest SIP number with at most `extension_length` digits + 1,
 //!   starting at `first_internal_number`, skipping taken numbers; past the range, the lowest
 //!   free number in it; none left -> "" (save then fails with "Empty number").
 //! - `getRecord` of an employee without a mobile answers a fresh `mobile_uniqid`; reads of
 //!   missing joined rows give "" / 0. Missing or EMPTY legacy fields take the default.
-//! - Legacy `number` "0" counts as empty (PHP `empty()`); ints are parsed like PHP `(int)`.
-//! - A JSON or multipart body to a legacy POST is treated as an empty `$_POST`.
-//! - Legacy wrong method on a known action or an unknown action: HTTP 200 "Unknown action".
-//! - Restricted users (`restricted_users`, the "employee rights" module) get 403 on actions
-//!   not in their list; delete refused by a forwarding reference: `MSG_RESTRICT`.
-//! - Sessions expire after `session_lifetime` of idleness; a failed-login counter is per
-//!   client address, separate for legacy and v3, reset by a successful login.
-//! - Login answers: XHR JSON `{"success":true,"reload":...}` / `{"success":false,
-//!   "message":...}`; without XHR a 302 (success) or an HTML page. `getNewRecords` without a
-//!   session: 403 for XHR, else 302 to the login page; without XHR: an HTML page; a missing
-//!   or non-positive `length` returns all rows; order by `columns[i][data]`, default number.
+//! - 2024.1's login throttle counts every `session/start` of an address in a window that
+//!   starts at its first attempt (the real one buckets by wall clock: `floor(now/300)`).
 //! - JWTs are HS256-shaped but checked by lookup in the issued-token table (so
-//!   `expire_tokens` is exact); v3 login errors: 400 `auth_LoginPasswordRequired`, 401
-//!   `MSG_V3_BAD_LOGIN`, 429 `MSG_THROTTLED`.
-//! - v3 required-field keys `ex_ValidateUsernameIsEmpty`, `ex_ValidateSecretIsEmpty`;
-//!   pattern/integer/boolean schema texts; the password strength rule (`password_score`,
-//!   a stand-in for the dictionary + score >= 60 rule; `v3_password_policy` turns it off);
-//!   "dangerous content" = `<script`, `javascript:` or `<?php` in `user_username`.
-//! - v3 format checks (schema, email, mobile, password) apply to the fields the client sent;
-//!   uniqueness, ring length with forwarding and own-number forwarding to the merged record.
-//! - v3 `sip_enableRecording` is true unless the stored value is "0" or ""; `user_avatar` is
-//!   stored as sent; list `avatar` falls back to `DEFAULT_AVATAR`; default list order is
-//!   `Users.id`; `reload` uses `Users.id`; a POST with an `id` acts as a PUT of that id.
-//! - v3 unknown paths: 404 with the v3 error skeleton; wrong methods 405.
-//! - v3 create: `mobile_dialstring` stays as sent (""), unlike legacy, which copies the
-//!   mobile number. Changing the number in v3 moves the Sip and forwarding rows along.
-//! - Not modelled: parking slots, queues/IVR owners of numbers, `getPhoneRepresent(s)`,
-//!   `/pbxcore/api/v3/extensions`, v3 bulk methods, avatar uploads, `debugMode`.
+//!   `expire_tokens` is exact).
+//! - The SIP password rule is `PasswordService`'s score ported as written; its dictionary
+//!   (rockyou) is stood in for by [`COMMON_PASSWORDS`].
+//! - Restricted users (`restricted_users`, the "employee rights" module) get 403 on actions
+//!   not in their list; a delete refused by a forwarding reference answers `MSG_RESTRICT`.
+//! - Not modelled: parking slots, `getPhoneRepresent(s)`, the v3 bulk methods, avatar
+//!   uploads, `debugMode`, the "remember me" cookie.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -101,6 +57,7 @@ use serde_json::{Map, Value, json};
 use super::{OpName, SimError, Simulator, lock};
 
 mod admin;
+mod dialect;
 mod legacy;
 mod reply;
 mod session;
@@ -110,7 +67,10 @@ mod v3;
 mod v3_fields;
 mod writes;
 
+pub use dialect::{Dialect, Generation, Integers, Language};
+
 use admin::*;
+use dialect::text;
 use legacy::*;
 use reply::*;
 use session::*;
@@ -119,28 +79,25 @@ use util::*;
 use v3::*;
 use v3_fields::*;
 
+// Messages the code writes as literals (not translated).
 const MSG_EMPTY_NUMBER: &str = "Empty number value in POST/GET data";
 const MSG_NOT_AUTHENTICATED: &str = "The user isn't authenticated.";
 const MSG_ROUTE_NOT_ALLOWED: &str = "The route is not allowed";
 const MSG_NOT_FOUND: &str = "404 (Not Found)";
-const MSG_DUPLICATE: &str = "Specified number is already used for - ";
+/// The model's duplicate message: a bare translation key in 2023.2 and 2024.1, which have
+/// no text for it (`Extensions::validation`, no entry in `src/Common/Messages/*.php`).
+const MSG_DUPLICATE_KEY: &str = "mo_ThisNumberNotUniqueForExtensionsModels";
 const MSG_RESTRICT: &str = "The record cannot be deleted, it is a call forwarding target of ";
-const MSG_LOGIN_FAILED: &str = "Incorrect login or password";
-const MSG_THROTTLED: &str = "Too many login attempts, try again later";
 const MSG_V3_BAD_LOGIN: &str = "Invalid login or password";
+const MSG_V3_THROTTLED: &str = "Too many login attempts, try again later";
 const MSG_V3_DENIED: &str = "Access denied. You do not have permission to access this resource.";
-const MSG_V3_OCCUPIED: &str = "Extension already occupied";
-const MSG_V3_SECRET_SHORT: &str = "SIP password must be longer than 4 characters";
-const MSG_V3_SECRET_LONG: &str = "Password must not be longer than 64 characters";
-const MSG_V3_SECRET_WEAK: &str = "Password is too weak for security requirements";
-const MSG_V3_EMAIL: &str = "Likely the email address is invalid";
-const MSG_V3_MOBILE_TAKEN: &str = "The mobile number is already used by another employee";
-const MSG_V3_MOBILE_BAD: &str = "Check the correctness of entering the mobile number";
-const MSG_V3_RINGLENGTH: &str = "In the routing settings, the time before forwarding is specified incorrectly. Choose a value between 3-180.";
-const MSG_V3_OWN_NUMBER: &str = "You cannot set up forwarding to your own number";
+/// The admin cabinet's `ErrorsController` (not translated), answered with HTTP 200 to XHR.
+const MSG_PAGE_NOT_FOUND: &str = "Page not found - 404";
+const MSG_SERVER_ERROR: &str = "Server error - 500";
 const DEFAULT_AVATAR: &str = "/admin-cabinet/assets/img/unknownPerson.jpg";
 const LEGACY_NS: &str = "MikoPBX\\PBXCoreREST\\Lib\\Extensions\\";
 const V3_NS: &str = "MikoPBX\\PBXCoreREST\\Lib\\Employees\\";
+/// Stand-in for PasswordService's dictionary (the rockyou list) and its common defaults.
 const COMMON_PASSWORDS: &[&str] = &[
     "password",
     "123456",
@@ -154,17 +111,13 @@ const COMMON_PASSWORDS: &[&str] = &[
     "1234567890",
     "password1",
     "qwerty123",
+    "1234",
+    "12345",
 ];
 
-/// Which legacy release the `/pbxcore/api/extensions/*` routes behave like.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LegacyRelease {
-    V2023_2,
-    V2024_1,
-}
-
 /// A user of the "employee rights" module: logs in like the admin, but may only call the
-/// listed actions (legacy names such as `getRecord`, v3 names such as `getList`, `create`).
+/// listed actions (legacy names such as `getRecord`, v3 names such as `getList`, `create`,
+/// admin cabinet ones such as `getNewRecords`, `index`).
 #[derive(Clone, Debug)]
 pub struct RestrictedUser {
     pub login: String,
@@ -174,19 +127,22 @@ pub struct RestrictedUser {
 
 #[derive(Clone, Debug)]
 pub struct MikoPbxConfig {
-    pub legacy_release: LegacyRelease,
+    /// The dialect at start (`/_sim/dialect` changes it later).
+    pub dialect: Dialect,
     /// `WebAdminLogin` / `WebAdminPassword`: the legacy session login and the v3 JWT login.
     pub admin_login: String,
     pub admin_password: String,
     pub restricted_users: Vec<RestrictedUser>,
     /// v3 API key with full permissions; "" disables it.
     pub api_key: String,
-    /// Requests from loopback skip authentication (the real rule). Tests turn it off to
+    /// Requests from loopback skip authentication (the real rule: 127.0.0.1 for the
+    /// legacy API and the admin cabinet, 127.0.0.1 and ::1 for v3). Tests turn it off to
     /// exercise the remote path on 127.0.0.1.
     pub trust_loopback: bool,
     /// Legacy admin session idle lifetime (Redis 3600 s on the real one).
     pub session_lifetime: Duration,
-    /// Failed logins per address within `login_attempts_window` before logins are refused.
+    /// Logins per address within `login_attempts_window`: 2024.1 counts every
+    /// `session/start`, v3 every failed `auth:login`.
     pub login_attempts: usize,
     pub login_attempts_window: Duration,
     pub access_token_lifetime: Duration,
@@ -194,14 +150,12 @@ pub struct MikoPbxConfig {
     /// `PBXInternalExtensionLength`: only used to pick the next free number.
     pub extension_length: u32,
     pub first_internal_number: u64,
-    /// First `Users.id` and first `Extensions.id`; far apart so a client that mixes the two
-    /// ids up fails.
+    /// First `Users.id`, and the first `Extensions.id` (taken by the system numbers).
     pub first_user_id: u64,
     pub first_extension_id: u64,
     pub v3_default_limit: usize,
-    pub v3_max_limit: usize,
-    pub v3_not_found_always_404: bool,
     pub v3_password_policy: bool,
+    /// `PBXLanguage`, written into `Users.language`.
     pub language: String,
     pub pid: u32,
     pub seed: u64,
@@ -210,7 +164,7 @@ pub struct MikoPbxConfig {
 impl Default for MikoPbxConfig {
     fn default() -> Self {
         Self {
-            legacy_release: LegacyRelease::V2024_1,
+            dialect: Dialect::default(),
             admin_login: "sim-admin".into(),
             admin_password: "sim-admin-password".into(),
             restricted_users: Vec::new(),
@@ -224,10 +178,8 @@ impl Default for MikoPbxConfig {
             extension_length: 3,
             first_internal_number: 201,
             first_user_id: 1,
-            first_extension_id: 1001,
+            first_extension_id: 1,
             v3_default_limit: 50,
-            v3_max_limit: 1000,
-            v3_not_found_always_404: false,
             v3_password_policy: true,
             language: "en-en".into(),
             pid: 42448,
@@ -255,7 +207,9 @@ impl Role {
 }
 
 struct Session {
-    role: Role,
+    /// `None`: a session PHP started without a login (what a refused or throttled
+    /// `session/start` leaves the caller with).
+    role: Option<Role>,
     last_used: Instant,
 }
 
@@ -274,15 +228,17 @@ struct Inner {
     store: Store,
     rng: StdRng,
     sessions: HashMap<String, Session>,
-    legacy_failures: HashMap<IpAddr, Vec<Instant>>,
+    /// 2024.1's `session/start` counter per address: when its window began, and the count.
+    legacy_logins: HashMap<IpAddr, (Instant, usize)>,
     v3_failures: HashMap<IpAddr, Vec<Instant>>,
     access: HashMap<String, Token>,
     refresh: HashMap<String, RefreshToken>,
 }
 
-/// The MikoPBX simulator (both API generations, one store).
+/// The MikoPBX simulator (every API generation, one store).
 pub struct MikoPbxSim {
     cfg: MikoPbxConfig,
+    dialect: Mutex<Dialect>,
     state: Mutex<Inner>,
 }
 
@@ -292,16 +248,22 @@ impl MikoPbxSim {
             store: Store::new(&cfg),
             rng: StdRng::seed_from_u64(cfg.seed),
             sessions: HashMap::new(),
-            legacy_failures: HashMap::new(),
+            legacy_logins: HashMap::new(),
             v3_failures: HashMap::new(),
             access: HashMap::new(),
             refresh: HashMap::new(),
         };
-        Arc::new(Self { cfg, state: Mutex::new(state) })
+        let dialect = Mutex::new(cfg.dialect.clone());
+        Arc::new(Self { cfg, dialect, state: Mutex::new(state) })
     }
 
     pub fn config(&self) -> &MikoPbxConfig {
         &self.cfg
+    }
+
+    /// The dialect in force.
+    pub fn current(&self) -> Dialect {
+        lock(&self.dialect).clone()
     }
 
     /// Row counts per table, so tests can see the stray rows a partial save leaves behind
@@ -311,11 +273,32 @@ impl MikoPbxSim {
         let s = &st.store;
         BTreeMap::from([
             ("users", s.users.len()),
-            ("extensions", s.exts.len()),
+            ("extensions", s.exts.values().filter(|e| e.kind != ExtKind::Other).count()),
             ("sip", s.sips.len()),
             ("external_phones", s.phones.len()),
             ("forwarding_rights", s.fwds.len()),
         ])
+    }
+
+    /// Adds an extension that is no employee (a queue, an IVR menu: `type` other than
+    /// SIP, no user), taking the next `Extensions.id`; returns that id.
+    pub fn add_application(&self, number: &str, name: &str) -> Result<u64, SimError> {
+        let mut st = lock(&self.state);
+        st.store.add_other(number, name).map_err(SimError::Invalid)
+    }
+
+    /// Deletes an extension of any type by its `Extensions.id` (what deleting a queue in
+    /// the admin UI does): leaves a gap in the id sequence.
+    pub fn remove_extension(&self, id: u64) -> Result<(), SimError> {
+        let mut st = lock(&self.state);
+        if !st.store.exts.contains_key(&id) {
+            return Err(SimError::NotFound(id.to_string()));
+        }
+        match st.store.exts.get(&id).and_then(|e| e.userid) {
+            Some(uid) => st.store.delete_user(uid),
+            None => st.store.delete_ext(id),
+        }
+        Ok(())
     }
 }
 
@@ -335,6 +318,8 @@ impl Simulator for MikoPbxSim {
             )
             .route("/admin-cabinet/session/start", post(session_start))
             .route("/admin-cabinet/extensions/getNewRecords", post(get_new_records))
+            .route("/admin-cabinet/extensions/index", get(extensions_index))
+            .route("/admin-cabinet/extensions", get(extensions_index))
             .route("/pbxcore/api/v3/auth:login", post(v3_login).fallback(v3_method_not_allowed))
             .route("/pbxcore/api/v3/auth:refresh", post(v3_refresh).fallback(v3_method_not_allowed))
             .route("/pbxcore/api/v3/auth:logout", post(v3_logout).fallback(v3_method_not_allowed))
@@ -353,6 +338,10 @@ impl Simulator for MikoPbxSim {
                     .patch(v3_patch_handler)
                     .delete(v3_delete_handler)
                     .fallback(v3_method_not_allowed),
+            )
+            .route(
+                "/pbxcore/api/v3/extensions:available",
+                post(v3_available_handler).fallback(v3_method_not_allowed),
             )
             .route("/pbxcore/{*rest}", any(pbxcore_not_found))
             .route("/admin-cabinet/{*rest}", any(admin_not_found))
@@ -408,10 +397,11 @@ impl Simulator for MikoPbxSim {
             .filter(|(k, v)| k.as_str() != "id" && k.as_str() != "user_id" && !v.is_null())
             .map(|(k, v)| (k.clone(), value_to_form(v)))
             .collect();
+        let release = self.current().legacy_release();
         let mut st = lock(&self.state);
         let Inner { store, rng, .. } = &mut *st;
         store
-            .legacy_save(&form, &self.cfg, rng)
+            .legacy_save(&form, &self.cfg, release, rng)
             .map(|id| id.to_string())
             .map_err(|e| SimError::Invalid(e.join("; ")))
     }
@@ -429,6 +419,18 @@ impl Simulator for MikoPbxSim {
         st.sessions.clear();
         st.access.clear();
         st.refresh.clear();
+    }
+
+    fn dialect(&self) -> Value {
+        serde_json::to_value(self.current()).unwrap_or(Value::Null)
+    }
+
+    fn set_dialect(&self, patch: &Map<String, Value>) -> Result<(), SimError> {
+        let mut dialect = lock(&self.dialect);
+        let next: Dialect = crate::sim::patch_dialect(&*dialect, patch)?;
+        next.check().map_err(SimError::Invalid)?;
+        *dialect = next;
+        Ok(())
     }
 }
 
@@ -456,6 +458,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 
 fn query_map(q: &Option<String>) -> HashMap<String, String> {
     crate::sim::form_pairs(q.as_deref().unwrap_or("").as_bytes()).into_iter().collect()
+}
+
+/// A form body as PHP's `$_POST` sees it: only `application/x-www-form-urlencoded` fills it.
+fn post_form(headers: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
+    if content_type(headers).starts_with("application/x-www-form-urlencoded") {
+        crate::sim::form_pairs(body).into_iter().collect()
+    } else {
+        HashMap::new()
+    }
 }
 
 #[cfg(test)]
@@ -503,45 +514,16 @@ mod tests {
     }
 
     #[test]
-    fn password_rule() {
-        assert!(password_score("Vq7#pL2m!xR9zT4w") >= 60);
-        assert!(password_score("Nk9oOFI2ZXdDMEU9") >= 60);
-        assert!(password_score("password") < 60);
-        assert!(password_score("abcdefgh12") < 60);
-        assert!(password_score("aaaaaaaaaaaaaaaaaaaa") < 60);
-    }
-
-    #[test]
-    fn patterns() {
-        assert!(number_pattern("201"));
-        assert!(!number_pattern("1"));
-        assert!(!number_pattern("123456789"));
-        assert!(mobile_pattern("+79991234567"));
-        assert!(!mobile_pattern("0123"));
-    }
-
-    #[test]
-    fn sanitizer_truncates_and_strips() {
-        let data =
-            json!({"number": "123456789", "mobile_number": "+7 (999) 123-45-67", "user_username": "  Ann  "});
-        let (f, errors) = v3_sanitize(data.as_object().unwrap_or(&Map::new()));
-        assert!(errors.is_empty());
-        assert_eq!(f.number.as_deref(), Some("12345678"));
-        assert_eq!(f.mobile_number.as_deref(), Some("79991234567"));
-        assert_eq!(f.user_username.as_deref(), Some("Ann"));
-    }
-
-    #[test]
     fn next_free_number_skips_taken_and_wraps() {
         let cfg = MikoPbxConfig { extension_length: 3, ..MikoPbxConfig::default() };
         let mut s = Store::new(&cfg);
         assert_eq!(s.next_free_number(&cfg), "201");
         let mut rng = StdRng::seed_from_u64(1);
         let form: HashMap<String, String> = [("number".to_string(), "998".to_string())].into();
-        s.legacy_save(&form, &cfg, &mut rng).unwrap();
+        s.legacy_save(&form, &cfg, Generation::V2024_1, &mut rng).unwrap();
         assert_eq!(s.next_free_number(&cfg), "999");
         let form: HashMap<String, String> = [("number".to_string(), "999".to_string())].into();
-        s.legacy_save(&form, &cfg, &mut rng).unwrap();
+        s.legacy_save(&form, &cfg, Generation::V2024_1, &mut rng).unwrap();
         assert_eq!(s.next_free_number(&cfg), "201");
     }
 }

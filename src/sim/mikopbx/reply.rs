@@ -21,8 +21,13 @@ impl MikoPbxSim {
         m
     }
 
-    pub(super) fn legacy_reply(&self, action: &str, result: Result<Value, Vec<String>>) -> Response {
-        let processor = legacy_processor(self.cfg.legacy_release, action);
+    pub(super) fn legacy_reply(
+        &self,
+        action: &str,
+        release: Generation,
+        result: Result<Value, Vec<String>>,
+    ) -> Response {
+        let processor = legacy_processor(release, action);
         let mut body = match result {
             Ok(data) => self.payload(true, action, &processor, data, json!([])),
             Err(errors) => self.payload(false, action, &processor, json!([]), json!({"error": errors})),

@@ -14,6 +14,7 @@ impl MikoPbxSim {
             .map(|u| Role::Restricted(u.allowed_actions.clone()))
     }
 
+    /// The role of the logged-in session the request's `PHPSESSID` names, if any.
     pub(super) fn session_role(&self, headers: &HeaderMap) -> Option<Role> {
         let sid = cookie(headers, "PHPSESSID")?;
         let mut st = lock(&self.state);
@@ -22,11 +23,17 @@ impl MikoPbxSim {
         st.sessions.retain(|_, s| now.duration_since(s.last_used) < lifetime);
         let s = st.sessions.get_mut(&sid)?;
         s.last_used = now;
-        Some(s.role.clone())
+        s.role.clone()
+    }
+
+    /// Whether the legacy API and the admin cabinet trust this caller without a login:
+    /// `$_SERVER['REMOTE_ADDR'] === '127.0.0.1'` in both 2023.2 and 2024.1 (not `::1`).
+    pub(super) fn legacy_trusts(&self, peer: IpAddr) -> bool {
+        self.cfg.trust_loopback && peer == IpAddr::V4(Ipv4Addr::LOCALHOST)
     }
 
     pub(super) fn legacy_auth(&self, peer: IpAddr, headers: &HeaderMap, action: &str) -> Option<Response> {
-        if self.cfg.trust_loopback && peer == IpAddr::V4(Ipv4Addr::LOCALHOST) {
+        if self.legacy_trusts(peer) {
             return None;
         }
         match self.session_role(headers) {
@@ -70,53 +77,95 @@ impl MikoPbxSim {
         Some(self.v3_error(StatusCode::UNAUTHORIZED, MSG_NOT_AUTHENTICATED))
     }
 
+    /// `SessionController::startAction`. 2023.2 only checks the login. 2024.1 first counts
+    /// the attempt (every one, refused or not) and, once an address has used up
+    /// `login_attempts` in the window, answers `success: true` with `reload` pointing at
+    /// the login page and no logged-in session. Every answer starts a PHP session, so a
+    /// refused or throttled caller gets a `PHPSESSID` too, one that is logged in to
+    /// nothing. Messages are translated (`auth_WrongLoginPassword`,
+    /// `auth_TooManyLoginAttempts`) and sent as flash messages `{"error": [...]}`.
     pub(super) fn session_start(
         &self,
         peer: IpAddr,
         headers: &HeaderMap,
         form: &HashMap<String, String>,
     ) -> Response {
+        let dialect = self.current();
         let xhr = is_xhr(headers);
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
         let now = Instant::now();
-        let throttling = self.cfg.legacy_release == LegacyRelease::V2024_1;
+        let throttling = dialect.legacy_release() != Generation::V2023_2;
+        let window = self.cfg.login_attempts_window;
+        enum Outcome {
+            In(String),
+            Refused(String),
+            Throttled(String),
+        }
         let outcome = {
             let mut st = lock(&self.state);
-            if throttling && throttled(&mut st.legacy_failures, peer, &self.cfg) {
-                Err(MSG_THROTTLED)
-            } else {
-                match self.check_login(get("login"), get("password")) {
-                    Some(role) => {
-                        st.legacy_failures.remove(&peer);
-                        let sid = random_token(&mut st.rng, 26);
-                        st.sessions.insert(sid.clone(), Session { role, last_used: now });
-                        Ok(sid)
-                    }
-                    None => {
-                        st.legacy_failures.entry(peer).or_default().push(now);
-                        Err(MSG_LOGIN_FAILED)
-                    }
+            let remain = if throttling {
+                let counter = st.legacy_logins.entry(peer).or_insert((now, 0));
+                if now.duration_since(counter.0) >= window {
+                    *counter = (now, 0);
                 }
+                counter.1 += 1;
+                self.cfg.login_attempts.saturating_sub(counter.1)
+            } else {
+                usize::MAX
+            };
+            let role = match remain {
+                0 => None,
+                _ => self.check_login(get("login"), get("password")),
+            };
+            let sid = random_token(&mut st.rng, 26);
+            st.sessions.insert(sid.clone(), Session { role: role.clone(), last_used: now });
+            match (remain, role) {
+                (0, _) => Outcome::Throttled(sid),
+                (_, Some(_)) => Outcome::In(sid),
+                (_, None) => Outcome::Refused(sid),
             }
         };
+        let language = dialect.language;
         let back = match get("backUri") {
-            "" => "/admin-cabinet/extensions/index/",
+            "" => "/admin-cabinet/extensions/index",
             b => b,
         };
-        let mut resp = match (&outcome, xhr) {
-            (Ok(_), true) => axum::Json(json!({"success": true, "reload": back})).into_response(),
-            (Err(msg), true) => axum::Json(json!({"success": false, "message": msg})).into_response(),
-            (Ok(_), false) => (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response(),
-            (Err(msg), false) => html(
+        let (sid, body, page) = match &outcome {
+            Outcome::In(sid) => (sid, json!({"success": true, "reload": back, "message": []}), None),
+            Outcome::Throttled(sid) => {
+                let message = text(language, "auth_TooManyLoginAttempts")
+                    .replace("%interval%", &window.as_secs().to_string());
+                let body = json!({"success": true, "reload": "/admin-cabinet/session/index",
+                                  "message": {"error": [message.clone()]}});
+                (sid, body, Some(message))
+            }
+            Outcome::Refused(sid) => {
+                let message = if throttling {
+                    let left = {
+                        let st = lock(&self.state);
+                        let used = st.legacy_logins.get(&peer).map_or(0, |c| c.1);
+                        self.cfg.login_attempts.saturating_sub(used)
+                    };
+                    text(language, "auth_WrongLoginPassword").replace("%attempts%", &left.to_string())
+                } else {
+                    text(language, "auth_WrongLoginPassword_2023")
+                };
+                let body =
+                    json!({"success": false, "reload": false, "message": {"error": [message.clone()]}});
+                (sid, body, Some(message))
+            }
+        };
+        let mut resp = match (xhr, page) {
+            (true, _) => axum::Json(body).into_response(),
+            (false, None) => (StatusCode::FOUND, [(header::LOCATION, back.to_string())]).into_response(),
+            (false, Some(msg)) => html(
                 StatusCode::OK,
                 &format!(
                     "<html><body><form id=\"login-form\"><div class=\"ui error message\">{msg}</div></form></body></html>"
                 ),
             ),
         };
-        if let Ok(sid) = outcome
-            && let Ok(v) = HeaderValue::from_str(&format!("PHPSESSID={sid}; path=/; HttpOnly"))
-        {
+        if let Ok(v) = HeaderValue::from_str(&format!("PHPSESSID={sid}; path=/; HttpOnly")) {
             resp.headers_mut().insert(header::SET_COOKIE, v);
         }
         resp.extensions_mut().insert(OpName("sessionStart"));
@@ -133,7 +182,7 @@ impl MikoPbxSim {
         let mut st = lock(&self.state);
         if throttled(&mut st.v3_failures, peer, &self.cfg) {
             drop(st);
-            return self.v3_auth_fail(StatusCode::TOO_MANY_REQUESTS, "login", MSG_THROTTLED);
+            return self.v3_auth_fail(StatusCode::TOO_MANY_REQUESTS, "login", MSG_V3_THROTTLED);
         }
         let Some(role) = self.check_login(&login, &password) else {
             st.v3_failures.entry(peer).or_default().push(Instant::now());
@@ -245,12 +294,7 @@ pub(super) async fn session_start(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = if content_type(&headers).starts_with("application/x-www-form-urlencoded") {
-        crate::sim::form_pairs(&body).into_iter().collect()
-    } else {
-        HashMap::new()
-    };
-    sim.session_start(ip, &headers, &form)
+    sim.session_start(ip, &headers, &post_form(&headers, &body))
 }
 
 pub(super) async fn v3_login(
@@ -260,6 +304,9 @@ pub(super) async fn v3_login(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     match sim.v3_data(&headers, q.as_deref().unwrap_or(""), &body) {
         Ok(data) => sim.v3_login(ip, &data),
         Err(resp) => *resp,
@@ -267,14 +314,21 @@ pub(super) async fn v3_login(
 }
 
 pub(super) async fn v3_refresh(State(sim): Sim, headers: HeaderMap) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     sim.v3_refresh(&headers)
 }
 
 pub(super) async fn v3_logout(State(sim): Sim, headers: HeaderMap) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     sim.v3_logout(&headers)
 }
 
-/// True when `ip` has used up its failed logins within the window.
+/// True when `ip` has used up its failed v3 logins within the window (`LoginAction`
+/// counts failures only).
 pub(super) fn throttled(
     failures: &mut HashMap<IpAddr, Vec<Instant>>,
     ip: IpAddr,

@@ -19,6 +19,10 @@ pub(super) struct UserRow {
 pub(super) enum ExtKind {
     Sip,
     External,
+    /// A number that is no employee's: the system numbers (`hangup`, `busy`, ...) and
+    /// applications (queues, IVR menus, conferences). `getRecord` of its id answers the
+    /// blank template, as for an id that does not exist.
+    Other,
 }
 
 #[derive(Clone, Debug)]
@@ -30,7 +34,14 @@ pub(super) struct ExtRow {
     pub(super) show_in_phonebook: String,
     pub(super) public_access: String,
     pub(super) is_general_user_number: String,
+    /// `Extensions.type` of an [`ExtKind::Other`] row (`SYSTEM`, `QUEUE`); "" otherwise.
+    pub(super) app_type: String,
 }
+
+/// The system numbers a fresh MikoPBX holds before any employee (simulator choice of the
+/// few that matter: they take the first `Extensions.id`s, so employees' ids never start
+/// at 1).
+const SYSTEM_NUMBERS: [&str; 4] = ["hangup", "busy", "did2user", "voicemail"];
 
 #[derive(Clone, Debug)]
 pub(super) struct SipRow {
@@ -260,12 +271,28 @@ impl Find for Joins {
 
 impl Store {
     pub(super) fn new(cfg: &MikoPbxConfig) -> Self {
-        Self {
+        let mut store = Self {
             next_user: cfg.first_user_id,
             next_ext: cfg.first_extension_id,
             next_row: 1,
             ..Self::default()
+        };
+        for number in SYSTEM_NUMBERS {
+            let id = store.alloc_ext();
+            store.exts.insert(id, ExtRow::other(number, number, "SYSTEM", "0"));
         }
+        store
+    }
+
+    /// A queue (or any number that is no employee) on `number`, as the admin UI makes one.
+    pub(super) fn add_other(&mut self, number: &str, name: &str) -> Result<u64, String> {
+        if let Some(other) = self.ext_with_number(number, None) {
+            return Err(format!("{MSG_DUPLICATE_KEY}: {}", self.represent(other)));
+        }
+        self.touched();
+        let id = self.alloc_ext();
+        self.exts.insert(id, ExtRow::other(number, name, "QUEUE", "1"));
+        Ok(id)
     }
 
     pub(super) fn alloc_user(&mut self) -> u64 {
@@ -335,6 +362,7 @@ impl Store {
             ExtKind::External => {
                 "<i class=\"user outline icon\"></i><i class=\"top right corner mobile icon\"></i>"
             }
+            ExtKind::Other => "<i class=\"users icon\"></i>",
         };
         format!("<i class=\"icons\">{icon}</i> {name} <{}>", e.number)
     }
@@ -510,7 +538,28 @@ impl Store {
         self.users.remove(&uid);
     }
 
-    pub(super) fn duplicate(&self, other: u64) -> String {
-        format!("{MSG_DUPLICATE}{}", self.represent(other))
+    /// The model's message for a number `other` already holds: the bare key in the
+    /// legacy releases (they have no text for it), 2026.1's translation otherwise.
+    pub(super) fn duplicate(&self, other: u64, translated: Option<Language>) -> String {
+        match translated {
+            None => MSG_DUPLICATE_KEY.to_owned(),
+            Some(language) => text(language, "mo_ThisNumberNotUniqueForExtensionsModels_2026")
+                .replace("%record%", &self.represent(other)),
+        }
+    }
+}
+
+impl ExtRow {
+    fn other(number: &str, name: &str, app_type: &str, show_in_phonebook: &str) -> Self {
+        ExtRow {
+            number: number.to_owned(),
+            kind: ExtKind::Other,
+            userid: None,
+            callerid: name.to_owned(),
+            show_in_phonebook: show_in_phonebook.to_owned(),
+            public_access: "0".into(),
+            is_general_user_number: "0".into(),
+            app_type: app_type.to_owned(),
+        }
     }
 }

@@ -154,3 +154,24 @@ pub(super) fn sha1_hex(data: &[u8]) -> String {
     }
     h.iter().map(|v| format!("{v:08x}")).collect()
 }
+
+/// PHP's `strip_tags`, for the markup the simulator itself writes: a `<` followed by a
+/// letter or `/` opens a tag up to the next `>`; `<201>` in a represent stays text.
+pub(super) fn strip_tags(s: &str) -> String {
+    let mut cleaned = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find('<') {
+        cleaned.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let is_tag = after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/');
+        match (is_tag, after.find('>')) {
+            (true, Some(end)) => rest = &after[end + 1..],
+            _ => {
+                cleaned.push('<');
+                rest = after;
+            }
+        }
+    }
+    cleaned.push_str(rest);
+    cleaned
+}

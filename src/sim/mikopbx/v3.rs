@@ -3,6 +3,11 @@
 use super::*;
 
 impl MikoPbxSim {
+    /// The 404 of a release without v3 (2023.2, 2024.1): the route does not exist.
+    pub(super) fn v3_gone(&self) -> Option<Response> {
+        (!self.current().v3()).then(|| self.legacy_framework_error(StatusCode::NOT_FOUND, MSG_NOT_FOUND))
+    }
+
     pub(super) fn v3_data(
         &self,
         headers: &HeaderMap,
@@ -60,24 +65,25 @@ impl MikoPbxSim {
         })
     }
 
+    /// `GetListAction`: employees with a SIP extension, ordered by `order_by` (`username`
+    /// by default; `number` and `mobile` as integers), paged only when `limit` or
+    /// `offset` is given (`limit` <= 0 is 50, capped at `v3_max_limit`).
     pub(super) fn v3_list(&self, query: &str) -> Response {
         let q: HashMap<String, String> = crate::sim::form_pairs(query.as_bytes()).into_iter().collect();
+        let max_limit = self.current().v3_max_limit;
         let st = lock(&self.state);
         let s = &st.store;
         let search = q.get("search").map(|v| v.trim().to_lowercase()).unwrap_or_default();
-        let mut rows: Vec<Record> = s
-            .users
-            .keys()
-            .filter_map(|u| s.record_of_user(*u))
-            .filter(|r| v3_search_matches(r, &search))
-            .collect();
-        let key = |r: &Record| -> String {
-            match q.get("order_by").map(String::as_str) {
-                Some("username") => r.user_username.clone(),
-                Some("number") => r.number.clone(),
-                Some("mobile") => r.mobile_dialstring().to_string(),
-                Some("email") => r.user_email.clone(),
-                _ => String::new(),
+        let all = s.all_records();
+        let mut rows: Vec<&Record> =
+            all.iter().filter(|r| r.id.is_some()).filter(|r| v3_search_matches(r, &search)).collect();
+        let order = q.get("order_by").map(String::as_str).unwrap_or("username");
+        let key = |r: &Record| -> (i64, String) {
+            match order {
+                "number" => (php_int(&r.number), String::new()),
+                "mobile" => (php_int(r.mobile_number()), String::new()),
+                "email" => (0, r.user_email.clone()),
+                _ => (0, r.user_username.clone()),
             }
         };
         rows.sort_by(|a, b| key(a).cmp(&key(b)).then(a.user_id.cmp(&b.user_id)));
@@ -92,12 +98,12 @@ impl MikoPbxSim {
             } else {
                 usize::try_from(limit).unwrap_or(usize::MAX)
             };
-            let limit = limit.min(self.cfg.v3_max_limit);
+            let limit = limit.min(max_limit);
             let offset = q.get("offset").map(|o| php_int(o)).unwrap_or(0);
             let offset = usize::try_from(offset).unwrap_or(0);
-            rows.iter().skip(offset).take(limit).collect()
+            rows.into_iter().skip(offset).take(limit).collect()
         } else {
-            rows.iter().collect()
+            rows
         };
         let items: Vec<Value> = page
             .iter()
@@ -139,12 +145,29 @@ impl MikoPbxSim {
         }
     }
 
+    /// GET's and DELETE's answer to an unknown id, as the dialect has it.
     pub(super) fn v3_soft_not_found(&self) -> (StatusCode, bool) {
-        if self.cfg.v3_not_found_always_404 {
-            (StatusCode::NOT_FOUND, true)
-        } else {
-            (StatusCode::UNPROCESSABLE_ENTITY, false)
+        match self.current().v3_not_found {
+            404 => (StatusCode::NOT_FOUND, true),
+            _ => (StatusCode::UNPROCESSABLE_ENTITY, false),
         }
+    }
+
+    /// `POST /pbxcore/api/v3/extensions:available`: `Utils::ifNumberAvailable`.
+    pub(super) fn v3_available(&self, data: &Map<String, Value>) -> Response {
+        let number = data.get("number").map(value_to_form).unwrap_or_default();
+        if number.is_empty() {
+            return self.v3_fail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "available",
+                vec![MSG_EMPTY_NUMBER.into()],
+                false,
+            );
+        }
+        let integers = self.current().integers;
+        let st = lock(&self.state);
+        let data = available(&st.store, &number, integers);
+        self.v3_reply(StatusCode::OK, "available", Ok(data), vec![])
     }
 
     pub(super) fn v3_get_default(&self) -> Response {
@@ -179,12 +202,17 @@ impl MikoPbxSim {
         self.v3_reply(StatusCode::OK, "delete", Ok(json!({"deleted_id": id})), vec![])
     }
 
+    /// `SaveRecordAction::main`, reached by POST (create), PUT, and PATCH (whose request
+    /// is first merged into the stored record: then the whole merged record is
+    /// validated, the stored SIP password included, so a record whose stored password
+    /// MikoPBX would refuse today takes no PATCH that does not bring a new one).
     pub(super) fn v3_write(&self, op: V3Op, id: Option<&str>, data: &Map<String, Value>) -> Response {
         let function = match op {
             V3Op::Create => "create",
             V3Op::Put => "update",
             V3Op::Patch => "patch",
         };
+        let language = self.current().language;
         let mut st = lock(&self.state);
         let uid = match id {
             None => None,
@@ -199,20 +227,35 @@ impl MikoPbxSim {
                 }
             },
         };
-        let current = uid.and_then(|u| st.store.record_of_user(u));
-        let (sent, mut schema) = v3_sanitize(data);
-        let eff = v3_effective(op, &sent, current.as_ref());
+        let input = match (op, uid.and_then(|u| st.store.record_of_user(u))) {
+            (V3Op::Patch, Some(current)) => {
+                let Value::Object(stored) = self.v3_record_json(&st.store, &current) else {
+                    return self.v3_error(StatusCode::INTERNAL_SERVER_ERROR, "no record");
+                };
+                let mut patch = data.clone();
+                patch.insert("id".into(), json!(id.unwrap_or_default()));
+                v3_merge(&stored, &patch)
+            }
+            _ => data.clone(),
+        };
+        let (sent, mut schema) = v3_sanitize(&input);
 
         // Required fields: keyed by field, untranslated.
         let mut required = Map::new();
-        if eff.number.as_deref().unwrap_or("").is_empty() {
-            required.insert("number".into(), json!("ex_ValidateNumberIsEmpty"));
+        match sent.number.as_deref().unwrap_or("") {
+            "" => {
+                required.insert("number".into(), json!("ex_ValidateNumberIsEmpty"));
+            }
+            n if !n.bytes().all(|b| b.is_ascii_digit()) => {
+                required.insert("number".into(), json!("ex_ValidateExtensionNumber"));
+            }
+            _ => {}
         }
-        if eff.user_username.as_deref().unwrap_or("").is_empty() {
-            required.insert("user_username".into(), json!("ex_ValidateUsernameIsEmpty"));
+        if sent.user_username.as_deref().unwrap_or("").is_empty() {
+            required.insert("user_username".into(), json!("ex_ValidateUsernameEmpty"));
         }
-        if op == V3Op::Create && eff.sip_secret.as_deref().unwrap_or("").is_empty() {
-            required.insert("sip_secret".into(), json!("ex_ValidateSecretIsEmpty"));
+        if op == V3Op::Create && sent.sip_secret.as_deref().unwrap_or("").is_empty() {
+            required.insert("sip_secret".into(), json!("ex_ValidateSecretEmpty"));
         }
         if !required.is_empty() {
             return self.v3_reply(
@@ -222,31 +265,32 @@ impl MikoPbxSim {
                 vec![],
             );
         }
+        let eff = v3_effective(op, &sent);
 
-        // Schema checks on what was sent.
-        if let Some(n) = &sent.number
+        // Schema checks (after the defaults).
+        if let Some(n) = &eff.number
             && !number_pattern(n)
         {
             schema.push("Field 'number' does not match the required pattern ^[0-9]{2,8}$".into());
         }
-        if let Some(v) = &sent.sip_dtmfmode
+        if let Some(v) = &eff.sip_dtmfmode
             && !["auto", "auto_info", "inband", "rfc4733", "info"].contains(&v.as_str())
         {
             schema.push("Field 'sip_dtmfmode' must be one of: auto, auto_info, inband, rfc4733, info".into());
         }
-        if let Some(v) = &sent.sip_transport
+        if let Some(v) = &eff.sip_transport
             && !["udp", "tcp", "tls", "udp,tcp"].contains(&v.as_str())
         {
             schema.push("Field 'sip_transport' must be one of: udp, tcp, tls, udp,tcp".into());
         }
-        if let Some(v) = &sent.sip_networkfilterid
+        if let Some(v) = &eff.sip_networkfilterid
             && !(v == "none" || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())))
         {
             schema.push(
                 "Field 'sip_networkfilterid' does not match the required pattern ^([0-9]+|none)$".into(),
             );
         }
-        if let Some(r) = sent.fwd_ringlength {
+        if let Some(r) = eff.fwd_ringlength {
             if r > 180 {
                 schema.push(format!("Field 'fwd_ringlength' must be at most 180 (got {r})"));
             } else if r < 0 {
@@ -257,63 +301,46 @@ impl MikoPbxSim {
             return self.v3_fail(StatusCode::UNPROCESSABLE_ENTITY, function, schema, false);
         }
 
-        // Business checks.
+        // Business checks, translated, on the record as it would be saved.
+        let t = |key: &str| text(language, key);
         let mut business = Vec::new();
-        if let Some(secret) = sent.sip_secret.as_deref().filter(|s| !s.is_empty()) {
-            let len = secret.chars().count();
-            if len < 5 {
-                business.push(MSG_V3_SECRET_SHORT.to_string());
-            } else if self.cfg.v3_password_policy && len > 64 {
-                business.push(MSG_V3_SECRET_LONG.to_string());
-            } else if self.cfg.v3_password_policy && password_score(secret) < 60 {
-                business.push(MSG_V3_SECRET_WEAK.to_string());
-            }
-        }
-        if let Some(email) = sent.user_email.as_deref().filter(|e| !e.is_empty())
-            && !email_valid(email)
-        {
-            business.push(MSG_V3_EMAIL.to_string());
-        }
         let s = &st.store;
         let number = eff.number.clone().unwrap_or_default();
-        let taken = s.exts.values().any(|e| e.number == number && e.userid.is_some() && e.userid != uid);
-        if taken {
-            business.push(MSG_V3_OCCUPIED.to_string());
+        if s.exts.values().any(|e| e.number == number && e.userid.is_some() && e.userid != uid) {
+            business.push(t("ex_ValidateNumberIsDouble"));
+        }
+        if let Some(secret) = eff.sip_secret.as_deref().filter(|s| !s.is_empty()) {
+            business.extend(sip_password_messages(secret, language, self.cfg.v3_password_policy));
+        }
+        if let Some(email) = eff.user_email.as_deref().filter(|e| !e.is_empty())
+            && !["_@_._", "@", "_@_", "___@___.___"].contains(&email)
+            && !email_valid(email)
+        {
+            business.push(t("ex_ValidateEmailEmpty"));
         }
         if let Some(m) = eff.mobile_number.as_deref().filter(|m| !m.is_empty()) {
-            if sent.mobile_number.is_some() && !mobile_pattern(m) {
-                business.push(MSG_V3_MOBILE_BAD.to_string());
+            if s.exts.values().any(|e| e.number == m && e.userid.is_some() && e.userid != uid) {
+                business.push(t("ex_ValidateMobileNumberIsDouble"));
             }
-            let other = s.exts.values().any(|e| {
-                e.number == m && e.kind == ExtKind::External && e.userid.is_some() && e.userid != uid
-            });
-            if other {
-                business.push(MSG_V3_MOBILE_TAKEN.to_string());
+            if !mobile_pattern(m) {
+                business.push(t("ex_ValidateMobileIsNotCorrect"));
             }
         }
-        let forwarding = eff
-            .fwd_forwarding
-            .clone()
-            .or_else(|| current.as_ref().map(|c| c.fwd_forwarding.clone()))
-            .unwrap_or_default();
-        let ring = eff.fwd_ringlength.or_else(|| current.as_ref().map(|c| c.fwd_ringlength)).unwrap_or(0);
+        let forwarding = eff.fwd_forwarding.clone().unwrap_or_default();
+        let ring = eff.fwd_ringlength.unwrap_or(0);
         if !forwarding.is_empty() && !(3..=180).contains(&ring) {
-            business.push(MSG_V3_RINGLENGTH.to_string());
+            business.push(t("ex_ValidateRingingBeforeForwardOutOfRange").replace("{ruleValue}", "3-180"));
         }
-        let targets = [
-            eff.fwd_forwarding.clone().or_else(|| current.as_ref().map(|c| c.fwd_forwarding.clone())),
-            eff.fwd_onbusy.clone().or_else(|| current.as_ref().map(|c| c.fwd_onbusy.clone())),
-            eff.fwd_onunavailable.clone().or_else(|| current.as_ref().map(|c| c.fwd_onunavailable.clone())),
-        ];
-        if targets.iter().flatten().any(|t| !t.is_empty() && *t == number) {
-            business.push(MSG_V3_OWN_NUMBER.to_string());
+        let targets = [&eff.fwd_forwarding, &eff.fwd_onbusy, &eff.fwd_onunavailable];
+        if targets.iter().any(|t| t.as_deref().is_some_and(|t| !t.is_empty() && t == number)) {
+            business.push(t("ex_ValidateForwardingToBeDifferent"));
         }
         if !business.is_empty() {
             return self.v3_fail(StatusCode::UNPROCESSABLE_ENTITY, function, business, false);
         }
 
         let Inner { store, rng, .. } = &mut *st;
-        match store.v3_save(uid, &eff, &self.cfg, rng) {
+        match store.v3_save(uid, &eff, &self.cfg, language, rng) {
             Err(errors) => self.v3_fail(StatusCode::UNPROCESSABLE_ENTITY, function, errors, false),
             Ok(uid) => {
                 let data =
@@ -343,6 +370,9 @@ pub(super) async fn v3_list_handler(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     if let Some(r) = sim.v3_auth(ip, &headers, "getList") {
         return r;
     }
@@ -350,6 +380,9 @@ pub(super) async fn v3_list_handler(
 }
 
 pub(super) async fn v3_get_default_handler(State(sim): Sim, Peer(ip): Peer, headers: HeaderMap) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     if let Some(r) = sim.v3_auth(ip, &headers, "getDefault") {
         return r;
     }
@@ -363,6 +396,9 @@ pub(super) async fn v3_create_handler(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     if let Some(r) = sim.v3_auth(ip, &headers, "create") {
         return r;
     }
@@ -383,6 +419,9 @@ pub(super) async fn v3_get_handler(
     Peer(ip): Peer,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     if !is_digits(&id) {
         return sim.v3_error(StatusCode::NOT_FOUND, MSG_NOT_FOUND);
     }
@@ -425,6 +464,9 @@ pub(super) fn v3_update(
     op: V3Op,
     action: &str,
 ) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     if !is_digits(&id) {
         return sim.v3_error(StatusCode::NOT_FOUND, MSG_NOT_FOUND);
     }
@@ -443,6 +485,9 @@ pub(super) async fn v3_delete_handler(
     Peer(ip): Peer,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
     if !is_digits(&id) {
         return sim.v3_error(StatusCode::NOT_FOUND, MSG_NOT_FOUND);
     }
@@ -450,6 +495,25 @@ pub(super) async fn v3_delete_handler(
         return r;
     }
     sim.v3_delete(&id)
+}
+
+pub(super) async fn v3_available_handler(
+    State(sim): Sim,
+    Peer(ip): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = sim.v3_gone() {
+        return r;
+    }
+    if let Some(r) = sim.v3_auth(ip, &headers, "available") {
+        return r;
+    }
+    match sim.v3_data(&headers, q.as_deref().unwrap_or(""), &body) {
+        Ok(data) => sim.v3_available(&data),
+        Err(r) => *r,
+    }
 }
 
 pub(super) fn v3_action_class(function: &str) -> &'static str {
@@ -461,6 +525,7 @@ pub(super) fn v3_action_class(function: &str) -> &'static str {
         "update" => "UpdateRecordAction",
         "patch" => "PatchRecordAction",
         "delete" => "DeleteRecordAction",
+        "available" => "AvailableAction",
         _ => "UnknownAction",
     }
 }

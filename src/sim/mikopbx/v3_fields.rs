@@ -1,9 +1,9 @@
-//! v3 request fields: the sanitiser, the merge of PUT/PATCH, the validation rules.
+//! v3 request fields (2026.1.223): `PatchRecordAction::intelligentMerge`, the sanitiser
+//! (`BaseActionHelper::sanitizeData` with `DataStructure`'s rules, then
+//! `SystemSanitizer` for the forwarding targets), the defaults of a create, and the
+//! validation rules (`SaveRecordAction::validateEmployeeData`, `PasswordService`).
 
 use super::*;
-
-// ---------------------------------------------------------------------------------------
-// v3 field handling
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum V3Op {
@@ -33,8 +33,80 @@ pub(super) struct V3Fields {
     pub(super) mobile_dialstring: Option<String>,
 }
 
+/// `PATTERN_EXTENSION_WITH_SYSTEM_LONG`: what a forwarding target may be as sent.
+fn routing_pattern(s: &str) -> bool {
+    ["hangup", "busy", "did2user", "voicemail"].contains(&s)
+        || ((1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// PATCH: the stored record (`GetRecordAction`'s data) with the request merged in, as
+/// `intelligentMerge` does; the result is saved as a whole, and validated as a whole.
+pub(super) fn v3_merge(existing: &Map<String, Value>, patch: &Map<String, Value>) -> Map<String, Value> {
+    const CLEARABLE: [&str; 8] = [
+        "user_email",
+        "user_avatar",
+        "mobile_number",
+        "mobile_dialstring",
+        "sip_manualattributes",
+        "fwd_forwarding",
+        "fwd_forwardingonbusy",
+        "fwd_forwardingonunavailable",
+    ];
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty() || s == "0",
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(_) => false,
+    };
+    let mut merged = existing.clone();
+    for (key, value) in patch {
+        if key == "id" || key.ends_with("_represent") {
+            continue;
+        }
+        if key == "sip_secret" {
+            // A password is only replaced by a non-empty one.
+            if !empty(value) {
+                merged.insert(key.clone(), value.clone());
+            }
+            continue;
+        }
+        if CLEARABLE.contains(&key.as_str()) {
+            merged.insert(key.clone(), value.clone());
+            let related = match key.as_str() {
+                "mobile_number" => Some("mobile_dialstring"),
+                "fwd_forwarding" => Some("fwd_ringlength"),
+                _ => None,
+            };
+            if let Some(related) = related
+                && empty(value)
+                && !patch.contains_key(related)
+            {
+                merged.insert(related.to_owned(), json!(""));
+            }
+            continue;
+        }
+        if !value.is_null() {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    if patch.get("fwd_forwarding").is_some_and(|v| !empty(v)) && !patch.contains_key("fwd_ringlength") {
+        merged.insert("fwd_ringlength".into(), json!(45));
+    }
+    if patch.get("id").is_some() {
+        merged.insert("id".into(), patch["id"].clone());
+    }
+    if merged.get("sip_transport").is_none_or(empty) {
+        merged.insert("sip_transport".into(), json!("udp,tcp"));
+    }
+    merged
+}
+
 /// Keep known fields, trim, strip non-digits from a pattern field that does not match,
-/// truncate to the maximum length. Returns type errors for the schema stage.
+/// truncate to the maximum length; forwarding targets then keep at most 20 digits
+/// (`SystemSanitizer`): `+48600999888` is stored as `48600999888`. Returns type errors
+/// for the schema stage.
 pub(super) fn v3_sanitize(data: &Map<String, Value>) -> (V3Fields, Vec<String>) {
     let mut errors = Vec::new();
     let mut text = |key: &str, max: usize, pattern: Option<fn(&str) -> bool>| -> Option<String> {
@@ -42,8 +114,9 @@ pub(super) fn v3_sanitize(data: &Map<String, Value>) -> (V3Fields, Vec<String>) 
         let raw = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
-            Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
-            Value::Null => String::new(),
+            Value::Bool(b) => if *b { "1" } else { "" }.to_string(),
+            // PHP's `isset`: a null field is not there.
+            Value::Null => return None,
             _ => {
                 errors.push(format!("Field '{key}' must be a string"));
                 return None;
@@ -51,12 +124,17 @@ pub(super) fn v3_sanitize(data: &Map<String, Value>) -> (V3Fields, Vec<String>) 
         };
         let mut s = raw.trim().to_string();
         if let Some(p) = pattern
-            && !s.is_empty()
             && !p(&s)
         {
             s = digits(&s);
         }
         Some(s.chars().take(max).collect())
+    };
+    let routing = |v: Option<String>| {
+        v.map(|s| match s.is_empty() || routing_pattern(&s) {
+            true => s,
+            false => digits(&s).chars().take(20).collect(),
+        })
     };
     let mut f = V3Fields {
         number: text("number", 8, Some(number_pattern)),
@@ -70,18 +148,18 @@ pub(super) fn v3_sanitize(data: &Map<String, Value>) -> (V3Fields, Vec<String>) 
         sip_networkfilterid: text(
             "sip_networkfilterid",
             64,
-            Some(|s| s == "none" || s.bytes().all(|b| b.is_ascii_digit())),
+            Some(|s| s == "none" || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))),
         ),
-        fwd_forwarding: text("fwd_forwarding", 64, None),
-        fwd_onbusy: text("fwd_forwardingonbusy", 64, None),
-        fwd_onunavailable: text("fwd_forwardingonunavailable", 64, None),
+        fwd_forwarding: text("fwd_forwarding", 64, Some(routing_pattern)),
+        fwd_onbusy: text("fwd_forwardingonbusy", 64, Some(routing_pattern)),
+        fwd_onunavailable: text("fwd_forwardingonunavailable", 64, Some(routing_pattern)),
         mobile_number: text("mobile_number", 50, Some(mobile_pattern)),
         mobile_dialstring: text("mobile_dialstring", 255, None),
         ..V3Fields::default()
     };
-    if f.user_email.as_deref() == Some("_@_._") {
-        f.user_email = Some(String::new());
-    }
+    f.fwd_forwarding = routing(f.fwd_forwarding);
+    f.fwd_onbusy = routing(f.fwd_onbusy);
+    f.fwd_onunavailable = routing(f.fwd_onunavailable);
     if let Some(name) = &f.user_username {
         let lower = name.to_lowercase();
         if ["<script", "javascript:", "<?php"].iter().any(|d| lower.contains(d)) {
@@ -89,11 +167,11 @@ pub(super) fn v3_sanitize(data: &Map<String, Value>) -> (V3Fields, Vec<String>) 
         }
     }
     match data.get("sip_enableRecording") {
-        None => {}
+        None | Some(Value::Null) => {}
         Some(Value::Bool(b)) => f.sip_enable_recording = Some(*b),
         Some(v) => match value_to_form(v).trim() {
-            "1" | "true" | "on" => f.sip_enable_recording = Some(true),
-            "0" | "false" | "off" | "" => f.sip_enable_recording = Some(false),
+            "1" | "true" | "on" | "yes" => f.sip_enable_recording = Some(true),
+            "0" | "false" | "off" | "no" | "" => f.sip_enable_recording = Some(false),
             _ => errors.push("Field 'sip_enableRecording' must be a boolean".into()),
         },
     }
@@ -103,7 +181,7 @@ pub(super) fn v3_sanitize(data: &Map<String, Value>) -> (V3Fields, Vec<String>) 
             Some(i) => f.fwd_ringlength = Some(i),
             None => errors.push("Field 'fwd_ringlength' must be an integer".into()),
         },
-        Some(Value::String(s)) if s.trim().is_empty() => {}
+        Some(Value::String(s)) if s.trim().is_empty() => f.fwd_ringlength = Some(0),
         Some(Value::String(s)) => match s.trim().parse::<i64>() {
             Ok(i) => f.fwd_ringlength = Some(i),
             Err(_) => errors.push("Field 'fwd_ringlength' must be an integer".into()),
@@ -113,41 +191,13 @@ pub(super) fn v3_sanitize(data: &Map<String, Value>) -> (V3Fields, Vec<String>) 
     (f, errors)
 }
 
-pub(super) fn v3_effective(op: V3Op, sent: &V3Fields, current: Option<&Record>) -> V3Fields {
+/// The fields a save writes: a create gets the defaults; a PUT (and a PATCH, whose
+/// merged record is saved like a PUT) writes what it holds, except that an absent mobile
+/// deletes the mobile, and an absent ring length without forwarding is 0.
+pub(super) fn v3_effective(op: V3Op, sent: &V3Fields) -> V3Fields {
     let or = |v: &Option<String>, d: &str| Some(v.clone().unwrap_or_else(|| d.to_string()));
-    match (op, current) {
-        (V3Op::Patch, Some(cur)) => {
-            let pick = |v: &Option<String>, c: &str| Some(v.clone().unwrap_or_else(|| c.to_string()));
-            let mut f = V3Fields {
-                number: pick(&sent.number, &cur.number),
-                user_username: pick(&sent.user_username, &cur.user_username),
-                user_email: pick(&sent.user_email, &cur.user_email),
-                user_avatar: pick(&sent.user_avatar, &cur.user_avatar),
-                sip_secret: sent.sip_secret.clone().filter(|s| !s.is_empty()),
-                sip_dtmfmode: pick(&sent.sip_dtmfmode, &cur.sip_dtmfmode),
-                sip_transport: pick(&sent.sip_transport, &cur.sip_transport),
-                sip_manualattributes: pick(&sent.sip_manualattributes, &cur.sip_manualattributes),
-                sip_enable_recording: sent
-                    .sip_enable_recording
-                    .or(Some(!(cur.sip_enable_recording.is_empty() || cur.sip_enable_recording == "0"))),
-                sip_networkfilterid: pick(&sent.sip_networkfilterid, &cur.sip_networkfilterid),
-                fwd_ringlength: sent.fwd_ringlength.or(Some(cur.fwd_ringlength)),
-                fwd_forwarding: pick(&sent.fwd_forwarding, &cur.fwd_forwarding),
-                fwd_onbusy: pick(&sent.fwd_onbusy, &cur.fwd_onbusy),
-                fwd_onunavailable: pick(&sent.fwd_onunavailable, &cur.fwd_onunavailable),
-                mobile_number: pick(&sent.mobile_number, cur.mobile_number()),
-                mobile_dialstring: pick(&sent.mobile_dialstring, cur.mobile_dialstring()),
-            };
-            if sent.mobile_number.as_deref() == Some("") && sent.mobile_dialstring.is_none() {
-                f.mobile_dialstring = Some(String::new());
-            }
-            if sent.fwd_forwarding.as_deref().is_some_and(|v| !v.is_empty()) && sent.fwd_ringlength.is_none()
-            {
-                f.fwd_ringlength = Some(45);
-            }
-            f
-        }
-        (V3Op::Put, cur) | (V3Op::Patch, cur) => {
+    match op {
+        V3Op::Put | V3Op::Patch => {
             let mut f = sent.clone();
             if f.mobile_number.is_none() {
                 f.mobile_number = Some(String::new());
@@ -155,17 +205,12 @@ pub(super) fn v3_effective(op: V3Op, sent: &V3Fields, current: Option<&Record>) 
             if f.sip_secret.as_deref() == Some("") {
                 f.sip_secret = None;
             }
-            let forwarding = f
-                .fwd_forwarding
-                .clone()
-                .or_else(|| cur.map(|c| c.fwd_forwarding.clone()))
-                .unwrap_or_default();
-            if f.fwd_ringlength.is_none() && forwarding.is_empty() {
+            if f.fwd_ringlength.is_none() && f.fwd_forwarding.as_deref().unwrap_or("").is_empty() {
                 f.fwd_ringlength = Some(0);
             }
             f
         }
-        (V3Op::Create, _) => V3Fields {
+        V3Op::Create => V3Fields {
             number: sent.number.clone(),
             user_username: sent.user_username.clone(),
             user_email: or(&sent.user_email, ""),
@@ -216,48 +261,161 @@ pub(super) fn mobile_pattern(s: &str) -> bool {
     (2..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
 }
 
+/// A practical stand-in for PHP's `FILTER_VALIDATE_EMAIL`.
 pub(super) fn email_valid(e: &str) -> bool {
-    let Some((local, domain)) = e.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !domain.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !e.chars().any(char::is_whitespace)
+    crate::sim::is_valid_email(e)
 }
 
-/// Stand-in for PasswordService's dictionary + score rule: length and character classes,
-/// zero for common passwords and single repeated characters, a penalty for runs like 1234.
-pub(super) fn password_score(p: &str) -> u32 {
-    let len = p.chars().count();
-    if COMMON_PASSWORDS.contains(&p.to_lowercase().as_str()) {
-        return 0;
+/// `PasswordService::validate($secret, CONTEXT_SIP, ['minLength' => 5])` as
+/// `validateEmployeeData` reports it, in `language`: the messages of a password MikoPBX
+/// refuses (none for one it takes). The service's messages are mapped by their English
+/// text (`too short`, `security requirements`), as the PHP does, so in another language
+/// they pass through untranslated-to-SIP.
+pub(super) fn sip_password_messages(p: &str, language: Language, policy: bool) -> Vec<String> {
+    let len = p.len();
+    let mut messages = Vec::new();
+    let mut valid = true;
+    if len < 5 {
+        valid = false;
+        messages.push(text(language, "psw_PasswordTooShort").replace("%min%", "5"));
+    } else if policy && len > 64 {
+        valid = false;
+        messages.push(text(language, "psw_PasswordTooLong").replace("%max%", "64"));
     }
-    let mut chars = p.chars();
-    if let Some(first) = chars.next()
-        && chars.all(|c| c == first)
-    {
-        return 0;
-    }
-    let mut score = 0u32;
-    for (min, pts) in [(8, 25), (12, 15), (16, 10)] {
-        if len >= min {
-            score += pts;
+    if policy {
+        if ["admin", "password", "1234", "12345", "secret"].contains(&p.to_lowercase().as_str()) {
+            valid = false;
+            messages.push(text(language, "psw_PasswordIsDefault"));
+        }
+        if valid && COMMON_PASSWORDS.contains(&p) {
+            valid = false;
+            messages.push(text(language, "psw_PasswordTooCommon"));
+        }
+        if password_score(p) < 60 {
+            valid = false;
+            messages.push(text(language, "psw_PasswordSecurityRequiresFair"));
         }
     }
-    let classes = [
-        p.chars().any(|c| c.is_lowercase()),
-        p.chars().any(|c| c.is_uppercase()),
-        p.chars().any(|c| c.is_ascii_digit()),
-        p.chars().any(|c| !c.is_alphanumeric()),
-    ];
-    score += 10 * classes.iter().filter(|c| **c).count() as u32;
-    let lower = p.to_lowercase();
-    let runs = ["0123", "1234", "2345", "3456", "4567", "5678", "6789", "abcd", "qwer", "asdf"];
-    if runs.iter().any(|r| lower.contains(r)) {
-        score = score.saturating_sub(20);
+    if valid {
+        return Vec::new();
     }
-    score
+    messages
+        .into_iter()
+        .map(|m| {
+            if m.contains("too short") {
+                text(language, "ex_ValidateSecretWeak")
+            } else if m.contains("security requirements") {
+                text(language, "ex_ValidatePasswordTooWeak")
+            } else {
+                m
+            }
+        })
+        .collect()
+}
+
+/// `PasswordService::calculateScore` (2026.1.223), as written.
+pub(super) fn password_score(p: &str) -> u32 {
+    let bytes = p.as_bytes();
+    let length = bytes.len() as i64;
+    if length == 0 {
+        return 0;
+    }
+    let mut score: i64 = match length {
+        16.. => 30,
+        12..=15 => 20,
+        8..=11 => 10,
+        n => n,
+    };
+    let lower = bytes.iter().any(u8::is_ascii_lowercase);
+    let upper = bytes.iter().any(u8::is_ascii_uppercase);
+    let digit = bytes.iter().any(u8::is_ascii_digit);
+    let special = bytes.iter().any(|b| !b.is_ascii_alphanumeric());
+    let diversity = [lower, upper, digit, special].iter().filter(|c| **c).count();
+    score += 10 * diversity as i64;
+    let unique = bytes.iter().collect::<std::collections::HashSet<_>>().len() as f64;
+    score += match unique / length as f64 {
+        r if r > 0.7 => 20,
+        r if r > 0.5 => 15,
+        r if r > 0.3 => 10,
+        _ => 5,
+    };
+    if diversity >= 3 && length >= 12 {
+        score += 10;
+    }
+    let mut penalties = 0;
+    if bytes.windows(3).any(|w| w[0] == w[1] && w[1] == w[2]) {
+        penalties += 10;
+    }
+    let lowered = p.to_ascii_lowercase();
+    let patterns = [
+        "qwerty", "asdfgh", "zxcvbn", "12345", "23456", "34567", "45678", "56789", "abcde", "bcdef", "cdefg",
+        "defgh",
+    ];
+    if patterns.iter().any(|pat| {
+        let reversed: String = pat.chars().rev().collect();
+        lowered.contains(pat) || lowered.contains(&reversed)
+    }) {
+        penalties += 10;
+    }
+    if bytes.iter().all(u8::is_ascii_alphabetic) && length < 10 {
+        penalties += 15;
+    }
+    (score - penalties).clamp(0, 100) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_rule() {
+        assert!(password_score("Vq7#pL2m!xR9zT4w") >= 60);
+        // The shape of the legacy template's secrets (the seed's `Nk9oOFI2ZXdDMEU9`).
+        assert!(password_score("Nk9oOFI2ZXdDMEU9") >= 60);
+        assert!(password_score("password") < 60);
+        assert!(password_score("abcdefgh12") < 60);
+        assert!(password_score("aaaaaaaaaaaaaaaaaaaa") < 60);
+        assert!(sip_password_messages("Vq7#pL2m!xR9zT4w", Language::En, true).is_empty());
+        let weak = sip_password_messages("1234", Language::En, true);
+        assert!(weak.contains(&text(Language::En, "ex_ValidateSecretWeak")), "{weak:?}");
+        let ru = sip_password_messages("weakpass", Language::Ru, true);
+        assert!(!ru.is_empty() && ru.iter().all(|m| !m.is_ascii()), "{ru:?}");
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(number_pattern("201"));
+        assert!(!number_pattern("1"));
+        assert!(!number_pattern("123456789"));
+        assert!(mobile_pattern("+79991234567"));
+        assert!(!mobile_pattern("0123"));
+    }
+
+    #[test]
+    fn sanitizer_truncates_and_strips() {
+        let data = json!({"number": "123456789", "mobile_number": "+7 (999) 123-45-67", "user_username": "  Ann  ",
+                          "fwd_forwarding": "+48600999888", "fwd_forwardingonbusy": "voicemail"});
+        let (f, errors) = v3_sanitize(data.as_object().unwrap_or(&Map::new()));
+        assert!(errors.is_empty());
+        assert_eq!(f.number.as_deref(), Some("12345678"));
+        assert_eq!(f.mobile_number.as_deref(), Some("79991234567"));
+        assert_eq!(f.user_username.as_deref(), Some("Ann"));
+        assert_eq!(f.fwd_forwarding.as_deref(), Some("48600999888"));
+        assert_eq!(f.fwd_onbusy.as_deref(), Some("voicemail"));
+    }
+
+    #[test]
+    fn a_patch_is_merged_into_the_stored_record() {
+        let stored = json!({"id": "7", "number": "201", "sip_secret": "weak", "user_email": "a@b.cd",
+                            "mobile_number": "4860", "mobile_dialstring": "4860", "fwd_forwarding": "",
+                            "fwd_ringlength": 30, "sip_transport": ""});
+        let patch = json!({"id": "7", "user_email": "new@b.cd", "sip_secret": "", "mobile_number": "",
+                           "fwd_forwarding": "202"});
+        let merged = v3_merge(stored.as_object().unwrap(), patch.as_object().unwrap());
+        assert_eq!(merged["sip_secret"], "weak", "an empty password keeps the stored one");
+        assert_eq!(merged["user_email"], "new@b.cd");
+        assert_eq!(merged["mobile_dialstring"], "", "clearing the mobile clears its dial string");
+        assert_eq!(merged["fwd_ringlength"], 45, "forwarding without a ring length gets 45");
+        assert_eq!(merged["sip_transport"], "udp,tcp");
+    }
 }

@@ -8,6 +8,7 @@ impl Store {
         &mut self,
         form: &HashMap<String, String>,
         cfg: &MikoPbxConfig,
+        release: Generation,
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
@@ -25,13 +26,13 @@ impl Store {
         if self.save_may_clash(form, &number) {
             // It may be refused half-way: work on a copy, so a refusal changes nothing.
             let mut st = self.clone();
-            let ext_id = st.legacy_save_rows(form, cfg, rng, number)?;
+            let ext_id = st.legacy_save_rows(form, cfg, release, rng, number)?;
             *self = st;
             Ok(ext_id)
         } else {
             // It cannot be refused: no copy of the whole store (an O(N) copy per save
             // made the simulator, not the client, the bottleneck at thousands of rows).
-            self.legacy_save_rows(form, cfg, rng, number)
+            self.legacy_save_rows(form, cfg, release, rng, number)
         }
     }
 
@@ -56,6 +57,7 @@ impl Store {
         &mut self,
         form: &HashMap<String, String>,
         cfg: &MikoPbxConfig,
+        release: Generation,
         rng: &mut StdRng,
         number: String,
     ) -> Result<u64, Vec<String>> {
@@ -66,7 +68,7 @@ impl Store {
             if v.is_empty() { d } else { v.to_string() }
         };
         let username = get("user_username").to_string();
-        let fwd = |k: &str| legacy_fwd(get(k), cfg.legacy_release);
+        let fwd = |k: &str| legacy_fwd(get(k), release);
         let int_or = |k: &str, d: i64| {
             let v = get(k);
             if v.is_empty() { d } else { php_int(v) }
@@ -91,7 +93,7 @@ impl Store {
             None => st.alloc_ext(),
         };
         if let Some(other) = st.ext_with_number(&number, Some(ext_id)) {
-            return Err(vec![st.duplicate(other)]);
+            return Err(vec![st.duplicate(other, None)]);
         }
         st.exts.insert(
             ext_id,
@@ -103,6 +105,7 @@ impl Store {
                 show_in_phonebook: or_default("show_in_phonebook", "1".into()),
                 public_access: or_default("public_access", "0".into()),
                 is_general_user_number: "1".into(),
+                app_type: String::new(),
             },
         );
 
@@ -124,7 +127,7 @@ impl Store {
             transport: form
                 .get("sip_transport")
                 .cloned()
-                .unwrap_or_else(|| legacy_transport_default(cfg.legacy_release).into()),
+                .unwrap_or_else(|| legacy_transport_default(release).into()),
             networkfilterid: or_default("sip_networkfilterid", "none".into()),
             manualattributes: get("sip_manualattributes").to_string(),
             description: username.clone(),
@@ -156,7 +159,7 @@ impl Store {
                 None => st.alloc_ext(),
             };
             if let Some(other) = st.ext_with_number(&mobile, Some(mext)) {
-                return Err(vec![st.duplicate(other)]);
+                return Err(vec![st.duplicate(other, None)]);
             }
             st.exts.insert(
                 mext,
@@ -168,6 +171,7 @@ impl Store {
                     show_in_phonebook: "1".into(),
                     public_access: "0".into(),
                     is_general_user_number: "1".into(),
+                    app_type: String::new(),
                 },
             );
             let uniqid = or_default("mobile_uniqid", new_uniqid("EXTERNAL-", rng));
@@ -194,6 +198,7 @@ impl Store {
         uid: Option<u64>,
         f: &V3Fields,
         cfg: &MikoPbxConfig,
+        language: Language,
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
         self.touched();
@@ -225,7 +230,10 @@ impl Store {
             None => (st.alloc_ext(), None),
         };
         if let Some(other) = st.ext_with_number(&number, Some(ext_id)) {
-            return Err(vec![format!("Failed to save SIP extension: {}", st.duplicate(other))]);
+            return Err(vec![format!(
+                "Failed to save SIP extension: {}",
+                st.duplicate(other, Some(language))
+            )]);
         }
         let ext = st.exts.entry(ext_id).or_insert_with(|| ExtRow {
             number: String::new(),
@@ -235,6 +243,7 @@ impl Store {
             show_in_phonebook: "1".into(),
             public_access: "1".into(),
             is_general_user_number: "1".into(),
+            app_type: String::new(),
         });
         ext.number = number.clone();
         ext.callerid = username.clone();
@@ -304,7 +313,10 @@ impl Store {
                     None => (st.alloc_ext(), None),
                 };
                 if let Some(other) = st.ext_with_number(mobile, Some(mext)) {
-                    return Err(vec![format!("Failed to save mobile extension: {}", st.duplicate(other))]);
+                    return Err(vec![format!(
+                        "Failed to save mobile extension: {}",
+                        st.duplicate(other, Some(language))
+                    )]);
                 }
                 st.exts.insert(
                     mext,
@@ -316,6 +328,7 @@ impl Store {
                         show_in_phonebook: "1".into(),
                         public_access: "0".into(),
                         is_general_user_number: "1".into(),
+                        app_type: String::new(),
                     },
                 );
                 let found = old_mobile.and_then(|m| st.phone_for(&m));
@@ -369,7 +382,7 @@ impl Store {
                 }
                 "number" => {
                     if let Some(other) = self.ext_with_number(&v, Some(ext_id)) {
-                        return Err(self.duplicate(other));
+                        return Err(self.duplicate(other, None));
                     }
                     for s in self.sips.values_mut().filter(|s| s.extension == number) {
                         s.extension = v.clone();
@@ -445,13 +458,14 @@ impl Store {
                                     show_in_phonebook: "1".into(),
                                     public_access: "0".into(),
                                     is_general_user_number: "1".into(),
+                                    app_type: String::new(),
                                 },
                             );
                             id
                         }
                     };
                     if let Some(other) = self.ext_with_number(&v, Some(mext)) {
-                        return Err(self.duplicate(other));
+                        return Err(self.duplicate(other, None));
                     }
                     let old = self.exts.get(&mext).map(|e| e.number.clone()).unwrap_or_default();
                     match self.phone_for(&old).filter(|_| !old.is_empty()) {
