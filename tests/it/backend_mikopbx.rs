@@ -3,6 +3,9 @@
 //! The simulator runs with `trust_loopback: false` unless a test says otherwise, so the
 //! session and token paths are what is exercised, as for a PBX on the network.
 
+mod dialects;
+mod seed_2023;
+
 use std::{
     collections::BTreeMap,
     sync::Arc,

@@ -1,5 +1,7 @@
 //! The MikoPBX simulator against what the sources say the real one does.
 
+mod dialects;
+
 use std::sync::Arc;
 use std::time::Duration;
 
