@@ -515,3 +515,47 @@ async fn the_first_listing_names_the_generation_for_the_probe() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
 }
+
+/// What README.md says a pass costs, per generation: a converged listing of 50 accounts
+/// (each with a mobile, as the seed's script makes them).
+#[tokio::test]
+async fn a_pass_costs_what_the_readme_says() {
+    let scanner = RestrictedUser {
+        login: "pbx-api".into(),
+        password: "pbx-api-pass".into(),
+        allowed_actions: ["getRecord", "getForSelect"].map(String::from).to_vec(),
+    };
+    let cases = [
+        (Generation::V2023_2, "legacy", false, 51),
+        (Generation::V2024_1, "legacy", false, 51),
+        (Generation::V2026_1, "v3", false, 51),
+        // The id scan: getForSelect, then ids 1–104 (4 system numbers, then a SIP and a
+        // mobile extension per employee), in batches of 4.
+        (Generation::V2023_2, "legacy", true, 105),
+    ];
+    for (release, api, scan, cost) in cases {
+        let p = pbx_with(MikoPbxConfig {
+            restricted_users: vec![scanner.clone()],
+            ..config(generation(release), !scan)
+        })
+        .await;
+        for n in 0..50 {
+            seed(&p, &(201 + n).to_string(), &format!("Person {n}"));
+        }
+        let credentials = match scan {
+            true => Credentials::new([
+                ("username".to_owned(), "pbx-api".to_owned()),
+                ("password".to_owned(), "pbx-api-pass".to_owned()),
+            ]),
+            false => Credentials::default(),
+        };
+        let spec = system(&p.running.url, api);
+        let backend = switchboard::backends::connect(&spec, &credentials, settings()).unwrap();
+        assert_eq!(backend.list().await.unwrap().accounts.len(), 50);
+        p.running.reset_stats();
+        let listing = backend.list().await.unwrap();
+        assert_eq!(listing.accounts.len(), 50);
+        let stats = p.running.stats();
+        assert_eq!(stats.requests, cost, "{release:?} scan {scan}: {stats:?}");
+    }
+}
