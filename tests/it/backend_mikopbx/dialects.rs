@@ -559,3 +559,22 @@ async fn a_pass_costs_what_the_readme_says() {
         assert_eq!(stats.requests, cost, "{release:?} scan {scan}: {stats:?}");
     }
 }
+
+/// The way of listing is remembered, not trusted: a cabinet that stops answering it
+/// ("Page not found - 404", HTTP 200) sends the client to the next way, never to an
+/// empty list.
+#[tokio::test]
+async fn a_remembered_way_that_stops_answering_is_replaced() {
+    let p = pbx_with(config(generation(Generation::V2024_1), true)).await;
+    seed(&p, "201", "One");
+    let b = legacy_client(&p, &Credentials::default());
+    assert!(dialect_of(&b.list().await.unwrap(), "API generation").contains("2024.1"));
+    // The same PBX, now answering as a 2023.2 (the table is gone, the page lists).
+    p.sim.set_dialect(json!({"generation": "2023.2"}).as_object().unwrap()).unwrap();
+    p.running.reset_stats();
+    let listing = b.list().await.unwrap();
+    assert_eq!(extensions(&listing), ["201"]);
+    assert!(dialect_of(&listing, "API generation").contains("2023.2"), "{listing:?}");
+    let stats = p.running.stats();
+    assert_eq!((stats.count("getNewRecords", 200), stats.total("extensionsIndex")), (1, 1), "{stats:?}");
+}
