@@ -90,7 +90,44 @@ async fn probe_three(kind: BackendKind) -> probe::Report {
 
 #[tokio::test]
 async fn mikopbx_is_probed_without_a_write() {
-    probe_three(BackendKind::Mikopbx).await;
+    let report = probe_three(BackendKind::Mikopbx).await;
+    assert!(report.dialect.iter().any(|(k, v)| k == "API generation" && v.contains("v3")), "{report}");
+    // Each generation of its server code, and the answer shapes it leaves open: the
+    // probe names the generation (and how it listed), and writes nothing.
+    let cases = [
+        (json!({"generation": "2023.2"}), "legacy", "2023.2"),
+        (json!({"generation": "2023.2", "integers": "string", "language": "ru"}), "legacy", "2023.2"),
+        (json!({"generation": "2024.1", "integers": "string"}), "legacy", "2024.1"),
+        (json!({"generation": "2024.1", "language": "ru"}), "legacy", "2024.1"),
+        (json!({"generation": "2026.1", "v3_max_limit": 2, "language": "ru"}), "v3", "v3"),
+        (json!({"generation": "2026.1", "v3_not_found": 404}), "v3", "v3"),
+    ];
+    for (patch, api, named) in cases {
+        let running = start(BackendKind::Mikopbx).await;
+        running.sim.set_dialect(patch.as_object().unwrap()).unwrap();
+        let mut system = phone_system(BackendKind::Mikopbx, &running);
+        if let Some(block) = system.spec.mikopbx.as_mut() {
+            block.api_generation = serde_json::from_value(json!(api)).unwrap();
+        }
+        let credentials = Credentials::new(running.sim.credentials());
+        seed(BackendKind::Mikopbx, &system, &credentials).await;
+        let before = running.sim.dump();
+        running.reset_stats();
+        let report = probe::run(&system, &credentials, Settings::default()).await.unwrap();
+        assert!(report.manageable(), "{patch}: {report}");
+        assert_eq!(report.accounts, 3, "{patch}: {report}");
+        assert!(report.complete && report.unreadable.is_empty(), "{patch}: {report}");
+        assert!(report.sample.is_some() && report.sample_error.is_none(), "{patch}: {report}");
+        let generation = report.dialect.iter().find(|(k, _)| k == "API generation").map(|(_, v)| v.clone());
+        assert!(generation.as_deref().is_some_and(|g| g.contains(named)), "{patch}: {report}");
+        assert_eq!(running.sim.dump(), before, "{patch}: the probe changed the system");
+        for operation in running.stats().by_operation.keys() {
+            let write = ["saveRecord", "deleteRecord", "create", "patch", "update", "delete"]
+                .iter()
+                .any(|w| operation == w);
+            assert!(!write, "{patch}: the probe sent {operation}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -1,18 +1,21 @@
-//! The legacy API (MikoPBX 2023.2 / 2024.1): `/pbxcore/api/extensions/*` and the admin
-//! session. See the parent module for the endpoints and the capability table.
+//! The legacy API (MikoPBX 2023.2 / 2024.1): `/pbxcore/api/extensions/*`, and the admin
+//! cabinet for what that API lacks (a list with ids, [`super::legacy_list`]; the session,
+//! [`super::legacy_session`]). Per call: `docs/compatibility.md`, MikoPBX.
 
-use std::collections::HashSet;
+use std::sync::Mutex as SyncMutex;
 
-use futures_util::{StreamExt, TryStreamExt, stream};
-use reqwest::{Client, RequestBuilder, StatusCode, header};
+use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, OnceCell};
 
 use super::{
-    DEFAULT_PAGE_SIZE, FWD_FORWARDING, FWD_FORWARDING_ON_BUSY, FWD_FORWARDING_ON_UNAVAILABLE, Generation,
-    SIP_ENABLE_RECORDING, account_of, admin_login, capabilities, check_generation, create_values,
-    error_messages, field_of, generate_password, id_text, is_duplicate, is_loopback, parse, planned_values,
+    DUPLICATE_KEY, FWD_FORWARDING, FWD_FORWARDING_ON_BUSY, FWD_FORWARDING_ON_UNAVAILABLE, Generation,
+    SIP_ENABLE_RECORDING, TABLE_PAGE_SIZE, account_of, admin_login, capabilities, check_generation,
+    create_values, error_messages, id_text, joined,
+    legacy_list::Lister,
+    legacy_session::{Area, SessionState},
+    parse, password, planned_values, strip_tags, trusted_loopback,
 };
 use crate::{
     api::{
@@ -20,7 +23,7 @@ use crate::{
         phone_system::{MikoPbx, MikoPbxApiGeneration},
     },
     backends::{
-        Backend, Credentials, Error, Listing, Secret,
+        Backend, Credentials, Error, Listing, Probe, Secret,
         http::{self, Http, Reply, Retry},
     },
     plan::{Account, Attributes, Capabilities, Change, Desired},
@@ -29,58 +32,51 @@ use crate::{
 const GET_RECORD: &str = "/pbxcore/api/extensions/getRecord";
 const SAVE_RECORD: &str = "/pbxcore/api/extensions/saveRecord";
 const DELETE_RECORD: &str = "/pbxcore/api/extensions/deleteRecord";
-const SESSION_START: &str = "/admin-cabinet/session/start";
-const TABLE: &str = "/admin-cabinet/extensions/getNewRecords";
-const SESSION_COOKIE: &str = "PHPSESSID";
-/// The admin UI answers JSON instead of HTML only to XHR requests.
-const XHR: (&str, &str) = ("X-Requested-With", "XMLHttpRequest");
-
-/// Which part of the PBX a request goes to: `/pbxcore` trusts loopback callers, the admin
-/// UI never does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Area {
-    Core,
-    Admin,
-}
+const AVAILABLE: &str = "/pbxcore/api/extensions/available";
 
 /// The legacy `/pbxcore` answer.
 #[derive(Deserialize)]
-struct Envelope {
-    result: bool,
+pub(super) struct Envelope {
+    pub(super) result: bool,
     #[serde(default)]
-    data: Value,
+    pub(super) data: Value,
     #[serde(default)]
-    messages: Value,
+    pub(super) messages: Value,
 }
 
-/// A row of the admin table: the only place that maps numbers to `Extensions.id`.
-struct Row {
-    id: String,
-    number: String,
-    disabled: bool,
+/// Who holds a number, by `available`.
+struct Holder {
+    /// `Users.id` of the holder; `None` for a number that is no employee's (a queue).
+    user: Option<String>,
+    represent: String,
 }
 
 /// MikoPBX 2023.2 / 2024.1 through `/pbxcore/api/extensions/*`.
 #[derive(Debug)]
 pub struct MikoPbxLegacy {
-    http: Http,
+    pub(super) http: Http,
     /// `username`, `password` of the admin (or an "employee rights" module user).
-    login: Option<(Secret, Secret)>,
-    /// The `PHPSESSID` in use; the lock also makes concurrent requests that find the
-    /// session expired log in once, not once each.
-    session: Mutex<Option<Secret>>,
+    pub(super) login: Option<(Secret, Secret)>,
+    /// The URL is 127.0.0.1, which the PBX trusts without a session.
+    pub(super) trusted: bool,
+    /// The session; the lock also makes concurrent requests that find it expired log in
+    /// once, not once each.
+    pub(super) session: Mutex<SessionState>,
     /// See [`MikoPbxLegacy::template`].
     template: OnceCell<Map<String, Value>>,
+    /// The way of listing that worked last (see [`super::legacy_list`]).
+    pub(super) lister: SyncMutex<Option<Lister>>,
     caps: Capabilities,
-    page_size: usize,
-    concurrency: usize,
+    pub(super) page_size: usize,
+    pub(super) concurrency: usize,
 }
 
 impl MikoPbxLegacy {
     pub fn new(block: &MikoPbx, credentials: &Credentials, settings: http::Settings) -> Result<Self, Error> {
         check_generation(block, MikoPbxApiGeneration::Legacy)?;
         let login = admin_login(credentials)?;
-        if login.is_none() && !is_loopback(&block.url) {
+        let trusted = trusted_loopback(&block.url, Generation::Legacy);
+        if login.is_none() && !trusted {
             return Err(Error::Credentials { key: "username" });
         }
         let concurrency = settings.max_concurrency.max(1);
@@ -88,10 +84,12 @@ impl MikoPbxLegacy {
         Ok(MikoPbxLegacy {
             http,
             login,
-            session: Mutex::new(None),
+            trusted,
+            session: Mutex::new(SessionState::default()),
             template: OnceCell::new(),
+            lister: SyncMutex::new(None),
             caps: capabilities(),
-            page_size: DEFAULT_PAGE_SIZE,
+            page_size: TABLE_PAGE_SIZE,
             concurrency,
         })
     }
@@ -102,122 +100,13 @@ impl MikoPbxLegacy {
         self
     }
 
-    // --- session ---------------------------------------------------------------------
-
-    async fn session(&self) -> Result<Secret, Error> {
-        // The admin table needs a session even where `/pbxcore` trusts loopback.
-        let Some((username, password)) = &self.login else {
-            return Err(Error::Credentials { key: "username" });
-        };
-        let mut held = self.session.lock().await;
-        if let Some(session) = held.as_ref() {
-            return Ok(session.clone());
-        }
-        let session = self.log_in(username, password).await?;
-        *held = Some(session.clone());
-        Ok(session)
-    }
-
-    /// Drops `used` unless another request already replaced it.
-    async fn forget(&self, used: &Secret) {
-        let mut held = self.session.lock().await;
-        if held.as_ref() == Some(used) {
-            *held = None;
-        }
-    }
-
-    async fn log_in(&self, username: &Secret, password: &Secret) -> Result<Secret, Error> {
-        let url = self.http.url(SESSION_START);
-        let reply = self
-            .http
-            .send(Retry::Idempotent, &[], |c| {
-                c.post(&url)
-                    .header(XHR.0, XHR.1)
-                    .form(&[("login", username.expose()), ("password", password.expose())])
-            })
-            .await?;
-        if reply.status != StatusCode::OK {
-            return Err(self.http.protocol(&format!(
-                "admin login answered HTTP {}: {}",
-                reply.status.as_u16(),
-                self.http.snippet(&reply.body)
-            )));
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            success: bool,
-            #[serde(default)]
-            message: Value,
-        }
-        let answer: Answer = self.http.json(&reply)?;
-        if !answer.success {
-            let why = match answer.message {
-                Value::String(s) => s,
-                Value::Null => "no reason given".to_owned(),
-                other => other.to_string(),
-            };
-            return Err(self.http.auth(&format!("admin login refused: {why}")));
-        }
-        reply
-            .headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
-            .map(Secret::new)
-            .ok_or_else(|| self.http.protocol("admin login succeeded without a session cookie"))
-    }
-
-    /// Sends a request with the session when one is needed, logging in again once if the
-    /// PBX says the session is gone (idle expiry, restart).
-    async fn call(
-        &self,
-        area: Area,
-        retry: Retry,
-        secrets: &[&Secret],
-        build: impl Fn(&Client) -> RequestBuilder + Send + Sync,
-    ) -> Result<Reply, Error> {
-        let mut renewed = false;
-        loop {
-            let session = match area {
-                Area::Core if self.login.is_none() => None,
-                _ => Some(self.session().await?),
-            };
-            let mut all = secrets.to_vec();
-            all.extend(session.as_ref());
-            let reply = self
-                .http
-                .send(retry, &all, |c| match &session {
-                    Some(s) => build(c).header(header::COOKIE, format!("{SESSION_COOKIE}={}", s.expose())),
-                    None => build(c),
-                })
-                .await?;
-            let refused = match area {
-                Area::Core => reply.status == StatusCode::UNAUTHORIZED,
-                // The admin UI answers a lost session with 403 (XHR) or a redirect.
-                Area::Admin => {
-                    matches!(reply.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
-                        || reply.status.is_redirection()
-                }
-            };
-            match session {
-                Some(used) if refused && !renewed => {
-                    self.forget(&used).await;
-                    renewed = true;
-                }
-                _ => return Ok(reply),
-            }
-        }
-    }
-
     // --- /pbxcore ----------------------------------------------------------------------
 
-    fn envelope(&self, reply: &Reply) -> Result<Envelope, Error> {
+    pub(super) fn envelope(&self, reply: &Reply) -> Result<Envelope, Error> {
         match reply.status {
             StatusCode::OK => parse(&self.http, reply),
             StatusCode::UNAUTHORIZED if self.login.is_none() => Err(self.http.auth(
-                "the PBX does not see this client as local: add username and password to the credentials",
+                "the PBX does not see this client as 127.0.0.1: add username and password to the credentials",
             )),
             StatusCode::UNAUTHORIZED => Err(self.http.auth("a fresh admin session was refused (HTTP 401)")),
             StatusCode::FORBIDDEN => Err(self.http.auth("this login may not call the action (HTTP 403)")),
@@ -233,34 +122,17 @@ impl MikoPbxLegacy {
         }
     }
 
-    /// `result:false`, mapped: a taken extension is a conflict (a taken mobile number is
-    /// the mobile's validation error), anything else a validation error with the PBX's
-    /// messages.
-    fn refusal(&self, messages: &Value, mobile: Option<&str>) -> Error {
-        let messages = error_messages(messages);
-        let text = messages.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
-        let text = if text.is_empty() { "refused without a message".to_owned() } else { text };
-        if let Some((_, dup)) = messages.iter().find(|(_, m)| is_duplicate(m)) {
-            // The message names the holder as `Name <number>`.
-            let about_mobile = mobile.is_some_and(|m| !m.is_empty() && dup.contains(&format!("<{m}>")));
-            if !about_mobile {
-                return self.http.conflict(&text);
-            }
-            return self.http.validation(Some("mobile_number"), &text);
-        }
-        let field = messages.iter().find_map(|(f, m)| f.clone().or_else(|| field_of(m)));
-        self.http.validation(field.as_deref(), &text)
-    }
-
-    /// The record with this `Extensions.id`, or `None` when the PBX answered its
-    /// template (what it does for unknown ids).
-    async fn get_record(&self, id: &str) -> Result<Option<Map<String, Value>>, Error> {
+    /// The record with this `Extensions.id`, or `None` when the PBX answered the blank
+    /// template (no `id`): what it does for an unknown id, and for the id of a mobile, a
+    /// queue or a system number.
+    pub(super) async fn get_record(&self, id: &str) -> Result<Option<Map<String, Value>>, Error> {
         let url = self.http.url(GET_RECORD);
         let reply =
             self.call(Area::Core, Retry::Idempotent, &[], |c| c.get(&url).query(&[("id", id)])).await?;
         let envelope = self.envelope(&reply)?;
         if !envelope.result {
-            return Err(self.refusal(&envelope.messages, None));
+            let text = joined(&envelope.messages);
+            return Err(self.http.protocol(&format!("getRecord refused id {id}: {text}")));
         }
         let Value::Object(record) = envelope.data else {
             return Err(self.http.protocol("getRecord answered data that is not a record"));
@@ -270,6 +142,19 @@ impl MikoPbxLegacy {
             Some(found) if found == id => Ok(Some(record)),
             Some(found) => Err(self.http.protocol(&format!("getRecord for id {id} answered id {found}"))),
         }
+    }
+
+    /// Who holds `number` (`available?number=`); `None` when it is free.
+    async fn holder(&self, number: &str) -> Result<Option<Holder>, Error> {
+        if number.is_empty() {
+            return Ok(None);
+        }
+        let url = self.http.url(AVAILABLE);
+        let reply = self
+            .call(Area::Core, Retry::Idempotent, &[], |c| c.get(&url).query(&[("number", number)]))
+            .await?;
+        let envelope = self.envelope(&reply)?;
+        Ok(holder_of(&envelope.data))
     }
 
     /// The PBX's defaults for a new employee, read once per client: the vendor's flow reads
@@ -317,8 +202,7 @@ impl MikoPbxLegacy {
         let reply = self.call(Area::Core, retry, &secrets, |c| c.post(&url).form(&form)).await?;
         let envelope = self.envelope(&reply)?;
         if !envelope.result {
-            let mobile = record.get("mobile_number").and_then(Value::as_str);
-            return Err(self.refusal(&envelope.messages, mobile));
+            return Err(self.refusal(&envelope.messages, record).await);
         }
         match envelope.data {
             Value::Object(saved) if saved.get("id").and_then(id_text).is_some() => Ok(saved),
@@ -326,119 +210,61 @@ impl MikoPbxLegacy {
         }
     }
 
-    // --- admin table -------------------------------------------------------------------
-
-    /// Every row of the admin table matching `search` (all rows for ""); `false` when
-    /// fewer rows came than the table said it holds (it changed meanwhile). The first page
-    /// says how many rows there are, so the others are read `maxConcurrency` at a time
-    /// (one after the other, 10,000 rows were 100 round trips before the first record).
-    async fn table(&self, search: &str) -> Result<(Vec<Row>, bool), Error> {
-        let (first, mut total) = self.table_at(search, 0).await?;
-        let full = first.len() >= self.page_size;
-        let mut pages = vec![first];
-        if full && self.page_size < total {
-            let rest: Vec<_> = (1..)
-                .map(|k| k * self.page_size)
-                .take_while(|start| *start < total)
-                .map(|start| self.table_at(search, start))
-                .collect();
-            let read: Vec<(Vec<Row>, usize)> =
-                stream::iter(rest).buffered(self.concurrency).try_collect().await?;
-            for (page, records) in read {
-                // A table that grew meanwhile: the larger count, so the listing is incomplete.
-                total = total.max(records);
-                pages.push(page);
+    /// A refused save, read by what the PBX holds rather than by its words (which are a
+    /// bare key in 2023.2 and 2024.1, and translated where a translation exists): the
+    /// record's number held by another user is a conflict; its mobile held by another
+    /// user, the mobile's validation error; anything else a validation error with the
+    /// PBX's messages. Costs a request or two, on failures only.
+    async fn refusal(&self, messages: &Value, record: &Map<String, Value>) -> Error {
+        let text = joined(messages);
+        let field = |k: &str| record.get(k).and_then(id_text).unwrap_or_default();
+        let (number, mobile, user) = (field("number"), field("mobile_number"), field("user_id"));
+        let theirs = |h: &Holder| h.user.as_deref() != Some(user.as_str()) || user.is_empty();
+        match self.holder(&number).await {
+            Ok(Some(h)) if theirs(&h) => {
+                return self.http.conflict(&format!(
+                    "extension {number} is taken by {} ({text})",
+                    strip_tags(&h.represent)
+                ));
             }
+            Err(e) => return e,
+            _ => {}
         }
-        let mut rows = Vec::new();
-        let mut seen = HashSet::new();
-        for row in pages.into_iter().flatten() {
-            if seen.insert(row.id.clone()) {
-                rows.push(row);
+        match self.holder(&mobile).await {
+            Ok(Some(h)) if theirs(&h) => {
+                return self.http.validation(
+                    Some("mobile_number"),
+                    &format!("mobile number {mobile} is taken by {} ({text})", strip_tags(&h.represent)),
+                );
             }
+            Err(e) => return e,
+            _ => {}
         }
-        let complete = rows.len() >= total;
-        Ok((rows, complete))
-    }
-
-    /// One page of the admin table, from row `start`, and the rows it says match.
-    async fn table_at(&self, search: &str, start: usize) -> Result<(Vec<Row>, usize), Error> {
-        let url = self.http.url(TABLE);
-        let length = self.page_size.to_string();
-        let offset = start.to_string();
-        let form = [
-            ("draw", "1"),
-            ("start", offset.as_str()),
-            ("length", length.as_str()),
-            ("search[value]", search),
-            ("search[regex]", "false"),
-            ("order[0][column]", "0"),
-            ("order[0][dir]", "asc"),
-            ("columns[0][data]", "number"),
-        ];
-        let reply = self
-            .call(Area::Admin, Retry::Idempotent, &[], |c| c.post(&url).header(XHR.0, XHR.1).form(&form))
-            .await?;
-        self.table_page(&reply)
-    }
-
-    fn table_page(&self, reply: &Reply) -> Result<(Vec<Row>, usize), Error> {
-        match reply.status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                // 2023.2 renders the list as HTML only: nothing maps numbers to ids.
-                return Err(Error::Unsupported {
-                    system: BackendKind::Mikopbx,
-                    operation: "list employees with their ids before 2024.1 (no admin table endpoint)",
-                });
-            }
-            status if status.is_redirection() || status == StatusCode::FORBIDDEN => {
-                return Err(self.http.auth("the admin table refused a fresh session"));
-            }
-            status => {
-                return Err(self.http.protocol(&format!(
-                    "admin table answered HTTP {}: {}",
-                    status.as_u16(),
-                    self.http.snippet(&reply.body)
-                )));
-            }
-        }
-        #[derive(Deserialize)]
-        struct Table {
-            #[serde(rename = "recordsFiltered")]
-            records_filtered: Value,
-            data: Vec<Map<String, Value>>,
-        }
-        let table: Table = self.http.json(reply)?;
-        let total = id_text(&table.records_filtered)
-            .and_then(|t| t.parse::<usize>().ok())
-            .ok_or_else(|| self.http.protocol("admin table without a row count"))?;
-        let rows = table
-            .data
-            .iter()
-            .map(|row| {
-                let id = row.get("id").and_then(id_text)?;
-                let number = row.get("number").and_then(id_text).unwrap_or_default();
-                let disabled = match row.get("disabled") {
-                    Some(Value::Bool(b)) => *b,
-                    Some(Value::String(s)) => s == "1" || s == "true",
-                    Some(Value::Number(n)) => n.as_i64() != Some(0),
-                    _ => false,
-                };
-                Some(Row { id, number, disabled })
-            })
-            .collect::<Option<Vec<Row>>>()
-            .ok_or_else(|| self.http.protocol("admin table row without an id"))?;
-        Ok((rows, total))
-    }
-
-    /// The full record of a table row as an account; `None` when it vanished meanwhile.
-    async fn account(&self, row: Row) -> Result<Option<Account>, Error> {
-        let Some(record) = self.get_record(&row.id).await? else {
-            return Ok(None);
+        let duplicate = error_messages(messages).iter().any(|(_, m)| m.contains(DUPLICATE_KEY));
+        let text = if duplicate {
+            format!("a number of this employee is not unique, but no other employee holds it now ({text})")
+        } else {
+            text
         };
-        account_of(row.id, &record, Some(!row.disabled)).map(Some).map_err(|e| self.http.protocol(&e))
+        self.http.validation(None, &text)
     }
+}
+
+/// `available`'s data: `{available: false, userId, represent}` for a number taken.
+fn holder_of(data: &Value) -> Option<Holder> {
+    let available = match data.get("available") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "1" || s == "true",
+        Some(Value::Number(n)) => n.as_i64() != Some(0),
+        _ => true,
+    };
+    if available {
+        return None;
+    }
+    Some(Holder {
+        user: data.get("userId").and_then(id_text),
+        represent: data.get("represent").and_then(Value::as_str).unwrap_or("another number").to_owned(),
+    })
 }
 
 /// A record value as `$_POST` text.
@@ -470,7 +296,7 @@ fn apply(record: &mut Map<String, Value>, values: &[(&'static str, String)]) {
 const FORWARD_TARGETS: [&str; 3] = [FWD_FORWARDING, FWD_FORWARDING_ON_BUSY, FWD_FORWARDING_ON_UNAVAILABLE];
 
 impl Backend for MikoPbxLegacy {
-    fn quota(&self) -> Option<super::super::Quota> {
+    fn quota(&self) -> Option<crate::backends::Quota> {
         self.http.quota()
     }
 
@@ -487,22 +313,32 @@ impl Backend for MikoPbxLegacy {
     }
 
     fn generate_password(&self) -> Secret {
-        generate_password()
+        password::generate()
     }
 
     async fn list(&self) -> Result<Listing, Error> {
-        let (rows, complete) = self.table("").await?;
-        let accounts: Vec<Option<Account>> =
-            stream::iter(rows).map(|row| self.account(row)).buffered(self.concurrency).try_collect().await?;
-        Ok(Listing { accounts: accounts.into_iter().flatten().collect(), complete, ..Listing::default() })
+        self.listing().await
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
-        let (rows, _) = self.table(extension).await?;
-        match rows.into_iter().find(|r| r.number == extension) {
-            Some(row) => self.account(row).await,
-            None => Ok(None),
-        }
+        self.find_number(extension).await
+    }
+
+    /// Lists as a pass does, then reads the first account again by its id (not by its
+    /// number: on a PBX listed by the id scan, a find would scan again).
+    async fn probe(&self) -> Result<Probe, Error> {
+        let listing = self.listing().await?;
+        let sample = match listing.accounts.first() {
+            Some(first) => Some(match self.get_record(&first.id).await {
+                Ok(Some(record)) => account_of(first.id.clone(), &record, first.attributes.enabled)
+                    .map(Some)
+                    .map_err(|e| self.http.protocol(&e)),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }),
+            None => None,
+        };
+        Ok(Probe { listing, sample })
     }
 
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
@@ -565,15 +401,13 @@ impl Backend for MikoPbxLegacy {
         if envelope.result {
             return Ok(());
         }
-        // "Extension with id <id> does not exist": gone already (perhaps by our own
-        // earlier try whose answer was lost).
-        let messages = error_messages(&envelope.messages);
-        if messages.iter().any(|(_, m)| m.contains("does not exist")) {
+        // Gone already (perhaps by our own earlier try whose answer was lost)? Asked of
+        // the PBX rather than read from its words.
+        if self.get_record(id).await?.is_none() {
             return Ok(());
         }
         // Refused while something refers to the number (another employee forwards to
         // it, a queue, a route): no field of ours is at fault.
-        let text = messages.into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; ");
-        Err(self.http.validation(None, &text))
+        Err(self.http.validation(None, &joined(&envelope.messages)))
     }
 }

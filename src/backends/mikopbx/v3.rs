@@ -1,8 +1,20 @@
-//! The REST API v3 (MikoPBX 2026.1 and later): `/pbxcore/api/v3/employees`. See the
-//! parent module for the endpoints and the capability table.
+//! The REST API v3 (MikoPBX 2026.1 and later): `/pbxcore/api/v3/employees`. Per call:
+//! `docs/compatibility.md`, MikoPBX.
+//!
+//! A PATCH is merged into the stored record and the merged record validated as a whole
+//! (`PatchRecordAction::intelligentMerge`, then `SaveRecordAction`), the stored SIP
+//! password included. A record whose stored password MikoPBX's own rule refuses today
+//! (accounts made by the legacy API, or by hand, before that rule) takes no change
+//! unless the change brings a new password. So switchboard checks the stored password
+//! (read with the record in every listing) before it sends a change without one, and
+//! says what to do instead of sending a PATCH that must fail; and a PATCH refused for a
+//! reason it cannot tell in advance is not sent again while neither the stored record
+//! nor the change has changed.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::Mutex as SyncMutex,
     time::{Duration, Instant},
 };
 
@@ -13,9 +25,9 @@ use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use super::{
-    DEFAULT_PAGE_SIZE, FWD_FORWARDING, FWD_RING_LENGTH, Generation, SIP_ENABLE_RECORDING, account_of,
-    admin_login, capabilities, check_generation, create_values, error_messages, field_of, generate_password,
-    id_text, is_duplicate, is_loopback, parse, planned_values,
+    FWD_FORWARDING, FWD_RING_LENGTH, Generation, SIP_ENABLE_RECORDING, V3_PAGE_SIZE, account_of, admin_login,
+    capabilities, check_generation, create_values, error_messages, id_text, joined, parse, password,
+    planned_values, strip_tags, trusted_loopback,
 };
 use crate::{
     api::{
@@ -23,13 +35,16 @@ use crate::{
         phone_system::{MikoPbx, MikoPbxApiGeneration},
     },
     backends::{
-        Backend, Credentials, Error, Listing, Secret,
+        Backend, Credentials, Error, Listing, Probe, Secret, Unreadable,
         http::{self, Http, Reply, Retry},
+        lenient,
+        paging::{self, Next, Pager},
     },
     plan::{Account, Attributes, Capabilities, Change, Desired},
 };
 
 const EMPLOYEES: &str = "/pbxcore/api/v3/employees";
+const AVAILABLE: &str = "/pbxcore/api/v3/extensions:available";
 const LOGIN: &str = "/pbxcore/api/v3/auth:login";
 /// A JWT is renewed this long before it expires (or at 90% of a shorter lifetime).
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -68,10 +83,32 @@ enum Target<'a> {
 
 /// A list item: `id` and `disabled` are all we take from it (the rest comes with the
 /// full record).
+#[derive(Deserialize)]
 struct Item {
+    #[serde(deserialize_with = "lenient::text_required")]
     id: String,
-    number: String,
-    disabled: bool,
+    #[serde(default, deserialize_with = "lenient::text")]
+    number: Option<String>,
+    #[serde(default, deserialize_with = "lenient::flag")]
+    disabled: Option<bool>,
+}
+
+/// What the last listing saw of a stored record, for the checks before a PATCH.
+#[derive(Clone, Debug)]
+struct Stored {
+    /// A hash of the whole record: a PATCH refused for it is not sent again until it (or
+    /// the PATCH) changes.
+    fingerprint: u64,
+    /// Why MikoPBX's own rule refuses the stored SIP password, if it does.
+    weak_secret: Option<String>,
+}
+
+/// A PATCH the PBX refused, and the record and body it refused.
+#[derive(Clone, Debug)]
+struct Refused {
+    record: u64,
+    body: u64,
+    error: Error,
 }
 
 /// MikoPBX 2026.1 and later through `/pbxcore/api/v3/employees`.
@@ -82,6 +119,10 @@ pub struct MikoPbxV3 {
     /// The JWT in use and when to renew it; the lock makes concurrent requests log in
     /// once.
     token: Mutex<Option<(Secret, Instant)>>,
+    /// By employee id, from the last listing.
+    stored: SyncMutex<HashMap<String, Stored>>,
+    /// By employee id.
+    refused: SyncMutex<HashMap<String, Refused>>,
     caps: Capabilities,
     page_size: usize,
     concurrency: usize,
@@ -93,7 +134,7 @@ impl MikoPbxV3 {
         let auth = match (credentials.get("apiKey"), admin_login(credentials)?) {
             (Some(key), _) => Auth::ApiKey(key.clone()),
             (None, Some((username, password))) => Auth::Password { username, password },
-            (None, None) if is_loopback(&block.url) => Auth::None,
+            (None, None) if trusted_loopback(&block.url, Generation::V3) => Auth::None,
             (None, None) => return Err(Error::Credentials { key: "apiKey" }),
         };
         let concurrency = settings.max_concurrency.max(1);
@@ -102,8 +143,10 @@ impl MikoPbxV3 {
             http,
             auth,
             token: Mutex::new(None),
+            stored: SyncMutex::new(HashMap::new()),
+            refused: SyncMutex::new(HashMap::new()),
             caps: capabilities(),
-            page_size: DEFAULT_PAGE_SIZE,
+            page_size: V3_PAGE_SIZE,
             concurrency,
         })
     }
@@ -150,9 +193,7 @@ impl MikoPbxV3 {
             StatusCode::NOT_FOUND => return Err(self.no_api()),
             status if status.is_client_error() => {
                 let detail = match parse::<Envelope>(&self.http, &reply) {
-                    Ok(e) => {
-                        error_messages(&e.messages).into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; ")
-                    }
+                    Ok(e) => joined(&e.messages),
                     Err(_) => self.http.snippet(&reply.body),
                 };
                 return Err(self.http.auth(&format!("login refused (HTTP {}): {detail}", status.as_u16())));
@@ -169,8 +210,8 @@ impl MikoPbxV3 {
         struct Token {
             #[serde(rename = "accessToken")]
             access_token: String,
-            #[serde(rename = "expiresIn", default)]
-            expires_in: Option<u64>,
+            #[serde(rename = "expiresIn", default, deserialize_with = "lenient::text")]
+            expires_in: Option<String>,
         }
         #[derive(Deserialize)]
         struct Answer {
@@ -182,8 +223,8 @@ impl MikoPbxV3 {
             return Err(self.http.protocol("login succeeded without a token"));
         }
         // 900 s is what 2026.1 issues; a missing lifetime is taken as that.
-        let lifetime = Duration::from_secs(answer.data.expires_in.unwrap_or(900));
-        Ok((Secret::new(answer.data.access_token), lifetime))
+        let seconds = answer.data.expires_in.and_then(|s| s.parse::<u64>().ok()).unwrap_or(900);
+        Ok((Secret::new(answer.data.access_token), Duration::from_secs(seconds)))
     }
 
     /// Sends a request with the bearer; on a 401 with a JWT, logs in again once.
@@ -225,16 +266,17 @@ impl MikoPbxV3 {
         ))
     }
 
-    /// The `data` of a successful answer, or the error the answer means.
-    fn data(&self, reply: &Reply, target: Target<'_>) -> Result<Value, Error> {
+    /// The `data` of a successful answer, or what the answer says went wrong: `Ok(Err)`
+    /// for a refusal with its messages (HTTP 400/409/422 or `result: false`), to be
+    /// read by the caller, who knows what it sent.
+    fn data(&self, reply: &Reply, target: Target<'_>) -> Result<Result<Value, Refusal>, Error> {
         match reply.status {
             StatusCode::OK | StatusCode::CREATED => {
                 let envelope: Envelope = parse(&self.http, reply)?;
-                if envelope.result {
-                    Ok(envelope.data)
-                } else {
-                    Err(self.refusal(&envelope.messages, target))
-                }
+                Ok(match envelope.result {
+                    true => Ok(envelope.data),
+                    false => Err(Refusal { status: reply.status, messages: envelope.messages }),
+                })
             }
             StatusCode::UNAUTHORIZED => Err(self.http.auth(match self.auth {
                 Auth::None => "the PBX does not see this client as local: add an apiKey to the credentials",
@@ -249,15 +291,9 @@ impl MikoPbxV3 {
                 Target::Collection => Err(self.no_api()),
             },
             StatusCode::METHOD_NOT_ALLOWED => Err(self.no_api()),
-            StatusCode::CONFLICT => {
-                let envelope: Option<Envelope> = parse(&self.http, reply).ok();
-                let text =
-                    envelope.map(|e| joined(&e.messages)).unwrap_or_else(|| self.http.snippet(&reply.body));
-                Err(self.http.conflict(&text))
-            }
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            status @ (StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY) => {
                 let envelope: Envelope = parse(&self.http, reply)?;
-                Err(self.refusal(&envelope.messages, target))
+                Ok(Err(Refusal { status, messages: envelope.messages }))
             }
             status => Err(self.http.protocol(&format!(
                 "HTTP {}: {}",
@@ -267,63 +303,44 @@ impl MikoPbxV3 {
         }
     }
 
-    /// A refused request, by its messages (2026.1 answers most failures 422).
-    fn refusal(&self, messages: &Value, target: Target<'_>) -> Error {
-        let list = error_messages(messages);
-        let text = joined(messages);
-        let any = |needle: &str| list.iter().any(|(_, m)| m.to_lowercase().contains(needle));
-        if let Target::Record(id) = target
-            && any("not found")
-        {
-            return self.http.not_found(id);
-        }
-        // Worth retrying later: the maintainers' own client retries these.
-        if any("database is locked") || any("worker not responding") {
-            return self.http.transient(&text);
-        }
-        if let Some((_, dup)) = list.iter().find(|(_, m)| is_duplicate(m)) {
-            if dup.to_lowercase().contains("mobile") {
-                return self.http.validation(Some("mobile_number"), &text);
-            }
-            return self.http.conflict(&text);
-        }
-        let field = list.iter().find_map(|(f, m)| f.clone().or_else(|| field_of(m)));
-        self.http.validation(field.as_deref(), &text)
-    }
-
     // --- reads -------------------------------------------------------------------------
 
-    async fn items(&self, query: &[(&str, &str)]) -> Result<(Vec<Item>, usize), Error> {
+    /// One list page: its items, read one by one (an unreadable one is reported, not
+    /// fatal), the total the PBX announces, and the page's shape.
+    async fn page(
+        &self,
+        query: &[(&str, &str)],
+    ) -> Result<(Vec<Result<Item, Unreadable>>, Option<usize>, String), Error> {
         let url = self.http.url(EMPLOYEES);
         let reply = self.call(Retry::Idempotent, &[], |c| c.get(&url).query(query)).await?;
-        let data = self.data(&reply, Target::Collection)?;
-        #[derive(Deserialize)]
-        struct Page {
-            data: Vec<Map<String, Value>>,
-            #[serde(rename = "recordsTotal")]
-            records_total: Value,
-        }
-        let page: Page = serde_json::from_value(data)
-            .map_err(|e| self.http.protocol(&format!("the employee list is not the expected shape: {e}")))?;
-        let total = id_text(&page.records_total)
-            .and_then(|t| t.parse::<usize>().ok())
-            .ok_or_else(|| self.http.protocol("the employee list has no total"))?;
-        let items = page
-            .data
+        let data = match self.data(&reply, Target::Collection)? {
+            Ok(data) => data,
+            Err(refusal) => {
+                return Err(self
+                    .http
+                    .protocol(&format!("the employee list was refused: {}", joined(&refusal.messages))));
+            }
+        };
+        let body = serde_json::to_vec(&data).unwrap_or_default();
+        let records = lenient::records(&body, &["data"])
+            .map_err(|e| self.http.protocol(&format!("the employee list: {e}")))?;
+        let total = ["recordsTotal", "recordsFiltered", "total", "count"]
             .iter()
-            .map(|item| {
-                Some(Item {
-                    id: item.get("id").and_then(id_text)?,
-                    number: item.get("number").and_then(id_text).unwrap_or_default(),
-                    disabled: item.get("disabled").and_then(Value::as_bool).unwrap_or(false),
-                })
+            .find_map(|k| data.get(*k).and_then(id_text))
+            .and_then(|t| t.parse::<usize>().ok());
+        let items = records
+            .items
+            .iter()
+            .map(|(key, raw)| {
+                lenient::read::<Item>(raw)
+                    .map_err(|p| lenient::unreadable(raw, key.as_deref(), &["id"], &["number"], p))
             })
-            .collect::<Option<Vec<Item>>>()
-            .ok_or_else(|| self.http.protocol("an employee in the list has no id"))?;
-        Ok((items, total))
+            .collect();
+        Ok((items, total, records.shape))
     }
 
-    /// The full record of an employee; `None` when there is none with this id.
+    /// The full record of an employee; `None` when there is none with this id (404, or
+    /// the 422 2026.1 answers a GET of an unknown id).
     async fn get(&self, id: &str) -> Result<Option<Map<String, Value>>, Error> {
         if !is_id(id) {
             return Ok(None);
@@ -331,50 +348,181 @@ impl MikoPbxV3 {
         let url = self.http.url(&format!("{EMPLOYEES}/{id}"));
         let reply = self.call(Retry::Idempotent, &[], |c| c.get(&url)).await?;
         match self.data(&reply, Target::Record(id)) {
-            Ok(Value::Object(record)) => Ok(Some(record)),
-            Ok(_) => Err(self.http.protocol("an employee record that is not an object")),
-            Err(Error::NotFound { .. }) => Ok(None),
+            Ok(Ok(Value::Object(record))) => Ok(Some(record)),
+            Ok(Ok(_)) => Err(self.http.protocol("an employee record that is not an object")),
+            Ok(Err(_)) | Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn account(&self, item: Item) -> Result<Option<Account>, Error> {
+    /// The record of a listed item as an account (and what is stored of it remembered);
+    /// `None` when it vanished meanwhile.
+    async fn account(&self, item: Item) -> Result<Option<Result<Account, Unreadable>>, Error> {
         let Some(record) = self.get(&item.id).await? else {
             return Ok(None);
         };
-        account_of(item.id, &record, Some(!item.disabled)).map(Some).map_err(|e| self.http.protocol(&e))
+        self.remember(&item.id, &record);
+        let enabled = Some(!item.disabled.unwrap_or(false));
+        Ok(Some(account_of(item.id.clone(), &record, enabled).map_err(|problem| Unreadable {
+            id: Some(item.id),
+            extension: item.number,
+            problem,
+        })))
     }
 
-    /// A write's answer (the saved record) as an account.
-    fn saved(&self, data: Value, enabled: Option<bool>) -> Result<Account, Error> {
-        let Value::Object(record) = data else {
-            return Err(self.http.protocol("the PBX reported success without the saved employee"));
-        };
-        let id = record
-            .get("id")
-            .and_then(id_text)
-            .ok_or_else(|| self.http.protocol("the saved employee has no id"))?;
-        account_of(id, &record, enabled).map_err(|e| self.http.protocol(&e))
+    fn remember(&self, id: &str, record: &Map<String, Value>) {
+        let weak_secret = record
+            .get("sip_secret")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .and_then(password::refusal);
+        let stored = Stored { fingerprint: record_fingerprint(record), weak_secret };
+        self.stored.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), stored);
     }
+
+    /// Who holds `number` (`POST …/extensions:available`): `Some(holder)` when taken,
+    /// `None` when free or when the PBX cannot say.
+    async fn holder(&self, number: &str) -> Result<Option<(Option<String>, String)>, Error> {
+        if number.is_empty() {
+            return Ok(None);
+        }
+        let url = self.http.url(AVAILABLE);
+        let body = serde_json::json!({"number": number});
+        let reply = self.call(Retry::Idempotent, &[], |c| c.post(&url).json(&body)).await?;
+        let data = match self.data(&reply, Target::Collection) {
+            Ok(Ok(data)) => data,
+            // An older 2025 build without the call, or a refusal: no answer either way.
+            Ok(Err(_)) | Err(Error::Config(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let available = match data.get("available") {
+            Some(Value::Bool(b)) => *b,
+            Some(v) => id_text(v).is_none_or(|t| t == "1" || t == "true"),
+            None => true,
+        };
+        Ok((!available).then(|| {
+            let represent = data.get("represent").and_then(Value::as_str).unwrap_or("another number");
+            (data.get("userId").and_then(id_text), strip_tags(represent))
+        }))
+    }
+
+    /// A refused write, read by what the PBX holds and by MikoPBX's own rules rather than
+    /// by its messages, which are translated into its admin UI's language: the number held
+    /// by another is a conflict; the mobile held by another, or a value (sent, or stored
+    /// and merged in by a PATCH) that MikoPBX's rules refuse, names its field.
+    async fn refusal(&self, refusal: Refusal, own: Option<&str>, body: &Map<String, Value>) -> Error {
+        let text = joined(&refusal.messages);
+        let sent = |k: &str| body.get(k).and_then(id_text).filter(|v| !v.is_empty());
+        let theirs = |user: &Option<String>| own.is_none() || user.as_deref() != own;
+        if refusal.status == StatusCode::CONFLICT {
+            return self.http.conflict(&text);
+        }
+        // Worth retrying later: the maintainers' own test client retries these.
+        if ["database is locked", "worker not responding"].iter().any(|m| text.contains(m)) {
+            return self.http.transient(&text);
+        }
+        if let Some(number) = sent("number") {
+            match self.holder(&number).await {
+                Ok(Some((user, represent))) if theirs(&user) => {
+                    return self
+                        .http
+                        .conflict(&format!("extension {number} is taken by {represent} ({text})"));
+                }
+                Err(e) => return e,
+                _ => {}
+            }
+        }
+        if let Some(mobile) = sent("mobile_number") {
+            match self.holder(&mobile).await {
+                Ok(Some((user, represent))) if theirs(&user) => {
+                    return self.http.validation(
+                        Some("mobile_number"),
+                        &format!("mobile number {mobile} is taken by {represent} ({text})"),
+                    );
+                }
+                Err(e) => return e,
+                _ => {}
+            }
+        }
+        if let Some(why) = sent("sip_secret").and_then(|s| password::refusal(&s)) {
+            return self.http.validation(Some("sip_secret"), &format!("the SIP password is {why} ({text})"));
+        }
+        if let Some(id) = own
+            && sent("sip_secret").is_none()
+        {
+            // A PATCH: the stored record was validated with it. Look at the stored password.
+            match self.get(id).await {
+                Ok(Some(record)) => {
+                    self.remember(id, &record);
+                    if let Some(why) = self.weak_secret(id) {
+                        return weak_stored(&self.http, &why, &text);
+                    }
+                }
+                Ok(None) => return self.http.not_found(id),
+                Err(e) => return e,
+            }
+        }
+        // Required fields come keyed by field (`{"number": "ex_ValidateNumberIsEmpty"}`).
+        let field = error_messages(&refusal.messages).into_iter().find_map(|(f, _)| f);
+        self.http.validation(field.as_deref(), &text)
+    }
+
+    fn weak_secret(&self, id: &str) -> Option<String> {
+        self.stored.lock().unwrap_or_else(|e| e.into_inner()).get(id).and_then(|s| s.weak_secret.clone())
+    }
+
+    /// Reads each listed item's record, `maxConcurrency` at a time.
+    async fn accounts(&self, items: Vec<Item>) -> Result<(Vec<Account>, Vec<Unreadable>), Error> {
+        let read: Vec<Option<Result<Account, Unreadable>>> = stream::iter(items)
+            .map(|item| self.account(item))
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        let mut accounts = Vec::new();
+        let mut unreadable = Vec::new();
+        for entry in read.into_iter().flatten() {
+            match entry {
+                Ok(a) => accounts.push(a),
+                Err(u) => unreadable.push(u),
+            }
+        }
+        Ok((accounts, unreadable))
+    }
+}
+
+/// A refusal's status and messages.
+struct Refusal {
+    status: StatusCode,
+    messages: Value,
+}
+
+/// The error of a change refused for the stored SIP password: what to fix.
+fn weak_stored(http: &Http, why: &str, pbx: &str) -> Error {
+    http.validation(
+        Some("sip_secret"),
+        &format!(
+            "MikoPBX checks the whole stored record on every change, and the SIP password it holds for this \
+             account is {why}, so it takes no change that does not bring a new password: give the Employee a \
+             passwordSecretRef with a strong password (switchboard sends it with the change), or set a strong \
+             password on the PBX{}",
+            if pbx.is_empty() { String::new() } else { format!(" (PBX: {pbx})") }
+        ),
+    )
+}
+
+fn fingerprint<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+fn record_fingerprint(record: &Map<String, Value>) -> u64 {
+    fingerprint(&serde_json::to_string(record).unwrap_or_default())
 }
 
 /// Employee ids are `Users.id`, digits only; anything else would change the path.
 fn is_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn joined(messages: &Value) -> String {
-    let list = error_messages(messages);
-    if list.is_empty() {
-        return "refused without a message".to_owned();
-    }
-    list.iter()
-        .map(|(f, m)| match f {
-            Some(f) => format!("{f}: {m}"),
-            None => m.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Neutral values as v3 JSON (a boolean and an integer among the strings).
@@ -400,7 +548,7 @@ fn body_of(values: &[(&'static str, String)]) -> Result<Map<String, Value>, Erro
 }
 
 impl Backend for MikoPbxV3 {
-    fn quota(&self) -> Option<super::super::Quota> {
+    fn quota(&self) -> Option<crate::backends::Quota> {
         self.http.quota()
     }
 
@@ -417,49 +565,91 @@ impl Backend for MikoPbxV3 {
     }
 
     fn generate_password(&self) -> Secret {
-        generate_password()
+        password::generate()
     }
 
+    /// Pages ordered by number (unique; the default order, by name, can tie across pages),
+    /// read until a page brings nothing new or the announced total is reached.
     async fn list(&self) -> Result<Listing, Error> {
         let limit = self.page_size.to_string();
+        let mut pager = Pager::new(Some(self.page_size));
         let mut items = Vec::new();
-        let mut seen = HashSet::new();
+        let mut unreadable = Vec::new();
         let mut offset = 0usize;
-        let mut total;
-        loop {
+        let mut shape = String::new();
+        let mut announced = None;
+        let mut next = Next::More;
+        while next == Next::More {
             let at = offset.to_string();
-            let (page, records) = self.items(&[("limit", &limit), ("offset", &at)]).await?;
-            total = records;
-            let got = page.len();
-            for item in page {
-                if seen.insert(item.id.clone()) {
-                    items.push(item);
+            let query = [("limit", limit.as_str()), ("offset", at.as_str()), ("order_by", "number")];
+            let (page, total, page_shape) = self.page(&query).await?;
+            shape = page_shape;
+            announced = total.or(announced);
+            offset += page.len();
+            let mut keys = Vec::with_capacity(page.len());
+            for entry in page {
+                match entry {
+                    Ok(item) => {
+                        keys.push(item.id.clone());
+                        if !pager.seen(&item.id) && !items.iter().any(|i: &Item| i.id == item.id) {
+                            items.push(item);
+                        }
+                    }
+                    Err(u) => {
+                        let key = format!("unreadable {u}");
+                        if !pager.seen(&key) {
+                            unreadable.push(u);
+                        }
+                        keys.push(key);
+                    }
                 }
             }
-            offset += got;
-            // A short page ends the list; the PBX caps `limit` at 1000, so a larger page
-            // size shows up here as a short page and the total check below.
-            if got == 0 || got < self.page_size || offset >= total {
+            next = pager.page(keys);
+            if announced.is_some_and(|t| pager.distinct() >= t) {
                 break;
             }
         }
-        let complete = items.len() >= total;
-        let accounts: Vec<Option<Account>> = stream::iter(items)
-            .map(|item| self.account(item))
-            .buffered(self.concurrency)
-            .try_collect()
-            .await?;
-        Ok(Listing { accounts: accounts.into_iter().flatten().collect(), complete, ..Listing::default() })
+        let complete = next != Next::GaveUp && announced.is_none_or(|t| pager.distinct() >= t);
+        let pages = pager.into_pages();
+        let (accounts, more) = self.accounts(items).await?;
+        unreadable.extend(more);
+        let dialect = vec![
+            ("API generation", "v3 (2026.1)".to_owned()),
+            ("list shape", shape),
+            ("paging", paging::describe(&pages)),
+        ];
+        Ok(Listing { accounts, complete, unreadable, pages, dialect })
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
         let search = format!("number:{extension}");
         // Without limit/offset the PBX answers every match: at most one here.
-        let (items, _) = self.items(&[("search", &search)]).await?;
-        match items.into_iter().find(|i| i.number == extension) {
-            Some(item) => self.account(item).await,
+        let (items, _, _) = self.page(&[("search", &search)]).await?;
+        let item = items.into_iter().flatten().find(|i| i.number.as_deref() == Some(extension));
+        match item {
+            Some(item) => match self.account(item).await? {
+                Some(Ok(account)) => Ok(Some(account)),
+                Some(Err(u)) => Err(self.http.protocol(&u.to_string())),
+                None => Ok(None),
+            },
             None => Ok(None),
         }
+    }
+
+    /// Lists as a pass does, then reads the first account again by its id.
+    async fn probe(&self) -> Result<Probe, Error> {
+        let listing = self.list().await?;
+        let sample = match listing.accounts.first() {
+            Some(first) => Some(match self.get(&first.id).await {
+                Ok(Some(record)) => account_of(first.id.clone(), &record, first.attributes.enabled)
+                    .map(Some)
+                    .map_err(|e| self.http.protocol(&e)),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }),
+            None => None,
+        };
+        Ok(Probe { listing, sample })
     }
 
     async fn create(&self, desired: &Desired, password: Option<&Secret>) -> Result<Account, Error> {
@@ -470,15 +660,25 @@ impl Backend for MikoPbxV3 {
         let secret = match password {
             Some(p) => p,
             None => {
-                generated = generate_password();
+                generated = password::generate();
                 &generated
             }
         };
         body.insert("sip_secret".into(), Value::String(secret.expose().to_owned()));
         let url = self.http.url(EMPLOYEES);
         let reply = self.call(Retry::Unsafe, &[secret], |c| c.post(&url).json(&body)).await?;
-        let data = self.data(&reply, Target::Collection)?;
-        self.saved(data, Some(true))
+        match self.data(&reply, Target::Collection)? {
+            Ok(Value::Object(record)) => {
+                let id = record
+                    .get("id")
+                    .and_then(id_text)
+                    .ok_or_else(|| self.http.protocol("the saved employee has no id"))?;
+                self.remember(&id, &record);
+                account_of(id, &record, Some(true)).map_err(|e| self.http.protocol(&e))
+            }
+            Ok(_) => Err(self.http.protocol("the PBX reported success without the saved employee")),
+            Err(refusal) => Err(self.refusal(refusal, None, &body).await),
+        }
     }
 
     async fn update(
@@ -508,11 +708,42 @@ impl Backend for MikoPbxV3 {
         {
             body.insert(FWD_RING_LENGTH.to_owned(), Value::from(ring));
         }
-        let url = self.http.url(&format!("{EMPLOYEES}/{}", account.id));
+        let id = account.id.as_str();
+        let stored = self.stored.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        if !body.contains_key("sip_secret")
+            && let Some(why) = stored.as_ref().and_then(|s| s.weak_secret.as_deref())
+        {
+            // The merged record keeps the stored password, which MikoPBX would refuse.
+            return Err(weak_stored(&self.http, why, ""));
+        }
+        let body_hash = record_fingerprint(&body);
+        if let Some(stored) = &stored {
+            let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+            if let Some(r) = refused.filter(|r| r.record == stored.fingerprint && r.body == body_hash) {
+                // Refused before, and neither the stored record nor the change differs.
+                return Err(r.error);
+            }
+        }
+        let url = self.http.url(&format!("{EMPLOYEES}/{id}"));
         let secrets: Vec<&Secret> = password.into_iter().collect();
         // The same PATCH twice leaves the same record: safe to retry.
         let reply = self.call(Retry::Idempotent, &secrets, |c| c.patch(&url).json(&body)).await?;
-        self.data(&reply, Target::Record(&account.id)).map(|_| ())
+        match self.data(&reply, Target::Record(id))? {
+            Ok(_) => {
+                self.refused.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                Ok(())
+            }
+            Err(refusal) => {
+                let error = self.refusal(refusal, Some(id), &body).await;
+                let record =
+                    self.stored.lock().unwrap_or_else(|e| e.into_inner()).get(id).map(|s| s.fingerprint);
+                if let (Error::Validation { .. }, Some(record)) = (&error, record) {
+                    let entry = Refused { record, body: body_hash, error: error.clone() };
+                    self.refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), entry);
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn delete(&self, account: &Account) -> Result<(), Error> {
@@ -523,7 +754,15 @@ impl Backend for MikoPbxV3 {
         let url = self.http.url(&format!("{EMPLOYEES}/{}", account.id));
         let reply = self.call(Retry::Idempotent, &[], |c| c.delete(&url)).await?;
         match self.data(&reply, Target::Record(&account.id)) {
-            Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
+            Ok(Ok(_)) | Err(Error::NotFound { .. }) => Ok(()),
+            Ok(Err(refusal)) => {
+                // Gone already (2026.1 answers an unknown id 422), or refused while
+                // something refers to the number: asked of the PBX, not read from words.
+                match self.get(&account.id).await? {
+                    None => Ok(()),
+                    Some(_) => Err(self.http.validation(None, &joined(&refusal.messages))),
+                }
+            }
             Err(e) => Err(e),
         }
     }
