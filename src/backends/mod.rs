@@ -161,6 +161,14 @@ pub struct Quota {
     pub reset_at: Option<std::time::Instant>,
 }
 
+/// A write, as [`Backend::cost`] weighs it.
+#[derive(Clone, Copy, Debug)]
+pub enum Write<'a> {
+    Create(&'a Desired),
+    Update { account: &'a Account, desired: &'a Desired, changes: &'a [Change] },
+    Delete(&'a Account),
+}
+
 /// What a read-only look at a live system found (`switchboard probe`).
 #[derive(Debug)]
 pub struct Probe {
@@ -227,6 +235,19 @@ pub trait Backend: Send + Sync {
     /// The request quota the system announced last, if it announces one.
     fn quota(&self) -> Option<Quota> {
         None
+    }
+
+    /// Requests `write` will send at most, so a pass under a request quota
+    /// ([`Backend::quota`]) starts only the writes the quota can pay for.
+    fn cost(&self, _write: Write<'_>) -> u64 {
+        1
+    }
+
+    /// Requests the next listing will send (as many as the last one did): a pass under a
+    /// request quota does not list when what is left cannot pay for the listing and a
+    /// write after it.
+    fn list_cost(&self) -> u64 {
+        1
     }
 
     /// A read-only look at the live system, for `switchboard probe`: authenticate, list

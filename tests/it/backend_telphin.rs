@@ -246,7 +246,11 @@ async fn list_reads_every_page() {
     assert_eq!(listing.accounts.len(), 120);
     let numbers: BTreeSet<String> = listing.accounts.iter().map(|a| a.extension.clone()).collect();
     assert_eq!(numbers, (100..220).map(|n| n.to_string()).collect());
-    assert_eq!(fx.run.stats().total("listUsers"), 3, "pages of 50, 50 and 20");
+    assert_eq!(
+        fx.run.stats().total("listUsers"),
+        4,
+        "pages of 50, 50, 20 and the empty one that ends the list"
+    );
 }
 
 #[tokio::test]
