@@ -649,7 +649,25 @@ impl Telphin {
         if number_may_be_gone && self.extension_by_id(extension_id).await?.is_none() {
             return Ok(Sent::NumberGone);
         }
+        // A duplicate login need not say so (`already_exists` is not documented): a
+        // refusal the status does not explain is checked against the list.
+        let unexplained =
+            matches!(&err, Error::Validation { field, .. } if field.as_deref().is_none_or(|f| f == "login"));
+        if unexplained
+            && let Some(login) = body.get("login").and_then(Value::as_str)
+            && self.login_taken(login).await?
+        {
+            return Err(
+                answer.scrub(self.http.conflict(&format!("login {login} is taken: {}", answer.text(None))))
+            );
+        }
         Err(err)
+    }
+
+    /// Whether a user with `login` exists (logins compare without case).
+    async fn login_taken(&self, login: &str) -> Result<bool, Error> {
+        let found = self.pages::<User>("user/extension/", &[("login", login)]).await?;
+        Ok(found.items.iter().any(|u| u.login.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(login))))
     }
 
     // ---- errors ------------------------------------------------------------------

@@ -70,6 +70,11 @@ impl Fx {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    fn dialect(&self, patch: Value) {
+        let Value::Object(patch) = patch else { panic!("a dialect patch is an object") };
+        self.sim.set_dialect(&patch).unwrap();
+    }
+
     async fn extension(&self, name: &str) -> u64 {
         let (s, v) = self.post(EXTS, json!({"name": name, "type": "phone", "status": "active"})).await;
         assert_eq!(s, 201, "{v}");
@@ -213,6 +218,7 @@ async fn create_extension_then_user_with_seed_fields() {
 #[tokio::test]
 async fn uniqueness_follows_every_change() {
     let fx = Fx::new(TelphinConfig::default()).await;
+    fx.dialect(json!({"error_statuses": true}));
     let ext = fx.extension("101").await;
     let (_, u) = fx.post(USERS, seed_user(ext, "anna")).await;
     let id = u["id"].as_u64().unwrap();
@@ -243,6 +249,7 @@ async fn uniqueness_follows_every_change() {
 #[tokio::test]
 async fn user_validation() {
     let fx = Fx::new(TelphinConfig::default()).await;
+    fx.dialect(json!({"error_statuses": true}));
     let ext = fx.extension("101").await;
     let foreign = fx.sim.seed_extension(Some(99999), &json!({"name": "101"})).unwrap();
     assert_eq!(fx.post(USERS, seed_user(ext, "first")).await.0, 201);
@@ -291,6 +298,16 @@ async fn user_validation() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400, "no JSON content type");
+
+    // Without the undocumented statuses, the same refusals say only their message.
+    fx.dialect(json!({"error_statuses": false}));
+    for body in [seed_user(ext, "FIRST"), seed_user(424242, "x6")] {
+        let (s, v) = fx.post(USERS, body).await;
+        assert_eq!(s, 400);
+        assert!(v.get("status").is_none() && v["message"].is_string(), "{v}");
+    }
+    let (s, v) = fx.get("/api/ver1.0/client/777/user/extension/").await;
+    assert_eq!((s, v["status"].as_str()), (404, Some("client_not_found")), "documented: kept");
 }
 
 #[tokio::test]
@@ -332,9 +349,16 @@ async fn list_filters_and_pages() {
     let (s, v) = fx.get(&format!("{EXTS}?type=phone")).await;
     assert_eq!(s, 200);
     assert_eq!(v.as_array().unwrap().len(), 2);
-    let (_, v) = fx.get(&format!("{EXTS}?name=300")).await;
+    let (_, v) = fx.get(&format!("{EXTS}?name=0001*300")).await;
     assert_eq!(v[0]["type"], "queue");
     assert_eq!(v[0]["status"], "blocked", "documented default");
+    // The name filter matches the stored name; in the relative dialect also the number.
+    let (_, v) = fx.get(&format!("{EXTS}?name=300")).await;
+    assert_eq!(v, json!([]), "exact: the bare number is not the name");
+    fx.dialect(json!({"name_filter": "relative"}));
+    let (_, v) = fx.get(&format!("{EXTS}?name=300")).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["name"], "0001*300");
 }
 
 #[tokio::test]

@@ -32,13 +32,28 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// Authentication and the hourly quota for `/api`, rate headers on every answer.
+/// Authentication and the hourly quota for `/api`, rate headers on every answer, and the
+/// dialect's answer shapes that hold for every route (error statuses, gzip).
 pub(super) async fn guard(State(sim): Sim, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with(API) {
-        let mut resp = next.run(req).await;
-        sim.rate_headers(&mut lock(&sim.inner), resp.headers_mut());
-        return resp;
+    let dialect = sim.dialect_now();
+    let gzip_asked = accepts_gzip(req.headers());
+    let resp = if dialect.gzip == Gzip::Required && !gzip_asked {
+        ApiErr(StatusCode::BAD_REQUEST, None, "Requests must send Accept-Encoding: gzip".into())
+            .into_response()
+    } else if req.uri().path().starts_with(API) {
+        api_call(&sim, &dialect, req, next).await
+    } else {
+        next.run(req).await
+    };
+    let mut resp = dialect_errors(resp, &dialect).await;
+    sim.rate_headers(&mut lock(&sim.inner), &dialect, resp.headers_mut());
+    if dialect.gzip != Gzip::Off && gzip_asked {
+        resp = gzipped(resp).await;
     }
+    resp
+}
+
+async fn api_call(sim: &TelphinSim, dialect: &Dialect, req: Request, next: Next) -> Response {
     let verdict = {
         let mut inner = lock(&sim.inner);
         let now = Instant::now();
@@ -46,8 +61,8 @@ pub(super) async fn guard(State(sim): Sim, req: Request, next: Next) -> Response
         if !valid {
             Err((StatusCode::UNAUTHORIZED, None, "Token is missing, expired or invalid"))
         } else {
-            inner.quota.roll(now, sim.cfg.quota_window);
-            if inner.quota.used >= sim.cfg.hourly_quota {
+            inner.quota.roll(now, dialect.window());
+            if inner.quota.used >= dialect.quota {
                 Err((
                     StatusCode::TOO_MANY_REQUESTS,
                     Some("rate_limit_exceeded"),
@@ -60,7 +75,7 @@ pub(super) async fn guard(State(sim): Sim, req: Request, next: Next) -> Response
             }
         }
     };
-    let mut resp = match verdict {
+    match verdict {
         Ok(()) => next.run(req).await,
         Err((status, code, msg)) => {
             let mut r = ApiErr(status, code, msg.into()).into_response();
@@ -72,9 +87,75 @@ pub(super) async fn guard(State(sim): Sim, req: Request, next: Next) -> Response
             }
             r
         }
+    }
+}
+
+/// Statuses the simulator uses that the documented error table does not have.
+const UNDOCUMENTED_STATUSES: &[&str] =
+    &["already_exists", "extension_not_found", "invalid_parameter", "extension_has_users"];
+
+/// Without `error_statuses`, a refusal says only its `message`, where the docs name no
+/// status for it.
+async fn dialect_errors(resp: Response, dialect: &Dialect) -> Response {
+    if dialect.error_statuses || !resp.status().is_client_error() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
     };
-    sim.rate_headers(&mut lock(&sim.inner), resp.headers_mut());
-    resp
+    let stripped = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(mut m))
+            if m.get("status")
+                .and_then(Value::as_str)
+                .is_some_and(|s| UNDOCUMENTED_STATUSES.contains(&s)) =>
+        {
+            m.remove("status");
+            Some(Value::Object(m).to_string())
+        }
+        _ => None,
+    };
+    match stripped {
+        Some(text) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(text))
+        }
+        None => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+    })
+}
+
+/// The answer compressed with gzip (an empty body stays empty: a 204 has none).
+async fn gzipped(resp: Response) -> Response {
+    use std::io::Write;
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    };
+    if bytes.is_empty() {
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let compressed = encoder.write_all(&bytes).and_then(|()| encoder.finish());
+    match compressed {
+        Ok(out) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            parts.headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            Response::from_parts(parts, axum::body::Body::from(out))
+        }
+        Err(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+    }
 }
 
 pub(super) async fn token(State(sim): Sim, headers: HeaderMap, body: Bytes) -> Response {
@@ -153,11 +234,11 @@ impl TelphinSim {
         token
     }
 
-    pub(super) fn rate_headers(&self, inner: &mut Inner, headers: &mut HeaderMap) {
-        let left = inner.quota.roll(Instant::now(), self.cfg.quota_window);
-        let remaining = self.cfg.hourly_quota.saturating_sub(inner.quota.used);
+    pub(super) fn rate_headers(&self, inner: &mut Inner, dialect: &Dialect, headers: &mut HeaderMap) {
+        let left = inner.quota.roll(Instant::now(), dialect.window());
+        let remaining = dialect.quota.saturating_sub(inner.quota.used);
         let reset = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        headers.insert("x-ratelimit-limit", HeaderValue::from(self.cfg.hourly_quota));
+        headers.insert("x-ratelimit-limit", HeaderValue::from(dialect.quota));
         headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
         headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
     }

@@ -143,11 +143,15 @@ pub(super) async fn list_extensions(
 ) -> Response {
     let res = (|| {
         let client = sim.resolve_client(&cid)?;
-        let q = ListQuery::parse(q.as_deref(), EXTENSION_FILTERS, &sim.cfg)?;
+        let dialect = sim.dialect_now();
+        let q = ListQuery::parse(q.as_deref(), EXTENSION_FILTERS, &sim.cfg, &dialect)?;
         let inner = lock(&sim.inner);
-        // A name filter may be given with or without the client prefix.
+        // In the relative dialect a name filter may also be the number alone.
         let same_name = |e: &Map<String, Value>, k: &str, w: &str| {
-            k == "name" && sim.full_extension_name(w).ok().map(Value::from).as_ref() == e.get("name")
+            dialect.name_filter == NameFilter::Relative
+                && k == "name"
+                && !w.contains('*')
+                && sim.full_extension_name(w).ok().map(Value::from).as_ref() == e.get("name")
         };
         let items = inner
             .extensions
@@ -156,7 +160,7 @@ pub(super) async fn list_extensions(
             .filter(|e| q.matches(e, |k, w| same_name(e, k, w)))
             .cloned()
             .map(Value::Object);
-        Ok::<_, ApiErr>(Value::Array(q.page(items)))
+        Ok::<_, ApiErr>(q.answer(items, dialect.list_shape))
     })();
     match res {
         Ok(v) => named("listExtensions", axum::Json(v)),

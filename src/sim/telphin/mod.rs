@@ -24,21 +24,29 @@
 //! - Success codes GET 200, POST 201, PUT 200, DELETE 204 (empty body); errors are JSON
 //!   `{"message": ..., "status": ...}` (`status` where the docs name one).
 //!
+//! Where the evidence allows more than one answer, the simulator serves each reading as a
+//! dialect ([`Dialect`]; `PUT /_sim/dialect`, `switchboard sim --dialect telphin.K=V`):
+//! `per_page` honoured, ignored (pages of 50), capped at 20 or refused (400); the
+//! extension `name` filter exact (`prefix*NNN` only) or relative (also `NNN`); lists as a
+//! bare array or `{"total_count", "result"}`; the undocumented statuses `already_exists`
+//! and `extension_not_found` present or left out (a bare `{"message"}`); an unset
+//! `extra_params` as `null`, the text `"null"`, or absent; gzip off, when asked, or
+//! required; the quota's size and window. `docs/compatibility.md` (section Telphin) gives
+//! the source behind each reading; the defaults are the most literal reading of the docs.
+//!
 //! Choices where the sources are silent (constants in [`TelphinConfig::default`] and the
 //! consts below):
 //! - Token lifetime 3600 s; no refresh token (client credentials). Opaque 32-char tokens.
 //! - Hourly quota 1000 requests per client (the docs' example figure), fixed window that
 //!   starts with the first counted request; only authenticated `/api` requests count; a
 //!   429 does not count. `/oauth/token` answers carry the headers but do not count.
-//! - Pagination on both lists: `page` (default 1) and `per_page` (default 50, max 500);
-//!   the answer is a plain JSON array (as the SDKs read it), sorted by `id`; a client must
-//!   page until a short page. Array filters: repeated `key=v&key=w` or `key[]=v`; a value
-//!   matches exactly; different keys AND, values of one key OR. Unknown query parameters
-//!   are 400.
-//! - Status codes/strings: validation 400 `invalid_parameter`; duplicate login or
-//!   extension name 400 `already_exists`; unknown/foreign `extension_id` 400
+//! - Pagination on both lists: `page` (default 1) and `per_page` (default 50, max 500),
+//!   sorted by `id`. Array filters: repeated `key=v&key=w` or `key[]=v`; a value matches
+//!   exactly; different keys AND, values of one key OR. Unknown query parameters are 400.
+//! - Statuses (with `error_statuses`): validation 400 `invalid_parameter`; duplicate login
+//!   or extension name 400 `already_exists`; unknown/foreign `extension_id` 400
 //!   `extension_not_found`; deleting an extension that still has users 400
-//!   `extension_has_users` (a client must delete users first); unknown record 404
+//!   `extension_has_users` (a client must delete users first). Always: unknown record 404
 //!   `{"message": "Not found"}`; 401 `{"message": ...}` with `WWW-Authenticate: Bearer`;
 //!   OAuth errors in RFC 6749 shape (`{"error": "invalid_client"}` etc.).
 //! - Unknown body fields are 400; JSON bodies need `Content-Type: application/json`.
@@ -50,7 +58,6 @@
 //! - Client: id 10001, prefix `0001`, extension length 3, domain `sip.sim.test`.
 //!   Extension ids count from 1001, user ids from 50001 (disjoint, so a client that
 //!   mixes them up fails).
-//! - `Accept-Encoding: gzip` (which the docs ask clients to send) is not required.
 
 use std::{
     cell::RefCell,
@@ -74,11 +81,13 @@ use serde_json::{Map, Value, json};
 use super::{OpName, SimError, Simulator, lock};
 
 mod auth;
+mod dialect;
 mod extensions;
 mod query;
 mod users;
 
 use auth::*;
+pub use dialect::*;
 use extensions::*;
 use query::*;
 use users::*;
@@ -230,6 +239,7 @@ type Sim = State<Arc<TelphinSim>>;
 pub struct TelphinSim {
     cfg: TelphinConfig,
     inner: Mutex<Inner>,
+    dialect: Mutex<Dialect>,
 }
 
 struct ApiErr(StatusCode, Option<&'static str>, String);
@@ -319,7 +329,14 @@ fn valid_email(s: &str) -> bool {
 impl TelphinSim {
     pub fn new(cfg: TelphinConfig) -> Arc<Self> {
         let rng = StdRng::seed_from_u64(cfg.seed);
+        // The config's quota is where the dialect starts; `/_sim/dialect` changes it.
+        let dialect = Dialect {
+            quota: cfg.hourly_quota,
+            quota_window_secs: cfg.quota_window.as_secs().max(1),
+            ..Dialect::default()
+        };
         Arc::new(TelphinSim {
+            dialect: Mutex::new(dialect),
             cfg,
             inner: Mutex::new(Inner {
                 extensions: BTreeMap::new(),
@@ -334,6 +351,11 @@ impl TelphinSim {
                 rng,
             }),
         })
+    }
+
+    /// The dialect served now.
+    pub fn dialect_now(&self) -> Dialect {
+        lock(&self.dialect).clone()
     }
 
     pub fn config(&self) -> &TelphinConfig {
@@ -522,6 +544,20 @@ impl Simulator for TelphinSim {
             ("clientId".to_string(), self.cfg.client_id.clone()),
             ("clientSecret".to_string(), self.cfg.client_secret.clone()),
         ])
+    }
+
+    fn dialect(&self) -> Value {
+        serde_json::to_value(self.dialect_now()).unwrap_or(Value::Null)
+    }
+
+    fn set_dialect(&self, patch: &Map<String, Value>) -> Result<(), SimError> {
+        let mut dialect = lock(&self.dialect);
+        let next: Dialect = super::patch_dialect(&*dialect, patch)?;
+        if next.quota_window_secs == 0 {
+            return Err(SimError::Invalid("dialect: quota_window_secs must be at least 1".into()));
+        }
+        *dialect = next;
+        Ok(())
     }
 
     fn expire_tokens(&self) {

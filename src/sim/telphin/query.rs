@@ -10,7 +10,12 @@ pub(super) struct ListQuery {
 }
 
 impl ListQuery {
-    pub(super) fn parse(raw: Option<&str>, allowed: &[&str], cfg: &TelphinConfig) -> Result<Self, ApiErr> {
+    pub(super) fn parse(
+        raw: Option<&str>,
+        allowed: &[&str],
+        cfg: &TelphinConfig,
+        dialect: &Dialect,
+    ) -> Result<Self, ApiErr> {
         let mut q = ListQuery { filters: BTreeMap::new(), page: 1, per_page: cfg.default_per_page };
         for (k, v) in crate::sim::form_pairs(raw.unwrap_or("").as_bytes()) {
             let key = k.strip_suffix("[]").unwrap_or(&k);
@@ -20,10 +25,18 @@ impl ListQuery {
                     q.page =
                         positive(&v).ok_or_else(|| ApiErr::invalid("page must be a positive integer"))?;
                 }
+                "per_page" if dialect.per_page == PerPage::Refused => {
+                    return Err(ApiErr::invalid("Unknown parameter: per_page"));
+                }
                 "per_page" => {
-                    q.per_page = positive(&v).filter(|n| *n <= cfg.max_per_page).ok_or_else(|| {
+                    let asked = positive(&v).filter(|n| *n <= cfg.max_per_page).ok_or_else(|| {
                         ApiErr::invalid(format!("per_page must be an integer from 1 to {}", cfg.max_per_page))
                     })?;
+                    match dialect.per_page {
+                        PerPage::Honoured => q.per_page = asked,
+                        PerPage::Capped => q.per_page = asked.min(CAP),
+                        PerPage::Ignored | PerPage::Refused => {}
+                    }
                 }
                 k if allowed.contains(&k) => {
                     if INTEGER_FIELDS.contains(&k) && v.trim().parse::<u64>().is_err() {
@@ -33,6 +46,9 @@ impl ListQuery {
                 }
                 k => return Err(ApiErr::invalid(format!("Unknown parameter: {k}"))),
             }
+        }
+        if dialect.per_page == PerPage::Capped {
+            q.per_page = q.per_page.min(CAP);
         }
         Ok(q)
     }
@@ -50,7 +66,15 @@ impl ListQuery {
         })
     }
 
-    pub(super) fn page<T>(&self, items: impl Iterator<Item = T>) -> Vec<T> {
-        items.skip((self.page - 1).saturating_mul(self.per_page)).take(self.per_page).collect()
+    /// The page asked of `items`, in the dialect's list shape.
+    pub(super) fn answer(&self, items: impl Iterator<Item = Value>, shape: ListShape) -> Value {
+        let all: Vec<Value> = items.collect();
+        let total = all.len();
+        let page: Vec<Value> =
+            all.into_iter().skip((self.page - 1).saturating_mul(self.per_page)).take(self.per_page).collect();
+        match shape {
+            ListShape::Bare => Value::Array(page),
+            ListShape::Wrapped => json!({"total_count": total, "result": page}),
+        }
     }
 }

@@ -165,7 +165,8 @@ pub(super) fn user_logins(users: &BTreeMap<u64, ExtUser>) -> Vec<(String, u64)> 
 pub(super) async fn list_users(State(sim): Sim, Path(cid): Path<String>, RawQuery(q): RawQuery) -> Response {
     let res = (|| {
         let client = sim.resolve_client(&cid)?;
-        let q = ListQuery::parse(q.as_deref(), USER_FILTERS, &sim.cfg)?;
+        let dialect = sim.dialect_now();
+        let q = ListQuery::parse(q.as_deref(), USER_FILTERS, &sim.cfg, &dialect)?;
         let inner = lock(&sim.inner);
         let own = |u: &&ExtUser| {
             u.fields
@@ -179,8 +180,8 @@ pub(super) async fn list_users(State(sim): Sim, Path(cid): Path<String>, RawQuer
             .values()
             .filter(own)
             .filter(|u| q.matches(&u.fields, |_, _| false))
-            .map(|u| Value::Object(u.fields.clone()));
-        Ok::<_, ApiErr>(Value::Array(q.page(items)))
+            .map(|u| Value::Object(shown(&u.fields, &dialect)));
+        Ok::<_, ApiErr>(q.answer(items, dialect.list_shape))
     })();
     match res {
         Ok(v) => named("listUsers", axum::Json(v)),
@@ -201,7 +202,7 @@ pub(super) async fn create_user(
         sim.create_user(&mut inner, client, &m)
     })();
     match res {
-        Ok((_, u)) => named("createUser", (StatusCode::CREATED, axum::Json(u))),
+        Ok((_, u)) => named("createUser", (StatusCode::CREATED, axum::Json(sim.shown(&u)))),
         Err(e) => named("createUser", e),
     }
 }
@@ -222,7 +223,7 @@ pub(super) fn own_user(sim: &TelphinSim, cid: &str, uid: &str) -> Result<(u64, u
 
 pub(super) async fn get_user(State(sim): Sim, Path((cid, uid)): Path<(String, String)>) -> Response {
     let res = own_user(&sim, &cid, &uid)
-        .map(|(_, id)| lock(&sim.inner).users.get(&id).map(|u| u.fields.clone()).unwrap_or_default());
+        .map(|(_, id)| lock(&sim.inner).users.get(&id).map(|u| sim.shown(&u.fields)).unwrap_or_default());
     match res {
         Ok(u) => named("getUser", axum::Json(u)),
         Err(e) => named("getUser", e),
@@ -242,7 +243,7 @@ pub(super) async fn update_user(
         sim.update_user(&mut inner, client, id, &m)
     })();
     match res {
-        Ok(u) => named("updateUser", axum::Json(u)),
+        Ok(u) => named("updateUser", axum::Json(sim.shown(&u))),
         Err(e) => named("updateUser", e),
     }
 }
@@ -256,5 +257,31 @@ pub(super) async fn delete_user(State(sim): Sim, Path((cid, uid)): Path<(String,
     match res {
         Ok(()) => named("deleteUser", StatusCode::NO_CONTENT),
         Err(e) => named("deleteUser", e),
+    }
+}
+
+/// A user as the dialect shows it: an unset `extra_params` as `null`, `"null"`, or left
+/// out.
+pub(super) fn shown(fields: &Map<String, Value>, dialect: &Dialect) -> Map<String, Value> {
+    let mut out = fields.clone();
+    if out.get("extra_params").is_none_or(Value::is_null) {
+        match dialect.unset_extra_params {
+            UnsetExtra::Null => {
+                out.insert("extra_params".into(), Value::Null);
+            }
+            UnsetExtra::TextNull => {
+                out.insert("extra_params".into(), json!("null"));
+            }
+            UnsetExtra::Absent => {
+                out.remove("extra_params");
+            }
+        }
+    }
+    out
+}
+
+impl TelphinSim {
+    pub(super) fn shown(&self, fields: &Map<String, Value>) -> Map<String, Value> {
+        shown(fields, &self.dialect_now())
     }
 }
