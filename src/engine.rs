@@ -873,6 +873,12 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         (0..sendable.len()).map(|i| {
             let c = sendable[i];
             async move {
+                if budget.stopped() {
+                    // Paid for, but the system refused others since: the intent stays.
+                    let held =
+                        Applied::RateLimited { what: "create", extension: Some(c.desired.extension.clone()) };
+                    return (c.desired.owner.clone(), held, None);
+                }
                 let (password, generated) = match generated.get(&c.desired.owner) {
                     Some(p) => (p.clone(), true),
                     None => (

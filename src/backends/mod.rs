@@ -313,6 +313,7 @@ async fn attempt_create<B: Backend>(
             match backend.find(&desired.extension).await {
                 Ok(Some(account)) => return Ok(Some(account)),
                 Ok(None) => {}
+                Err(err) if told_to_wait(&err) => return Err(err),
                 Err(err) => {
                     last = Some(err);
                     continue;
@@ -325,11 +326,20 @@ async fn attempt_create<B: Backend>(
         };
         match sent {
             Ok(account) => return Ok(account),
+            // A system that said how long to wait (a spent request quota) is not asked
+            // again now: each try would be one more refusal.
+            Err(err) if told_to_wait(&err) => return Err(err),
             Err(err) if err.is_transient() => last = Some(err),
             Err(err) => return Err(err),
         }
     }
     Err(last.unwrap_or(Error::Config("create was never attempted".into())))
+}
+
+/// A transient error that came with the system's own wait (longer than the HTTP layer
+/// waits for).
+fn told_to_wait(err: &Error) -> bool {
+    matches!(err, Error::Transient { retry_after: Some(_), .. })
 }
 
 /// The Employee field that holds the extension on `membership`: its override when set.

@@ -1182,7 +1182,7 @@ impl Backend for Telphin {
         let matching = bare.iter().filter(|e| number(&e.name) == first.extension).count();
         let filter = match (bare.len(), matching) {
             (0, _) => "exact: name=NNN finds nothing, the full prefix*NNN is needed".to_owned(),
-            (n, 1) if n == 1 => "relative: name=NNN finds prefix*NNN".to_owned(),
+            (1, 1) => "relative: name=NNN finds prefix*NNN".to_owned(),
             (n, _) => format!("ignored or loose: name=NNN answered {n} extensions"),
         };
         listing.dialect.push(("extension name filter", filter));

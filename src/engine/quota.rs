@@ -56,6 +56,7 @@ pub fn spent<B: Backend>(backend: &B) -> bool {
 /// announces none.
 pub struct Budget {
     left: Option<Mutex<u64>>,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Budget {
@@ -65,7 +66,13 @@ impl Budget {
             .quota()
             .filter(|q| q.reset_at.is_none_or(|at| at > Instant::now()))
             .map(|q| Mutex::new(q.remaining));
-        Budget { left }
+        Budget { left, stopped: Default::default() }
+    }
+
+    /// Whether the system refused a write for the quota: what was paid for but not yet
+    /// started waits too.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Takes `cost` requests, or says the quota cannot pay for them.
@@ -83,6 +90,7 @@ impl Budget {
     /// The system said the quota is spent (shared with other applications of the same
     /// client, it may go faster than this pass spends it): nothing more is started.
     pub fn exhaust(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(left) = &self.left {
             *left.lock().unwrap_or_else(|e| e.into_inner()) = 0;
         }
@@ -112,13 +120,17 @@ mod tests {
 
     #[test]
     fn the_budget_pays_until_it_is_spent() {
-        let b = Budget { left: Some(Mutex::new(5)) };
+        let b = Budget { left: Some(Mutex::new(5)), stopped: Default::default() };
         assert!(b.take(2) && b.take(2));
         assert!(!b.take(2), "1 left");
         assert!(b.take(1));
+        assert!(!b.stopped());
         b.exhaust();
-        assert!(!b.take(1));
-        assert!(Budget { left: None }.take(u64::MAX), "no quota announced: no limit");
+        assert!(!b.take(1) && b.stopped());
+        assert!(
+            Budget { left: None, stopped: Default::default() }.take(u64::MAX),
+            "no quota announced: no limit"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use switchboard::{
         Backend, Credentials, Error, Secret, create_once,
         telphin::{self, Telphin},
     },
-    plan::{Account, Change, Desired, Field},
+    plan::{Account, Change, Desired, Field, Owner},
     sim::{
         self, FaultConfig, Running, Simulator,
         telphin::{TelphinConfig, TelphinSim},
@@ -43,12 +43,16 @@ fn block(url: &str) -> phone_system::Telphin {
 
 impl Fx {
     fn backend(&self) -> Telphin {
+        self.backend_with(settings())
+    }
+
+    fn backend_with(&self, settings: switchboard::backends::http::Settings) -> Telphin {
         let c = self.sim.credentials();
         let creds = Credentials::new([
             ("clientId".to_string(), c["clientId"].clone()),
             ("clientSecret".to_string(), c["clientSecret"].clone()),
         ]);
-        Telphin::new(&block(&self.run.url), &creds, settings()).unwrap()
+        Telphin::new(&block(&self.run.url), &creds, settings).unwrap()
     }
 
     fn users(&self) -> Vec<Value> {
@@ -506,4 +510,230 @@ async fn no_password_or_credential_shows_in_any_error() {
     for err in &errors {
         assert_clean(err, &secrets);
     }
+}
+
+// ---- the hourly quota, end to end through the engine ----------------------------------
+
+struct NoPasswords;
+
+impl switchboard::engine::Vault for NoPasswords {
+    fn password(&self, _owner: &Owner) -> Option<Secret> {
+        None
+    }
+}
+
+fn system_spec(url: &str) -> switchboard::api::PhoneSystemSpec {
+    serde_json::from_value(json!({
+        "telphin": {"url": url, "clientId": "@me"},
+        "credentialsSecretRef": {"name": "telphin-credentials"},
+    }))
+    .unwrap()
+}
+
+/// One engine pass over `people`, their statuses kept in `state`, as a process runs it.
+async fn pass(
+    backend: &impl Backend,
+    system: &switchboard::api::PhoneSystemSpec,
+    people: &[(Owner, EmployeeSpec)],
+    state: &switchboard::state::State,
+) -> Result<switchboard::engine::Report, switchboard::engine::Error> {
+    use switchboard::engine::{self, EmployeeView, Options};
+    let views: Vec<EmployeeView> = people
+        .iter()
+        .map(|(owner, e)| EmployeeView {
+            owner: owner.clone(),
+            spec: e,
+            status: state.status(owner).map(std::borrow::Cow::Owned),
+            rank: 0,
+            deleting: false,
+        })
+        .collect();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
+    let report = engine::sync(backend, "cloud-pbx", system, &views, state, &NoPasswords, &options).await?;
+    state.record("cloud-pbx", &report).unwrap();
+    Ok(report)
+}
+
+fn people(n: u32) -> Vec<(Owner, EmployeeSpec)> {
+    (0..n)
+        .map(|i| {
+            let spec = employee(json!({
+                "givenName": format!("Person{i}"),
+                "email": format!("person{i}@example.com"),
+                "extension": format!("{}", 300 + i),
+            }));
+            (owner(&format!("person{i}")), spec)
+        })
+        .collect()
+}
+
+fn rate_limited(run: &Running) -> u64 {
+    run.stats().by_operation.values().map(|m| m.get(&429).copied().unwrap_or(0)).sum()
+}
+
+/// A quota of 30 requests per 3-second window and 20 new Employees (each create costs 2
+/// requests: its number, then its user): the first pass spends what is left after its
+/// listing on 14 creates and stops before the quota is spent; the rest wait, told
+/// `RateLimited` with the reset time; a pass before the reset does not even list; the
+/// pass after it finishes, with every Employee once.
+#[tokio::test]
+async fn the_quota_is_spent_on_writes_and_the_rest_waits_for_its_reset() {
+    use switchboard::{api::employee::AccountState, engine::Error as PassError, state::State};
+
+    let fx = start(TelphinConfig {
+        hourly_quota: 30,
+        quota_window: Duration::from_secs(3),
+        ..TelphinConfig::default()
+    })
+    .await;
+    let b = fx.backend();
+    let system = system_spec(&fx.run.url);
+    let everyone = people(20);
+    let state = State::in_memory();
+    let entry = |who: &Owner| state.status(who).unwrap().phone_systems[0].clone();
+
+    let first = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert_eq!(b.list_cost(), 2, "two empty lists, a page each");
+    assert_eq!((first.writes, first.rate_limited), (14, 6), "28 requests left after the listing");
+    assert_eq!(fx.users().len(), 14);
+    assert_eq!(rate_limited(&fx.run), 0, "stopped before the quota was spent");
+    let quota = first.quota.clone().unwrap();
+    assert_eq!((quota.limit, quota.remaining), (Some(30), 0));
+    let reset = quota.reset_time.clone().expect("the reset time is reported");
+    let resumes = first.resumes_in.expect("the wait is known");
+    assert!(resumes <= Duration::from_secs(3), "{resumes:?}");
+    let waiting: Vec<_> =
+        everyone.iter().map(|(o, _)| entry(o)).filter(|e| e.state == AccountState::Pending).collect();
+    assert_eq!(waiting.len(), 6);
+    for e in &waiting {
+        let message = e.message.as_deref().unwrap_or_default();
+        assert!(message.starts_with("RateLimited: create waits"), "{message}");
+        assert!(message.contains(&reset.0.to_string()), "the reset time: {message}");
+        assert_eq!(e.extension, None, "a create not sent claims nothing");
+    }
+    assert!(first.events.iter().any(|e| e.reason == "RateLimited" && e.owner.is_none()));
+
+    // Before the reset: not one request, not even a listing.
+    let sent = fx.run.stats().requests;
+    match pass(&b, &system, &everyone, &state).await {
+        Err(PassError::RateLimited { quota, wait, .. }) => {
+            assert_eq!(quota.remaining, 0);
+            assert!(wait <= resumes);
+        }
+        other => panic!("expected the pass to wait for the reset, got {other:?}"),
+    }
+    assert_eq!(fx.run.stats().requests, sent);
+
+    tokio::time::sleep(resumes + Duration::from_millis(300)).await;
+    let last = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert_eq!((last.writes, last.rate_limited), (6, 0));
+    assert_eq!(rate_limited(&fx.run), 0);
+    let users = fx.users();
+    assert_eq!(users.len(), 20);
+    let logins: BTreeSet<&str> = users.iter().filter_map(|u| u["login"].as_str()).collect();
+    assert_eq!(logins.len(), 20, "no Employee twice");
+    assert_eq!(fx.extensions().len(), 20, "one number each");
+    assert!(everyone.iter().all(|(o, _)| entry(o).state == AccountState::InSync));
+    assert!(pass(&b, &system, &everyone, &state).await.is_ok_and(|r| r.writes == 0), "converged");
+}
+
+/// A Telphin client whose listing is followed, before the pass's writes, by another
+/// application of the same client spending `spend` listings' worth of the shared quota.
+struct Shared {
+    inner: Telphin,
+    other: Telphin,
+    spend: usize,
+}
+
+impl Backend for Shared {
+    fn kind(&self) -> switchboard::api::BackendKind {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> &switchboard::plan::Capabilities {
+        self.inner.capabilities()
+    }
+    fn desired(
+        &self,
+        e: &EmployeeSpec,
+        m: &switchboard::api::Membership,
+    ) -> Result<switchboard::plan::Attributes, Error> {
+        self.inner.desired(e, m)
+    }
+    fn generate_password(&self) -> Secret {
+        self.inner.generate_password()
+    }
+    async fn list(&self) -> Result<switchboard::backends::Listing, Error> {
+        let listing = self.inner.list().await;
+        for _ in 0..self.spend {
+            let _ = self.other.list().await;
+        }
+        listing
+    }
+    async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
+        self.inner.find(extension).await
+    }
+    async fn create(&self, d: &Desired, p: Option<&Secret>) -> Result<Account, Error> {
+        self.inner.create(d, p).await
+    }
+    async fn update(&self, a: &Account, d: &Desired, c: &[Change], p: Option<&Secret>) -> Result<(), Error> {
+        self.inner.update(a, d, c, p).await
+    }
+    async fn delete(&self, a: &Account) -> Result<(), Error> {
+        self.inner.delete(a).await
+    }
+    fn quota(&self) -> Option<switchboard::backends::Quota> {
+        self.inner.quota()
+    }
+    fn cost(&self, write: switchboard::backends::Write<'_>) -> u64 {
+        self.inner.cost(write)
+    }
+    fn list_cost(&self) -> u64 {
+        self.inner.list_cost()
+    }
+}
+
+/// Other applications of the same client spend the quota too: the 429 that comes
+/// mid-pass stops the pass's writes (it does not burn the rest of the plan on refusals),
+/// a refused create keeps its claim, and the pass after the reset finishes without a
+/// second account.
+#[tokio::test]
+async fn a_quota_spent_by_others_stops_the_pass_without_a_duplicate() {
+    use switchboard::{api::employee::AccountState, state::State};
+
+    let fx = start(TelphinConfig {
+        hourly_quota: 40,
+        quota_window: Duration::from_secs(3),
+        ..TelphinConfig::default()
+    })
+    .await;
+    // A reset further away than the client waits for: the 429 fails at once, as an
+    // hourly reset does with the default settings.
+    let quick =
+        switchboard::backends::http::Settings { max_retry_after: Duration::from_millis(100), ..settings() };
+    // The pass's listing leaves 38, enough for its 10 creates; the other application
+    // then spends 30 of them (15 listings of two requests).
+    let b = Shared { inner: fx.backend_with(quick.clone()), other: fx.backend_with(quick), spend: 15 };
+    let system = system_spec(&fx.run.url);
+    let everyone = people(10);
+    let state = State::in_memory();
+    let first = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert!(first.rate_limited > 0, "{first:?}");
+    let made = fx.users().len();
+    assert!(made < 10);
+    let refused = rate_limited(&fx.run);
+    assert!(
+        refused > 0 && refused <= 8,
+        "the pass stopped at its first refusals, not after each write: {refused}"
+    );
+    let b = Shared { spend: 0, ..b };
+    tokio::time::sleep(first.resumes_in.unwrap_or(Duration::from_secs(3)) + Duration::from_millis(300)).await;
+    let last = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert_eq!(last.rate_limited, 0, "{last:?}");
+    let users = fx.users();
+    assert_eq!(users.len(), 10, "every Employee once: {users:?}");
+    assert_eq!(fx.extensions().len(), 10, "one number each");
+    assert!(
+        everyone.iter().all(|(o, _)| state.status(o).unwrap().phone_systems[0].state == AccountState::InSync)
+    );
 }
