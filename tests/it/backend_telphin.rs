@@ -737,3 +737,140 @@ async fn a_quota_spent_by_others_stops_the_pass_without_a_duplicate() {
         everyone.iter().all(|(o, _)| state.status(o).unwrap().phone_systems[0].state == AccountState::InSync)
     );
 }
+
+// ---- every dialect ----------------------------------------------------------------------
+
+/// Every reading of the evidence the simulator serves, one at a time and all together.
+fn dialects() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!({"per_page": "ignored"}),
+        json!({"per_page": "capped"}),
+        json!({"per_page": "refused"}),
+        json!({"name_filter": "relative"}),
+        json!({"list_shape": "wrapped"}),
+        json!({"error_statuses": true}),
+        json!({"unset_extra_params": "text_null"}),
+        json!({"unset_extra_params": "absent"}),
+        json!({"gzip": "off"}),
+        json!({"gzip": "required"}),
+        json!({"per_page": "capped", "name_filter": "relative", "list_shape": "wrapped",
+               "error_statuses": true, "unset_extra_params": "text_null", "gzip": "required"}),
+    ]
+}
+
+/// The whole life of a client's accounts under `dialect`: 40 creates (more than any page),
+/// the listing, finds, a number made and one removed behind the client's back, a
+/// duplicate login, an update that moves a user, adoption that marks an empty free
+/// field and leaves foreign content, a delete; then the simulator holds exactly the
+/// expected users.
+async fn lives_through(dialect: Value) {
+    let fx = start(TelphinConfig::default()).await;
+    let Value::Object(patch) = &dialect else { unreachable!() };
+    fx.sim.set_dialect(patch).unwrap();
+    let b = fx.backend().with_per_page(30);
+    let seed = |n: &str, login: &str, extra: Option<&str>| {
+        let mut u = json!({"name": "Old", "login": login, "password": "secret-1",
+                           "email": format!("{login}@example.com"), "extension": n});
+        if let Some(extra) = extra {
+            u["extra_params"] = json!(extra);
+        }
+        fx.sim.seed(&u).unwrap()
+    };
+    seed("200", "bare.user", None);
+    seed("201", "crm.user", Some("{\"crm_id\": 17}"));
+    let people: Vec<Desired> =
+        (0..40).map(|i| person(&b, &format!("per{i}"), &format!("{}", 300 + i))).collect();
+    for d in &people {
+        create_once(&b, d, Some(&password())).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    }
+
+    let listing = b.list().await.unwrap();
+    assert!(listing.complete, "{dialect}");
+    assert!(listing.unreadable.is_empty(), "{dialect}: {:?}", listing.unreadable);
+    assert_eq!(listing.accounts.len(), 42, "{dialect}");
+    let marked = listing.accounts.iter().filter(|a| a.marker.is_some()).count();
+    assert_eq!(marked, 40, "{dialect}: only switchboard's carry a marker");
+    let on = |ext: &str| listing.accounts.iter().find(|a| a.extension == ext).unwrap().clone();
+    assert_eq!(b.find("305").await.unwrap(), Some(on("305")), "{dialect}");
+    assert_eq!(b.find("399").await.unwrap(), None, "{dialect}");
+
+    // A number made behind the client's back after its listing: taken, not made twice.
+    fx.sim.seed_extension(None, &json!({"name": "390", "status": "active"})).unwrap();
+    let late = person(&b, "late", "390");
+    create_once(&b, &late, Some(&password())).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    // A number the listing knew, removed since: made again for its user.
+    let gone = fx.sim.seed_extension(None, &json!({"name": "391", "status": "active"})).unwrap();
+    b.list().await.unwrap();
+    fx.sim.remove_extension(gone).unwrap();
+    let again = person(&b, "again", "391");
+    create_once(&b, &again, Some(&password())).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+
+    // A login already taken is a conflict, whatever status the refusal carries.
+    let mut twin = person(&b, "twin", "392");
+    twin.attributes.login = Some("per1".into());
+    let err = b.create(&twin, Some(&password())).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{dialect}: {err:?}");
+
+    // Update: a new e-mail and a move to a new number.
+    let moved = person(&b, "per0", "393");
+    let changes = [
+        Change { field: Field::Extension, from: Some("300".into()), to: Some("393".into()) },
+        Change { field: Field::Email, from: None, to: Some("per0.new@example.com".into()) },
+    ];
+    b.update(&on("300"), &moved, &changes, None).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    // Adoption marks an empty free field, and keeps someone else's.
+    let name = [Change { field: Field::DisplayName, from: None, to: Some("Adopted".into()) }];
+    b.update(&on("200"), &person(&b, "bare", "200"), &name, None).await.unwrap();
+    b.update(&on("201"), &person(&b, "crm", "201"), &name, None).await.unwrap();
+    b.delete(&on("339")).await.unwrap();
+
+    let users = fx.users();
+    assert_eq!(users.len(), 43, "{dialect}: 2 seeded + 40 + late + again - 1 deleted");
+    let logins: BTreeSet<&str> = users.iter().filter_map(|u| u["login"].as_str()).collect();
+    assert_eq!(logins.len(), 43, "{dialect}: no user twice");
+    assert!(!logins.contains("per39") && logins.contains("late") && logins.contains("again"), "{dialect}");
+    assert_eq!(fx.user("393")["email"], json!("per0.new@example.com"), "{dialect}");
+    assert_eq!(fx.user("200")["extra_params"], json!("switchboard:default/bare"), "{dialect}");
+    assert_eq!(fx.user("201")["extra_params"], json!("{\"crm_id\": 17}"), "{dialect}");
+    let numbers: BTreeSet<String> =
+        fx.extensions().iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
+    assert_eq!(numbers.len(), fx.extensions().len(), "{dialect}: no number twice");
+    let listed = b.list().await.unwrap();
+    assert!(listed.complete, "{dialect}");
+    assert_eq!(listed.accounts.len(), 43, "{dialect}");
+}
+
+#[tokio::test]
+async fn the_client_lives_through_every_dialect() {
+    futures_util::future::join_all(dialects().into_iter().map(lives_through)).await;
+}
+
+/// What the listing recognised of each dialect, for `switchboard probe`.
+#[tokio::test]
+async fn the_listing_names_the_dialect_it_met() {
+    for (dialect, aspect, want) in [
+        (json!({}), "page size", "honoured (30)"),
+        (json!({"per_page": "ignored"}), "page size", "ignored"),
+        (json!({"per_page": "capped"}), "page size", "capped at 20"),
+        (json!({"per_page": "refused"}), "per_page", "refused"),
+        (json!({}), "user list shape", "bare array"),
+        (json!({"list_shape": "wrapped"}), "user list shape", "{result: [...]}"),
+        (json!({"unset_extra_params": "text_null"}), "extra_params", "hold the text \"null\""),
+        (json!({}), "client prefix", "0001"),
+    ] {
+        let fx = start(TelphinConfig::default()).await;
+        let Value::Object(patch) = &dialect else { unreachable!() };
+        fx.sim.set_dialect(patch).unwrap();
+        for i in 0..45 {
+            fx.sim
+                .seed(&json!({"name": "U", "login": format!("usr{i}"), "password": "secret-1",
+                              "email": format!("usr{i}@example.com"), "extension": format!("{}", 500 + i)}))
+                .unwrap();
+        }
+        let listing = fx.backend().with_per_page(30).list().await.unwrap();
+        assert_eq!(listing.accounts.len(), 45, "{dialect}");
+        let said = listing.dialect.iter().find(|(k, _)| *k == aspect).map(|(_, v)| v.as_str());
+        assert!(said.is_some_and(|v| v.contains(want)), "{dialect}: {aspect} = {said:?}, want {want}");
+    }
+}

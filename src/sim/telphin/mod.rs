@@ -379,6 +379,17 @@ impl TelphinSim {
         Ok(id)
     }
 
+    /// Removes an extension behind the client's back (tests of a number that vanished
+    /// after a listing); its users go with it.
+    pub fn remove_extension(&self, id: u64) -> Result<(), SimError> {
+        let mut inner = lock(&self.inner);
+        inner.extensions.remove(&id).ok_or_else(|| SimError::NotFound(id.to_string()))?;
+        inner.users.retain(|_, u| u.fields.get("extension_id") != Some(&json!(id)));
+        inner.names.drop_index();
+        inner.logins.drop_index();
+        Ok(())
+    }
+
     fn resolve_client(&self, cid: &str) -> Result<u64, ApiErr> {
         if cid == "@me" || cid == self.cfg.account_id.to_string() {
             Ok(self.cfg.account_id)
