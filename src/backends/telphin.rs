@@ -89,6 +89,14 @@ pub const TIMEZONE: &str = "timezone";
 /// What `extra_params` starts with on accounts switchboard created.
 pub const MARKER_PREFIX: &str = "switchboard:";
 
+mod auth;
+mod errors;
+mod records;
+
+use auth::*;
+use errors::*;
+use records::*;
+
 const SYSTEM: BackendKind = BackendKind::Telphin;
 const API: &str = "/api/ver1.0";
 const TOKEN_PATH: &str = "/oauth/token";
@@ -140,77 +148,10 @@ struct Known {
     list_cost: Option<u64>,
 }
 
-struct Token {
-    value: Secret,
-    /// `None`: the answer gave no `expires_in`; used until refused.
-    renew_at: Option<Instant>,
-    stale: bool,
-}
-
 #[derive(Clone, Copy)]
 enum Target<'a> {
     Collection,
     Item(&'a str),
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default, deserialize_with = "lenient::text")]
-    expires_in: Option<String>,
-}
-
-/// A user as listed: only the fields switchboard uses; every one may be a string or a
-/// number, and anything may be in `extra_params`.
-#[derive(Deserialize)]
-struct User {
-    #[serde(deserialize_with = "lenient::text_required")]
-    id: String,
-    #[serde(deserialize_with = "lenient::text_required")]
-    extension_id: String,
-    #[serde(default, deserialize_with = "lenient::text")]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::text")]
-    email: Option<String>,
-    #[serde(default, deserialize_with = "lenient::text")]
-    login: Option<String>,
-    #[serde(default, deserialize_with = "lenient::text")]
-    status: Option<String>,
-    #[serde(default, deserialize_with = "lenient::text")]
-    access: Option<String>,
-    #[serde(default, deserialize_with = "lenient::text")]
-    timezone: Option<String>,
-    #[serde(default)]
-    extra_params: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Extension {
-    #[serde(deserialize_with = "lenient::text_required")]
-    id: String,
-    #[serde(deserialize_with = "lenient::text_required")]
-    name: String,
-}
-
-/// A record of a paged list: pages are told apart by their records' ids.
-trait Record: DeserializeOwned {
-    fn id(&self) -> &str;
-    /// What an unreadable record's extension may be found under.
-    const EXTENSION_KEYS: &'static [&'static str];
-}
-
-impl Record for User {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    const EXTENSION_KEYS: &'static [&'static str] = &[];
-}
-
-impl Record for Extension {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    const EXTENSION_KEYS: &'static [&'static str] = &["name"];
 }
 
 /// What became of a user's create.
@@ -218,34 +159,6 @@ enum Sent {
     Done(Answer),
     /// Refused, and the number it named is gone.
     NumberGone,
-}
-
-/// One paged list, read to its end.
-struct Paged<T> {
-    items: Vec<T>,
-    unreadable: Vec<Unreadable>,
-    pages: Vec<Page>,
-    /// The shape of the first page (`bare array`, `{result: [...]}`).
-    shape: String,
-    complete: bool,
-}
-
-/// Why an `extra_params` holds no marker, where that is worth a line in the probe.
-fn null_text(extra: &Value) -> bool {
-    // A Python back end renders a missing value as "None" (the Ringme docs use it for an
-    // unset ani); "null" is the issue's own sighting.
-    extra.as_str().is_some_and(|s| matches!(s.trim().to_ascii_lowercase().as_str(), "null" | "none"))
-}
-
-/// Whether `extra_params` may take our marker: nothing, nothing written as text, or a
-/// marker already.
-fn free_field(extra: Option<&Value>) -> bool {
-    match extra {
-        None | Some(Value::Null) => true,
-        Some(v) if null_text(v) => true,
-        Some(Value::String(s)) => s.trim().is_empty() || parse_marker(s).is_some(),
-        Some(_) => false,
-    }
 }
 
 impl Telphin {
@@ -326,189 +239,6 @@ impl Telphin {
     /// The extension id of `number`, as last listed.
     fn cached_number(&self, number: &str) -> Option<String> {
         self.known().numbers.as_ref()?.get(number).cloned()
-    }
-
-    // ---- authentication ----------------------------------------------------------
-
-    async fn bearer(&self) -> Result<Secret, Error> {
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref()
-            && !t.stale
-            && t.renew_at.is_none_or(|at| Instant::now() < at)
-        {
-            return Ok(t.value.clone());
-        }
-        let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *slot = Some(fresh);
-        Ok(value)
-    }
-
-    async fn refused(&self, used: &Secret) {
-        if let Some(t) = self.token.lock().await.as_mut()
-            && t.value == *used
-        {
-            t.stale = true;
-        }
-    }
-
-    async fn fetch_token(&self) -> Result<Token, Error> {
-        let url = self.http.url(TOKEN_PATH);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.expose()),
-            ("client_secret", self.client_secret.expose()),
-        ];
-        // Asking for a token twice is harmless.
-        let reply = self.http.send(Retry::Idempotent, &[], |c| c.post(&url).form(&form)).await?;
-        let answer = Answer { redactor: self.http.redactor().clone(), reply };
-        let status = answer.reply.status;
-        if status.is_client_error() {
-            let text = answer.text(error_of(&answer.reply.body).message.as_deref());
-            return Err(
-                answer.scrub(self.http.auth(&format!("token refused (HTTP {}): {text}", status.as_u16())))
-            );
-        }
-        if !status.is_success() {
-            return Err(answer.unexpected(&self.http, error_of(&answer.reply.body).message.as_deref()));
-        }
-        let t: TokenAnswer = answer.json(&self.http)?;
-        if t.access_token.is_empty() {
-            return Err(self.http.protocol("the token answer carries an empty access_token"));
-        }
-        // One SDK's fixture answers without `expires_in`: then the token is used until
-        // refused.
-        let renew_at = t.expires_in.and_then(|s| s.trim().parse::<u64>().ok()).map(|secs| {
-            let life = Duration::from_secs(secs);
-            Instant::now() + (life - RENEW_MARGIN.min(life / 2))
-        });
-        Ok(Token { value: Secret::new(t.access_token), renew_at, stale: false })
-    }
-
-    /// Sends an authenticated request; on a 401 fetches a new token once and sends again.
-    async fn call(
-        &self,
-        retry: Retry,
-        secrets: &[&Secret],
-        build: impl Fn(&Client) -> RequestBuilder,
-    ) -> Result<Answer, Error> {
-        let counted = |c: &Client| {
-            self.sent.fetch_add(1, Ordering::Relaxed);
-            build(c)
-        };
-        bearer_call(
-            &self.http,
-            retry,
-            secrets,
-            counted,
-            || self.bearer(),
-            |used| async move {
-                self.refused(&used).await;
-                true
-            },
-            |answer| error_of(&answer.reply.body).message.unwrap_or_default(),
-        )
-        .await
-    }
-
-    // ---- reading -----------------------------------------------------------------
-
-    /// Every record of a paged list. Pages are read until one is empty or adds nothing
-    /// new (or a `total_count` is reached): the page size may be ignored or capped.
-    async fn pages<T: Record>(&self, path: &str, filters: &[(&str, &str)]) -> Result<Paged<T>, Error> {
-        let url = self.url(path);
-        let mut sized = self.send_per_page.load(Ordering::Relaxed);
-        let per_page = self.per_page.to_string();
-        let mut pager = Pager::new(sized.then_some(self.per_page));
-        let mut out = Paged {
-            items: Vec::new(),
-            unreadable: Vec::new(),
-            pages: Vec::new(),
-            shape: String::new(),
-            complete: true,
-        };
-        let mut page = 1usize;
-        loop {
-            let page_no = page.to_string();
-            let mut params: Vec<(&str, &str)> = filters.to_vec();
-            params.push(("page", page_no.as_str()));
-            if sized {
-                params.push(("per_page", per_page.as_str()));
-            }
-            let answer = self.call(Retry::Idempotent, &[], |c| c.get(&url).query(&params)).await?;
-            if answer.reply.status == StatusCode::BAD_REQUEST && sized && page == 1 {
-                // `per_page` is not documented for these lists: a server that refuses
-                // unknown parameters is asked by `page` alone.
-                sized = false;
-                pager = Pager::new(None);
-                continue;
-            }
-            if !answer.reply.status.is_success() {
-                return Err(self.fail(&answer, Target::Collection));
-            }
-            if !sized && page == 1 {
-                self.send_per_page.store(false, Ordering::Relaxed);
-            }
-            let records = lenient::records(&answer.reply.body, WRAPPERS).map_err(|e| {
-                answer.scrub(self.http.protocol(&format!("page {page} of {path} is not a list: {e}")))
-            })?;
-            if page == 1 {
-                out.shape = records.shape.clone();
-            }
-            let total = total_count(&answer.reply.body);
-            let mut keys = Vec::with_capacity(records.items.len());
-            for (key, raw) in &records.items {
-                match lenient::read::<T>(raw) {
-                    Ok(item) => {
-                        let id = item.id().to_owned();
-                        if !pager.seen(&id) && !keys.contains(&id) {
-                            out.items.push(item);
-                        }
-                        keys.push(id);
-                    }
-                    Err(problem) => {
-                        let text = raw.get().to_owned();
-                        if !pager.seen(&text) && !keys.contains(&text) {
-                            out.unreadable.push(lenient::unreadable(
-                                raw,
-                                key.as_deref(),
-                                &["id"],
-                                T::EXTENSION_KEYS,
-                                problem,
-                            ));
-                        }
-                        keys.push(text);
-                    }
-                }
-            }
-            let got = keys.len();
-            let next = pager.page(keys);
-            let last = pager.pages_read();
-            match next {
-                Next::More if total.is_some_and(|t| pager.distinct() >= t) => break,
-                Next::More => page += 1,
-                Next::Done => {
-                    // A full page sent again means `page` is ignored: what follows it
-                    // was never seen.
-                    let new = pager.into_pages();
-                    if got > 0
-                        && sized
-                        && got == self.per_page
-                        && new.get(last - 1).is_some_and(|p| p.new == 0)
-                    {
-                        out.complete = false;
-                    }
-                    out.pages = new;
-                    return Ok(out);
-                }
-                Next::GaveUp => {
-                    out.complete = false;
-                    break;
-                }
-            }
-        }
-        out.pages = pager.into_pages();
-        Ok(out)
     }
 
     async fn extension_by_id(&self, id: &str) -> Result<Option<Extension>, Error> {
@@ -669,110 +399,6 @@ impl Telphin {
         let found = self.pages::<User>("user/extension/", &[("login", login)]).await?;
         Ok(found.items.iter().any(|u| u.login.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(login))))
     }
-
-    // ---- errors ------------------------------------------------------------------
-
-    fn fail(&self, answer: &Answer, target: Target<'_>) -> Error {
-        let status = answer.reply.status;
-        let found = error_of(&answer.reply.body);
-        let text = answer.text(found.message.as_deref());
-        let code = found.code.as_deref();
-        let err = match (status, code, target) {
-            (StatusCode::CONFLICT, _, _) | (StatusCode::BAD_REQUEST, Some("already_exists"), _) => {
-                self.http.conflict(&text)
-            }
-            (StatusCode::BAD_REQUEST, Some("extension_not_found"), _) => {
-                self.http.validation(Some("extension_id"), &text)
-            }
-            (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY, _, _) => {
-                let field = found.field.as_deref().or_else(|| field_of(&text));
-                self.http.validation(field, &text)
-            }
-            (StatusCode::FORBIDDEN, code, _) => {
-                self.http.auth(&format!("HTTP 403 {}: {text}", code.unwrap_or("access_denied")))
-            }
-            (StatusCode::NOT_FOUND, Some("client_not_found"), _)
-            | (StatusCode::NOT_FOUND, _, Target::Collection) => Error::Config(format!(
-                "telphin: {} answered 404 ({text}): check url and clientId",
-                self.client_path
-            )),
-            (StatusCode::NOT_FOUND, _, Target::Item(id)) => self.http.not_found(id),
-            _ => return answer.unexpected(&self.http, Some(&text)),
-        };
-        answer.scrub(err)
-    }
-}
-
-/// What an error answer says, in any of the shapes seen: `{"message", "status"}` (the
-/// docs), `{"error", "error_description"}` (OAuth), `{"error": {"code", "message"}}` (the
-/// older uapi, BrandyMint/telphin_api), a `message` keyed by field.
-#[derive(Default)]
-struct ErrorBody {
-    message: Option<String>,
-    code: Option<String>,
-    /// The field a message keyed by field names.
-    field: Option<String>,
-}
-
-fn error_of(body: &[u8]) -> ErrorBody {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return ErrorBody::default();
-    };
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let mut out = ErrorBody { code: text(v.get("status")), ..ErrorBody::default() };
-    match v.get("message") {
-        Some(Value::String(m)) => out.message = Some(m.clone()),
-        Some(Value::Object(fields)) => {
-            out.field = fields.keys().next().cloned();
-            out.message = Some(Value::Object(fields.clone()).to_string());
-        }
-        _ => {}
-    }
-    match v.get("error") {
-        Some(Value::Object(e)) => {
-            out.code = out.code.or_else(|| text(e.get("code")));
-            out.message = out.message.or_else(|| text(e.get("message")));
-        }
-        Some(Value::String(e)) => {
-            out.code = out.code.or_else(|| Some(e.clone()));
-            let described = text(v.get("error_description")).map(|d| format!("{e}: {d}"));
-            out.message = out.message.or(described).or_else(|| Some(e.clone()));
-        }
-        _ => {}
-    }
-    out
-}
-
-/// The `total_count` a wrapped list answer announces, if any.
-fn total_count(body: &[u8]) -> Option<usize> {
-    #[derive(Deserialize)]
-    struct Total {
-        #[serde(default, deserialize_with = "lenient::text")]
-        total_count: Option<String>,
-    }
-    let t: Total = serde_json::from_slice(body).ok()?;
-    t.total_count?.trim().parse().ok()
-}
-
-/// The Telphin field a validation message names (messages start with it). Informs the
-/// error's `field` only; no decision rests on it.
-fn field_of(message: &str) -> Option<&'static str> {
-    const FIELDS: &[&str] = &[
-        "extension_id",
-        "extra_params",
-        "email_for_notify",
-        "email_notify",
-        "name",
-        "login",
-        "password",
-        "email",
-        "status",
-        "access",
-        "timezone",
-        "comment",
-    ];
-    let first = message.split_whitespace().next()?.to_lowercase();
-    FIELDS.iter().find(|f| **f == first).copied()
 }
 
 /// `0001*101` -> `101`.
@@ -826,20 +452,6 @@ fn account(u: User, extension: String) -> Account {
 
 fn status(enabled: bool) -> &'static str {
     if enabled { "active" } else { "blocked" }
-}
-
-/// How the server paged a list, in words, for the probe.
-fn page_size(pages: &[Page], asked: usize) -> String {
-    let Some(first) = pages.first() else { return "no page read".into() };
-    match first.asked {
-        None => "per_page refused: pages asked by page alone".into(),
-        Some(_) if first.got > asked => format!("ignored: {} records on one page ({asked} asked)", first.got),
-        Some(_) if pages.len() > 2 && first.got < asked && first.got > 0 => {
-            format!("capped at {} ({asked} asked)", first.got)
-        }
-        Some(_) if first.got == asked => format!("honoured ({asked})"),
-        Some(_) => format!("not tested: the list fits in one page of {asked}"),
-    }
 }
 
 impl Backend for Telphin {
@@ -1205,55 +817,8 @@ mod tests {
     }
 
     #[test]
-    fn only_an_empty_field_or_a_marker_may_be_written() {
-        for free in [None, Some(json!(null)), Some(json!("")), Some(json!("null")), Some(json!(" None "))] {
-            assert!(free_field(free.as_ref()), "{free:?}");
-        }
-        assert!(free_field(Some(&json!("switchboard:a/b"))));
-        for taken in [json!("{\"crm\": 1}"), json!(7), json!({"crm": 1}), json!(["x"]), json!("nullable")] {
-            assert!(!free_field(Some(&taken)), "{taken}");
-        }
-    }
-
-    #[test]
     fn numbers_drop_the_client_prefix() {
         assert_eq!(number("0001*101"), "101");
         assert_eq!(number("101"), "101");
-    }
-
-    #[test]
-    fn fields_are_read_from_messages() {
-        assert_eq!(field_of("login must be 3 to 64 characters"), Some("login"));
-        assert_eq!(field_of("Login x already exists"), Some("login"));
-        assert_eq!(field_of("Extension number must be 3 digits"), None);
-    }
-
-    #[test]
-    fn every_error_shape_gives_its_message_and_code() {
-        let e = error_of(br#"{"message": "Login taken", "status": "already_exists"}"#);
-        assert_eq!((e.message.as_deref(), e.code.as_deref()), (Some("Login taken"), Some("already_exists")));
-        let e = error_of(br#"{"error": "invalid_client", "error_description": "bad secret"}"#);
-        assert_eq!(e.code.as_deref(), Some("invalid_client"));
-        assert_eq!(e.message.as_deref(), Some("invalid_client: bad secret"));
-        let e = error_of(br#"{"error": {"code": "extension_invalid", "message": "no such"}}"#);
-        assert_eq!((e.message.as_deref(), e.code.as_deref()), (Some("no such"), Some("extension_invalid")));
-        let e = error_of(br#"{"message": {"email": ["not an e-mail"]}}"#);
-        assert_eq!(e.field.as_deref(), Some("email"));
-        assert!(error_of(b"<html>").message.is_none());
-    }
-
-    #[test]
-    fn page_sizes_are_described() {
-        let page = |asked, got, new| Page { asked, got, new };
-        assert!(
-            page_size(&[page(Some(100), 20, 20), page(Some(100), 20, 20), page(Some(100), 0, 0)], 100)
-                .starts_with("capped at 20")
-        );
-        assert!(page_size(&[page(Some(10), 60, 60), page(Some(10), 60, 0)], 10).starts_with("ignored"));
-        assert!(
-            page_size(&[page(Some(10), 10, 10), page(Some(10), 2, 2), page(Some(10), 0, 0)], 10)
-                .starts_with("honoured")
-        );
-        assert!(page_size(&[page(None, 3, 3), page(None, 0, 0)], 10).starts_with("per_page refused"));
     }
 }
