@@ -432,3 +432,55 @@ pub async fn store_generated_password(
         other => other.map(|_| ()).map_err(Error::from),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(limit: Option<u64>, remaining: u64) -> RequestQuota {
+        RequestQuota { limit, remaining, reset_time: None }
+    }
+
+    #[test]
+    fn the_quota_alone_is_written_once_it_moved_by_a_tenth() {
+        let (a, b) = (quota(Some(1000), 900), quota(Some(1000), 850));
+        assert!(!quota_moved(Some(&a), Some(&b)), "a listing or two: no write of its own");
+        assert!(quota_moved(Some(&a), Some(&quota(Some(1000), 800))));
+        assert!(quota_moved(Some(&quota(Some(1000), 3)), Some(&quota(Some(1000), 1000))), "a new window");
+        assert!(quota_moved(None, Some(&a)) && quota_moved(Some(&a), None));
+        assert!(quota_moved(Some(&a), Some(&quota(Some(500), 900))), "another limit");
+        assert!(!quota_moved(None, None));
+    }
+
+    #[test]
+    fn an_employee_that_waits_for_the_quota_says_rate_limited() {
+        let mut e = Employee::new(
+            "anna",
+            serde_json::from_value(serde_json::json!({
+                "givenName": "Anna", "familyName": "Nowak", "email": "anna@example.com",
+                "extension": "301", "phoneSystems": [{"name": "cloud-pbx"}],
+            }))
+            .unwrap(),
+        );
+        e.status = Some(EmployeeStatus {
+            phone_systems: vec![AccountStatus {
+                name: "cloud-pbx".into(),
+                external_id: None,
+                extension: None,
+                state: AccountState::Pending,
+                message: Some(format!(
+                    "{}: create waits: the request quota of cloud-pbx is spent until 2030-01-01T00:00:00Z",
+                    reason::RATE_LIMITED
+                )),
+                last_sync: None,
+                password_fingerprint: None,
+            }],
+            ..EmployeeStatus::default()
+        });
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_900_000_000).unwrap());
+        let status = conditions_of(&e, &["cloud-pbx".to_owned()].into(), &now);
+        let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason::RATE_LIMITED));
+        assert!(ready.message.contains("2030-01-01T00:00:00Z"), "{}", ready.message);
+    }
+}

@@ -874,3 +874,63 @@ async fn the_listing_names_the_dialect_it_met() {
         assert!(said.is_some_and(|v| v.contains(want)), "{dialect}: {aspect} = {said:?}, want {want}");
     }
 }
+
+/// The operator under a quota of 14 requests per 4-second window and 10 new Employees:
+/// the PhoneSystem shows the quota and `Synced=False RateLimited`, the Employees that
+/// wait say `RateLimited` with the reset time, the controller comes back at the reset
+/// (not in a loop against the quota), and all 10 end Ready, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reports_the_quota_and_finishes_after_its_reset() {
+    use switchboard::api::{BackendKind, PhoneSystem};
+
+    use crate::controller::{World, employee as person_on, entry, eventually};
+
+    let mut world = World::new("telphin-quota").await;
+    world.add_pbx("cloud-pbx", BackendKind::Telphin, json!({"resyncInterval": "1h"})).await;
+    let sim = world.pbx("cloud-pbx").running.sim.clone();
+    let Value::Object(dialect) = json!({"quota": 14, "quota_window_secs": 4}) else { unreachable!() };
+    sim.set_dialect(&dialect).unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("quota{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        world.create_employee(&person_on(&world.ns, name, &format!("{}", 400 + i), &["cloud-pbx"])).await;
+    }
+    let controller = world.start_controller();
+
+    let limited = world.system_condition("cloud-pbx", "Synced", "False", "RateLimited").await;
+    eprintln!("controller: {}", limited.message);
+    let system: PhoneSystem = world.phone_system("cloud-pbx").await;
+    let quota = system.status.and_then(|s| s.quota).expect("the quota is in the status");
+    assert_eq!(quota.limit, Some(14));
+    assert!(quota.reset_time.is_some(), "{quota:?}");
+    let waiting = eventually("an Employee told to wait for the reset", || async {
+        for name in &names {
+            let Some(e) = world.employee(name).await else { continue };
+            let waits = entry(&e, "cloud-pbx").and_then(|p| p.message).filter(|m| {
+                m.starts_with("RateLimited: create waits: the request quota of cloud-pbx is spent until")
+            });
+            let ready =
+                e.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+            if let (Some(message), Some(ready)) = (waits, ready)
+                && ready.reason == "RateLimited"
+            {
+                return Ok(message);
+            }
+        }
+        Err("no Employee says RateLimited yet".to_owned())
+    })
+    .await;
+    eprintln!("controller: {waiting}");
+
+    for name in &names {
+        world.ready(name).await;
+    }
+    let users = sim.dump();
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 10, "{users:?}");
+    let logins: BTreeSet<&str> = users.iter().filter_map(|u| u["login"].as_str()).collect();
+    assert_eq!(logins.len(), 10, "no Employee twice");
+    let refused = rate_limited(&world.pbx("cloud-pbx").running);
+    assert!(refused <= 8, "the controller waited for the reset instead of pressing on: {refused} refusals");
+    world.system_condition("cloud-pbx", "Synced", "True", "Synced").await;
+    world.finish(controller).await;
+}

@@ -17,7 +17,6 @@ pub(super) struct TokenAnswer {
 }
 
 impl Telphin {
-
     pub(super) async fn bearer(&self) -> Result<Secret, Error> {
         let mut slot = self.token.lock().await;
         if let Some(t) = slot.as_ref()
