@@ -919,8 +919,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         ticker,
     )
     .await;
+    out.writes += creates.iter().filter(|(_, r, _)| !matches!(r, Applied::RateLimited { .. })).count();
     let creates = resolve_created(backend, name, &plan.creates, creates).await;
-    out.writes += sendable.len();
     out.results.extend(creates.into_iter().map(|(owner, result)| (owner, "create", result)));
     Ok(out)
 }
