@@ -934,3 +934,37 @@ async fn the_operator_reports_the_quota_and_finishes_after_its_reset() {
     world.system_condition("cloud-pbx", "Synced", "True", "Synced").await;
     world.finish(controller).await;
 }
+
+/// Records the client cannot read are reported by id and field, the rest listed; and an
+/// `extra_params` of any type is never a claim and never overwritten.
+#[tokio::test]
+async fn a_record_that_cannot_be_read_fails_alone_and_garbage_is_no_claim() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let seed = |n: &str, login: &str| {
+        fx.sim
+            .seed(&json!({"name": "Old", "login": login, "password": "secret-1",
+                          "email": format!("{login}@example.com"), "extension": n}))
+            .unwrap()
+    };
+    let bad = seed("301", "bad.one");
+    let odd = seed("302", "odd.one");
+    seed("303", "fine.one");
+    let patch = |v: Value| {
+        let Value::Object(m) = v else { unreachable!() };
+        m
+    };
+    fx.sim.tamper(&bad, &patch(json!({"login": ["a", "b"]}))).unwrap();
+    fx.sim.tamper(&odd, &patch(json!({"extra_params": {"switchboard": "default/odd"}}))).unwrap();
+    let listing = b.list().await.unwrap();
+    assert_eq!(listing.accounts.len(), 2);
+    assert_eq!(listing.unreadable.len(), 1, "{:?}", listing.unreadable);
+    let u = &listing.unreadable[0];
+    assert_eq!(u.id.as_deref(), Some(bad.as_str()));
+    assert!(u.problem.starts_with("login"), "the field is named: {}", u.problem);
+    let odd_account = listing.accounts.iter().find(|a| a.extension == "302").unwrap();
+    assert_eq!(odd_account.marker, None, "an object is no marker");
+    let change = [Change { field: Field::DisplayName, from: None, to: Some("Odd".into()) }];
+    b.update(odd_account, &person(&b, "odd", "302"), &change, None).await.unwrap();
+    assert_eq!(fx.user("302")["extra_params"], json!({"switchboard": "default/odd"}), "kept as it was");
+}
