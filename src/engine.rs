@@ -8,10 +8,13 @@
 //! The caller persists what changed; an entry whose content did not change keeps its
 //! `lastSync`, so a converged pass produces nothing to write.
 
+pub mod quota;
+
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashMap},
     sync::Arc,
+    time::Duration,
 };
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
@@ -19,10 +22,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::{
     api::{
-        AccountState, AccountStatus, EmployeeSpec, EmployeeStatus, PhoneSystemSpec, conditions::reason,
-        employee::DeletionPolicy, phone_system::AccountCounts,
+        AccountState, AccountStatus, EmployeeSpec, EmployeeStatus, PhoneSystemSpec,
+        conditions::reason,
+        employee::DeletionPolicy,
+        phone_system::{AccountCounts, RequestQuota},
     },
-    backends::{self, Backend, Secret},
+    backends::{self, Backend, Secret, Write},
     plan::{
         self, Account, Attributes, Claim, Desired, Guard, Inputs, ManualKind, Observed, Owner, Plan,
         Unreadable, WaitReason,
@@ -92,6 +97,12 @@ pub struct Report {
     pub drift_corrections: usize,
     /// Records the system listed that could not be read (each named in an event).
     pub unreadable: usize,
+    /// The request quota the system announced at the end of the pass, if it has one.
+    pub quota: Option<RequestQuota>,
+    /// Writes not sent because the quota could not pay for them: they wait for its reset.
+    pub rate_limited: usize,
+    /// How long until that reset, when writes wait for it.
+    pub resumes_in: Option<Duration>,
 }
 
 /// Something a person may want to know, as a Kubernetes event would say it.
@@ -111,6 +122,10 @@ pub enum Error {
     Backend(#[from] backends::Error),
     #[error("cannot record create intents: {0}")]
     Intents(String),
+    /// The request quota cannot pay for a listing and a write after it: the pass waits
+    /// for its reset rather than spend the rest on reading.
+    #[error("the request quota is spent ({} requests left, a listing takes {cost}); the pass waits {}s for its reset", .quota.remaining, .wait.as_secs())]
+    RateLimited { quota: RequestQuota, cost: u64, wait: Duration },
 }
 
 /// Options of one pass.
@@ -238,6 +253,12 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     }
     let declared = desired.len() + entries.values().filter(|s| s.is_some()).count();
 
+    let cost = backend.list_cost();
+    if let Some(q) = backend.quota()
+        && let Some(wait) = quota::wait_for(&q, cost.saturating_add(1))
+    {
+        return Err(Error::RateLimited { quota: quota::status_of(&q, &options.now), cost, wait });
+    }
     let listing = backend.list().await?;
     if !listing.unreadable.is_empty() {
         report.unreadable = listing.unreadable.len();
@@ -392,6 +413,11 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
                 report.failures += 1;
                 entries.set(&owner, AccountState::Pending, Some(message), None, Some(extension));
             }
+            Applied::RateLimited { what, extension } => {
+                report.rate_limited += 1;
+                let message = rate_limited_note(backend, name, what, &options.now);
+                entries.set(&owner, AccountState::Pending, Some(message), None, extension);
+            }
             // Resolved by `resolve_created` before this; kept pending if one slipped by.
             Applied::Accepted { extension } => {
                 report.failures += 1;
@@ -468,7 +494,37 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     };
     report.entries = entries;
     report.plan = plan;
+    let quota = backend.quota();
+    report.quota = quota.as_ref().map(|q| quota::status_of(q, &options.now));
+    if report.rate_limited > 0 {
+        report.resumes_in =
+            quota.and_then(|q| q.reset_at).map(|at| at.saturating_duration_since(std::time::Instant::now()));
+        report.events.push(Event {
+            owner: None,
+            reason: reason::RATE_LIMITED,
+            message: format!(
+                "{} write(s) wait for the request quota of {name} to reset{}",
+                report.rate_limited,
+                quota
+                    .and_then(|q| q.reset_at)
+                    .map(|at| format!(" at {}", quota::wall(&options.now, at).0))
+                    .unwrap_or_default()
+            ),
+            warning: true,
+        });
+    }
     Ok(report)
+}
+
+/// What an Employee whose write waits for the quota's reset is told.
+fn rate_limited_note<B: Backend>(backend: &B, name: &str, what: &str, now: &Time) -> String {
+    let reset = backend.quota().and_then(|q| q.reset_at).map(|at| quota::wall(now, at).0.to_string());
+    match reset {
+        Some(at) => {
+            format!("{}: {what} waits: the request quota of {name} is spent until {at}", reason::RATE_LIMITED)
+        }
+        None => format!("{}: {what} waits: the request quota of {name} is spent", reason::RATE_LIMITED),
+    }
 }
 
 /// The status entries a pass builds, starting from each Employee's previous one.
@@ -591,6 +647,12 @@ enum Applied {
     Failed {
         message: String,
     },
+    /// Not sent (or refused with a 429): the quota could not pay for it. `extension`:
+    /// the recorded intent of a create whose answer was a 429, kept as its claim.
+    RateLimited {
+        what: &'static str,
+        extension: Option<String>,
+    },
 }
 
 impl Applied {
@@ -600,6 +662,7 @@ impl Applied {
             Applied::Present { .. } | Applied::Gone { .. } => "ok",
             Applied::Unclear { .. } | Applied::Accepted { .. } => "unclear",
             Applied::Failed { .. } => "failed",
+            Applied::RateLimited { .. } => "deferred",
         }
     }
 }
@@ -629,16 +692,32 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     // ones, instead of a batch's last few running alone with most slots idle.
     let width = usize::try_from(spec.max_concurrency.max(1)).unwrap_or(1).saturating_mul(2);
     let mut out = Outcome::default();
+    // Each write takes what it costs from the quota as it starts; one the rest cannot pay
+    // for waits for the reset. A 429 (other applications spend the same quota) stops the
+    // rest.
+    let budget = quota::Budget::of(backend);
+    let budget = &budget;
+    let held = |what: &'static str, e: &backends::Error| {
+        let spent = e.is_transient() && quota::spent(backend);
+        if spent {
+            budget.exhaust();
+        }
+        spent.then_some(Applied::RateLimited { what, extension: None })
+    };
 
     let deletes = bounded(
         (0..plan.deletes.len()).map(|i| {
             let d = &plan.deletes[i];
             async move {
+                if !budget.take(backend.cost(Write::Delete(&d.account))) {
+                    return (d.owner.clone(), Applied::RateLimited { what: "delete", extension: None });
+                }
                 let result = match backend.delete(&d.account).await {
                     Ok(()) => Applied::Gone {
                         event: ("Deleted", format!("deleted account {} on {name}", d.account.id)),
                     },
-                    Err(e) => Applied::Failed { message: format!("delete failed: {e}") },
+                    Err(e) => held("delete", &e)
+                        .unwrap_or_else(|| Applied::Failed { message: format!("delete failed: {e}") }),
                 };
                 (d.owner.clone(), result)
             }
@@ -647,13 +726,20 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         ticker,
     )
     .await;
-    out.writes += plan.deletes.len();
+    out.writes += sent(&deletes);
     out.results.extend(deletes.into_iter().map(|(owner, result)| (owner, "delete", result)));
 
     let updates = bounded(
         (0..plan.updates.len()).map(|i| {
             let u = &plan.updates[i];
             async move {
+                let write = Write::Update { account: &u.account, desired: &u.desired, changes: &u.changes };
+                if !budget.take(backend.cost(write)) {
+                    return (
+                        u.desired.owner.clone(),
+                        Applied::RateLimited { what: "update", extension: None },
+                    );
+                }
                 let password = password_for(vault, &u.desired, &u.changes);
                 let result = match backend.update(&u.account, &u.desired, &u.changes, password.as_ref()).await
                 {
@@ -663,7 +749,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                         fingerprint: password.as_ref().map(|p| fingerprint(&u.desired.owner, p)),
                         event: ("Updated", format!("updated {} on {name}", describe_changes(&u.changes))),
                     },
-                    Err(e) => Applied::Failed { message: format!("update failed: {e}") },
+                    Err(e) => held("update", &e)
+                        .unwrap_or_else(|| Applied::Failed { message: format!("update failed: {e}") }),
                 };
                 (u.desired.owner.clone(), result)
             }
@@ -672,7 +759,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         ticker,
     )
     .await;
-    out.writes += plan.updates.len();
+    out.writes += sent(&updates);
     // In completion order, not the plan's: matched by owner (one account per Employee).
     for (owner, result) in updates {
         let was_in_sync = previous.get(&owner).is_some_and(|s| s.state == AccountState::InSync);
@@ -691,6 +778,13 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         (0..plan.adoptions.len()).map(|i| {
             let a = &plan.adoptions[i];
             async move {
+                let write = Write::Update { account: &a.account, desired: &a.desired, changes: &a.changes };
+                if !a.changes.is_empty() && !budget.take(backend.cost(write)) {
+                    return (
+                        a.desired.owner.clone(),
+                        Applied::RateLimited { what: "adoption", extension: None },
+                    );
+                }
                 let password = password_for(vault, &a.desired, &a.changes);
                 let written = if a.changes.is_empty() {
                     Ok(())
@@ -713,9 +807,9 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                             format!("took over account {} on {name} ({:?})", a.account.id, a.reason),
                         ),
                     },
-                    Err(e) => {
-                        Applied::Failed { message: format!("adopting account {} failed: {e}", a.account.id) }
-                    }
+                    Err(e) => held("adoption", &e).unwrap_or_else(|| Applied::Failed {
+                        message: format!("adopting account {} failed: {e}", a.account.id),
+                    }),
                 };
                 (a.desired.owner.clone(), result)
             }
@@ -724,14 +818,30 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         ticker,
     )
     .await;
-    out.writes += plan.adoptions.iter().filter(|a| !a.changes.is_empty()).count();
+    out.writes += plan
+        .adoptions
+        .iter()
+        .filter(|a| !a.changes.is_empty())
+        .filter(|a| {
+            !adoptions.iter().any(|(o, r)| *o == a.desired.owner && matches!(r, Applied::RateLimited { .. }))
+        })
+        .count();
     out.results.extend(adoptions.into_iter().map(|(owner, result)| (owner, "adopt", result)));
 
     if plan.creates.is_empty() {
         return Ok(out);
     }
-    let intents: Vec<Intent> = plan
-        .creates
+    // Only the creates the quota can pay for are sent, and only theirs are recorded as
+    // intents: one not sent must not claim what may later appear on its extension.
+    let (sendable, deferred): (Vec<&plan::Create>, Vec<&plan::Create>) =
+        plan.creates.iter().partition(|c| budget.take(backend.cost(Write::Create(&c.desired))));
+    out.results.extend(deferred.iter().map(|c| {
+        (c.desired.owner.clone(), "create", Applied::RateLimited { what: "create", extension: None })
+    }));
+    if sendable.is_empty() {
+        return Ok(out);
+    }
+    let intents: Vec<Intent> = sendable
         .iter()
         .map(|c| {
             let mut status = entry_with(
@@ -760,9 +870,15 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
     let generated = &generated;
 
     let creates = bounded(
-        (0..plan.creates.len()).map(|i| {
-            let c = &plan.creates[i];
+        (0..sendable.len()).map(|i| {
+            let c = sendable[i];
             async move {
+                if budget.stopped() {
+                    // Paid for, but the system refused others since: the intent stays.
+                    let held =
+                        Applied::RateLimited { what: "create", extension: Some(c.desired.extension.clone()) };
+                    return (c.desired.owner.clone(), held, None);
+                }
                 let (password, generated) = match generated.get(&c.desired.owner) {
                     Some(p) => (p.clone(), true),
                     None => (
@@ -771,24 +887,31 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     ),
                 };
                 let fingerprint = (!generated).then(|| fingerprint(&c.desired.owner, &password));
-                let result =
-                    match backends::create_once_unresolved(backend, &c.desired, Some(&password)).await {
-                        Ok(Some(account)) => created(name, &account, fingerprint.clone()),
-                        // Accepted, but the answer names no account: found below.
-                        Ok(None) => Applied::Accepted { extension: c.desired.extension.clone() },
-                        Err(e) if e.is_transient() || matches!(e, backends::Error::Protocol { .. }) => {
-                            Applied::Unclear {
-                                extension: c.desired.extension.clone(),
-                                message: format!(
-                                    "{}: create may not have reached {name}: {e}; checked before retrying",
-                                    reason::PBX_UNREACHABLE
-                                ),
-                            }
+                let result = match backends::create_once_unresolved(backend, &c.desired, Some(&password))
+                    .await
+                {
+                    Ok(Some(account)) => created(name, &account, fingerprint.clone()),
+                    // Accepted, but the answer names no account: found below.
+                    Ok(None) => Applied::Accepted { extension: c.desired.extension.clone() },
+                    Err(e) if e.is_transient() && quota::spent(backend) => {
+                        // Refused by the quota; the intent stays, as for any unclear
+                        // create.
+                        budget.exhaust();
+                        Applied::RateLimited { what: "create", extension: Some(c.desired.extension.clone()) }
+                    }
+                    Err(e) if e.is_transient() || matches!(e, backends::Error::Protocol { .. }) => {
+                        Applied::Unclear {
+                            extension: c.desired.extension.clone(),
+                            message: format!(
+                                "{}: create may not have reached {name}: {e}; checked before retrying",
+                                reason::PBX_UNREACHABLE
+                            ),
                         }
-                        Err(e) => Applied::Failed {
-                            message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
-                        },
-                    };
+                    }
+                    Err(e) => Applied::Failed {
+                        message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
+                    },
+                };
                 (c.desired.owner.clone(), result, fingerprint)
             }
         }),
@@ -796,10 +919,15 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         ticker,
     )
     .await;
+    out.writes += creates.iter().filter(|(_, r, _)| !matches!(r, Applied::RateLimited { .. })).count();
     let creates = resolve_created(backend, name, &plan.creates, creates).await;
-    out.writes += plan.creates.len();
     out.results.extend(creates.into_iter().map(|(owner, result)| (owner, "create", result)));
     Ok(out)
+}
+
+/// Writes of a phase that were sent (not held back for the quota).
+fn sent(results: &[(Owner, Applied)]) -> usize {
+    results.iter().filter(|(_, r)| !matches!(r, Applied::RateLimited { .. })).count()
 }
 
 /// What a create that names its account leaves.

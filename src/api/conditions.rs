@@ -26,6 +26,9 @@ pub mod reason {
     /// The system listed records switchboard cannot read: no delete, and no create on
     /// their extensions, until they can be read.
     pub const UNREADABLE_RECORDS: &str = "UnreadableRecords";
+    /// The system's request quota is spent: the work waits for its reset (the message
+    /// says when).
+    pub const RATE_LIMITED: &str = "RateLimited";
 }
 
 /// Builds a condition for `generation`.

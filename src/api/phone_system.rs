@@ -271,6 +271,25 @@ pub struct PhoneSystemStatus {
     /// How long the last sync took, as a Go duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_duration: Option<String>,
+    /// The request quota the system announces (Telphin's hourly quota), as last seen.
+    /// Refreshed whenever the status is written, and when it moved by a tenth of its
+    /// limit; a pass that finds it spent waits for `resetTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<RequestQuota>,
+}
+
+/// A request quota a system announces (`X-RateLimit-*`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestQuota {
+    /// Requests allowed per window, when announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// Requests left in the window.
+    pub remaining: u64,
+    /// When the window starts again, when announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_time: Option<Time>,
 }
 
 /// Account counts from one sync.

@@ -2,7 +2,7 @@
 //! `AnyBackend` per PhoneSystem, chosen by its backend block.
 
 use super::{
-    Backend, Credentials, Error, Listing, Probe, Quota, Secret, apio::Apio, http::Settings,
+    Backend, Credentials, Error, Listing, Probe, Quota, Secret, Write, apio::Apio, http::Settings,
     mikopbx::MikoPbxBackend, ringostat::Ringostat, telphin::Telphin, thulium::Thulium,
 };
 use crate::{
@@ -101,6 +101,14 @@ impl Backend for AnyBackend {
 
     fn quota(&self) -> Option<Quota> {
         each!(self, b => b.quota())
+    }
+
+    fn cost(&self, write: Write<'_>) -> u64 {
+        each!(self, b => b.cost(write))
+    }
+
+    fn list_cost(&self) -> u64 {
+        each!(self, b => b.list_cost())
     }
 
     async fn probe(&self) -> Result<Probe, Error> {

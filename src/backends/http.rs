@@ -369,7 +369,8 @@ impl Http {
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(quota) = quota(&headers, Instant::now()) {
-            *self.quota.lock().unwrap_or_else(|e| e.into_inner()) = Some(quota);
+            let mut slot = self.quota.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(later(*slot, quota, Instant::now()));
         }
         let body = match self.read_capped(response, redactor).await {
             Ok(body) => body,
@@ -570,9 +571,33 @@ fn quota(headers: &HeaderMap, now: Instant) -> Option<Quota> {
     Some(Quota { limit: header("x-ratelimit-limit"), remaining, reset_at })
 }
 
+/// The quota to keep when `new` arrives after `old`. Answers to concurrent requests
+/// arrive in any order, but within one window the quota only shrinks: a larger count
+/// for the same reset is an earlier answer arriving late.
+fn later(old: Option<Quota>, new: Quota, now: Instant) -> Quota {
+    const SAME_RESET: Duration = Duration::from_secs(2);
+    let Some(old) = old else { return new };
+    let same_window = match (old.reset_at, new.reset_at) {
+        (Some(a), Some(b)) => a > now && a.max(b).duration_since(a.min(b)) <= SAME_RESET,
+        _ => false,
+    };
+    if same_window && new.remaining > old.remaining { Quota { remaining: old.remaining, ..new } } else { new }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_answer_does_not_raise_the_quota_of_its_window() {
+        let now = Instant::now();
+        let at = |s: u64| Some(now + Duration::from_secs(s));
+        let q = |remaining, reset_at| Quota { limit: Some(100), remaining, reset_at };
+        assert_eq!(later(Some(q(40, at(600))), q(42, at(601)), now).remaining, 40);
+        assert_eq!(later(Some(q(40, at(600))), q(38, at(600)), now).remaining, 38);
+        assert_eq!(later(Some(q(0, at(600))), q(100, at(3600)), now).remaining, 100, "a new window");
+        assert_eq!(later(None, q(7, None), now).remaining, 7);
+    }
 
     #[test]
     fn operations_keep_no_ids() {

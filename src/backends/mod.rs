@@ -161,6 +161,14 @@ pub struct Quota {
     pub reset_at: Option<std::time::Instant>,
 }
 
+/// A write, as [`Backend::cost`] weighs it.
+#[derive(Clone, Copy, Debug)]
+pub enum Write<'a> {
+    Create(&'a Desired),
+    Update { account: &'a Account, desired: &'a Desired, changes: &'a [Change] },
+    Delete(&'a Account),
+}
+
 /// What a read-only look at a live system found (`switchboard probe`).
 #[derive(Debug)]
 pub struct Probe {
@@ -229,6 +237,19 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Requests `write` will send at most, so a pass under a request quota
+    /// ([`Backend::quota`]) starts only the writes the quota can pay for.
+    fn cost(&self, _write: Write<'_>) -> u64 {
+        1
+    }
+
+    /// Requests the next listing will send (as many as the last one did): a pass under a
+    /// request quota does not list when what is left cannot pay for the listing and a
+    /// write after it.
+    fn list_cost(&self) -> u64 {
+        1
+    }
+
     /// A read-only look at the live system, for `switchboard probe`: authenticate, list
     /// every page as a pass does, read the first record on its own. Never writes.
     /// Backends that can tell more (the API generation) add it to the listing's
@@ -292,6 +313,7 @@ async fn attempt_create<B: Backend>(
             match backend.find(&desired.extension).await {
                 Ok(Some(account)) => return Ok(Some(account)),
                 Ok(None) => {}
+                Err(err) if told_to_wait(&err) => return Err(err),
                 Err(err) => {
                     last = Some(err);
                     continue;
@@ -304,11 +326,20 @@ async fn attempt_create<B: Backend>(
         };
         match sent {
             Ok(account) => return Ok(account),
+            // A system that said how long to wait (a spent request quota) is not asked
+            // again now: each try would be one more refusal.
+            Err(err) if told_to_wait(&err) => return Err(err),
             Err(err) if err.is_transient() => last = Some(err),
             Err(err) => return Err(err),
         }
     }
     Err(last.unwrap_or(Error::Config("create was never attempted".into())))
+}
+
+/// A transient error that came with the system's own wait (longer than the HTTP layer
+/// waits for).
+fn told_to_wait(err: &Error) -> bool {
+    matches!(err, Error::Transient { retry_after: Some(_), .. })
 }
 
 /// The Employee field that holds the extension on `membership`: its override when set.

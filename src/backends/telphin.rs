@@ -1,47 +1,66 @@
 //! Telphin (Ringme platform "APILink"): the internal-number-level users of one client.
 //!
+//! What each call sends and accepts, and the public source behind it, is in
+//! `docs/compatibility.md` (section Telphin); what follows is how the client is built.
+//!
 //! The API: JSON under `{url}/api/ver1.0`, OAuth2 client credentials of a trusted
-//! application (`POST {url}/oauth/token`, form-encoded, answers `access_token` and
+//! application (`POST {url}/oauth/token`, form-encoded, answers `access_token` and maybe
 //! `expires_in`; no refresh token). The token is cached until shortly before it expires
-//! and fetched again on a 401, once. Every answer carries `X-RateLimit-Limit/Remaining/
-//! Reset` of an hourly per-client quota; past it the API answers 429 without
-//! `Retry-After`, so the shared HTTP layer takes the wait from `X-RateLimit-Reset` (a wait
-//! past its `max_retry_after` fails at once as transient, carrying the wait).
+//! and fetched again on a 401, once. Answers may come gzip-compressed (the docs ask
+//! clients to send `Accept-Encoding: gzip`; the HTTP client does).
+//!
+//! Every answer carries `X-RateLimit-Limit/Remaining/Reset` of an hourly per-client
+//! quota whose size is not published; past it the API answers 429 without `Retry-After`,
+//! so the shared HTTP layer takes the wait from `X-RateLimit-Reset` (a wait past its
+//! `max_retry_after` fails at once as transient, carrying the wait). [`Backend::cost`]
+//! and [`Backend::list_cost`] tell the engine what each write and the listing will
+//! spend, so a pass spends the quota on writes first.
 //!
 //! An account is an extension-level user (`/user/extension/`) bound to an internal number
-//! (`/extension/`, `name` `clientprefix*NNN`). Endpoints used, under
-//! `/api/ver1.0/client/{clientId}` (`@me`: the application's own client):
-//! - `GET extension/?name=NNN`, `POST extension/` (`type: phone`, `status: active`): the
-//!   number is found, or created when missing, before its user; numbers are never
-//!   deleted (they carry phone settings, and a recreated user reuses its number). A
-//!   number the last listing did not have is created straight away (and looked up only
-//!   if that answers `already_exists`): a create of a new number is then 2 requests,
-//!   not 3.
-//! - `GET user/extension/` (paged with `page`/`per_page` until a short page; filter
-//!   `extension_id`), `GET extension/` to turn `extension_id` into the number.
-//! - `POST user/extension/` with `extension_id`, `name` (display name), `login`,
-//!   `password`, `email`, `status` (`active`/`blocked` from `enabled`), `access`,
-//!   `timezone`, and `extra_params` = `switchboard:<namespace>/<name>`, the ownership
-//!   marker `list` reads back into [`Account::marker`].
+//! (`/extension/`, `name` `clientprefix*NNN`). Under `/api/ver1.0/client/{clientId}`
+//! (`@me`: the application's own client):
+//! - `GET user/extension/` and `GET extension/`, both read whole at every listing, paged
+//!   with `page`/`per_page` (neither documented for these lists: a server may ignore
+//!   `per_page`, cap it, or refuse it, which is then dropped) until a page is empty or
+//!   adds nothing new. A list answer may be a bare array or wrapped (`{total_count,
+//!   result}`, as the admin search answers); a record that cannot be read is reported
+//!   unreadable, not a failed listing.
+//! - The numbers the listing read are kept (number -> extension id), so a create on a
+//!   known number is one request (`POST user/extension/`), and on a new one two (`POST
+//!   extension/` first); no lookup per create. Numbers are never deleted (they carry
+//!   phone settings, and a recreated user reuses its number), except one made for a user
+//!   that was then refused.
+//! - `GET extension/?name=`: the docs leave open whether the filter takes the number
+//!   relative to the client prefix or only the full `prefix*NNN`; the full name is sent
+//!   once the prefix is known, else the bare number, and every answer is checked record
+//!   by record, so a filter read either way (or ignored) finds the same number.
+//! - `POST user/extension/` with `extension_id`, `name`, `login`, `password`, `email`,
+//!   `status`, `access`, `timezone`, and `extra_params` = `switchboard:<namespace>/<name>`,
+//!   the ownership marker `list` reads back into [`Account::marker`]. `extra_params` may
+//!   come back absent, `null`, the string `"null"`, or anyone's text: only a well-formed
+//!   marker is a claim, and only an empty field (or a marker) is ever overwritten.
 //! - `PUT user/extension/{id}`: partial (only what changed); it cannot change `login`.
 //! - `DELETE user/extension/{id}`.
 //!
-//! Errors are `{"message", "status"}`: 400 `already_exists` is a conflict, other 400s a
-//! validation error (field from the message), 403 an auth error, 404 a gone record (or,
-//! with `client_not_found`, a wrong `clientId`).
+//! Errors are decided by HTTP status and structure, never by text: the statuses
+//! `already_exists` and `extension_not_found` are used when present but are not
+//! documented, so a refused number is looked up to tell a duplicate from a bad request,
+//! and a refused user on a number the listing knew has its number checked, made again
+//! when gone, and is sent once more.
 //!
 //! | operation | supported | why |
 //! |---|---|---|
 //! | list | yes | all pages of users, numbers resolved through the extension list |
 //! | find by extension | yes | extension by `name`, then its users by `extension_id` |
-//! | create | yes | number found or created, then the user (a password is required) |
+//! | create | yes | number known or created, then the user (a password is required) |
 //! | update | yes | name, e-mail, status, access, time zone, password, number (`extension_id`) |
 //! | change login | no | the PUT has no `login` field: delete and recreate by hand |
 //! | delete | yes | the user only; the number stays |
 //! | ownership marker | yes | `extra_params` (free field); never overwrites foreign content |
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashMap},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -51,10 +70,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
 use super::{
-    Backend, Credentials, Error, Listing, Secret, check_settings_block,
+    Backend, Credentials, Error, Listing, Probe, Secret, Unreadable, Write, check_settings_block,
     common::{Answer, bearer_call, random_password, unsupported},
     extension_field,
     http::{Http, Retry, Settings},
+    lenient,
+    paging::{Next, Page, Pager},
 };
 use crate::{
     api::{BackendKind, EmployeeSpec, Membership, employee::TelphinAccess, phone_system},
@@ -68,14 +89,23 @@ pub const TIMEZONE: &str = "timezone";
 /// What `extra_params` starts with on accounts switchboard created.
 pub const MARKER_PREFIX: &str = "switchboard:";
 
+mod auth;
+mod errors;
+mod records;
+
+use auth::*;
+use errors::*;
+use records::*;
+
 const SYSTEM: BackendKind = BackendKind::Telphin;
 const API: &str = "/api/ver1.0";
 const TOKEN_PATH: &str = "/oauth/token";
-/// Users per page. Kept well under any plausible server maximum: a server that capped
-/// `per_page` below it would make the first page look like the last.
+/// Users per page asked for. A server may send fewer (a cap) or more (no paging): the
+/// pages are followed either way.
 pub const DEFAULT_PER_PAGE: usize = 100;
-/// A listing longer than this many pages is reported incomplete rather than read on.
-const MAX_PAGES: usize = 10_000;
+/// Where a list answer may wrap its records (the admin search answers `{total_count,
+/// result}`).
+const WRAPPERS: &[&str] = &["result", "data", "items"];
 /// Renew a token this long before `expires_in` runs out, or at half its life if shorter.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
 /// Telphin numbers are 2, 3 or 4 digits (fixed per client when it is created).
@@ -84,6 +114,8 @@ const LOGIN_LEN: std::ops::RangeInclusive<usize> = 3..=64;
 const NAME_MAX: usize = 255;
 const PASSWORD_LEN: usize = 16;
 const PASSWORD_SPECIALS: &[u8] = b"!#$*-=?@_";
+/// A listing before the first one: two lists, each a page and the empty page after it.
+const FIRST_LIST_COST: u64 = 4;
 
 /// One Telphin client's extension-level users.
 pub struct Telphin {
@@ -95,16 +127,25 @@ pub struct Telphin {
     token: Mutex<Option<Token>>,
     caps: Capabilities,
     per_page: usize,
-    /// The numbers the last listing found; `None` before the first. Only decides whether
-    /// a create looks its number up first or creates it first: both handle the other case.
-    numbers: std::sync::Mutex<Option<HashSet<String>>>,
+    /// Cleared when the server refused `per_page`: pages are then asked by `page` alone.
+    send_per_page: AtomicBool,
+    /// API requests sent (each try counted), for the cost of a listing.
+    sent: AtomicU64,
+    known: std::sync::Mutex<Known>,
 }
 
-struct Token {
-    value: Secret,
-    /// `None`: the answer gave no `expires_in`; used until refused.
-    renew_at: Option<Instant>,
-    stale: bool,
+/// What the last listing (and the writes since) taught the client.
+#[derive(Default)]
+struct Known {
+    /// Number -> extension id; `None` before the first listing.
+    numbers: Option<HashMap<String, String>>,
+    /// The client prefix (`0001` of `0001*101`), once a full name was seen.
+    prefix: Option<String>,
+    /// User id -> whether its `extra_params` may take our marker (empty, `"null"`, or a
+    /// marker already), as listed.
+    free: HashMap<String, bool>,
+    /// Requests the last listing sent.
+    list_cost: Option<u64>,
 }
 
 #[derive(Clone, Copy)]
@@ -113,54 +154,11 @@ enum Target<'a> {
     Item(&'a str),
 }
 
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct User {
-    id: u64,
-    extension_id: u64,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    login: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    access: Option<String>,
-    #[serde(default)]
-    timezone: Option<String>,
-    #[serde(default)]
-    extra_params: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Extension {
-    id: u64,
-    name: String,
-}
-
-/// A record of a paged list: pages are told apart by their records' ids.
-trait Record: DeserializeOwned {
-    fn id(&self) -> u64;
-}
-
-impl Record for User {
-    fn id(&self) -> u64 {
-        self.id
-    }
-}
-
-impl Record for Extension {
-    fn id(&self) -> u64 {
-        self.id
-    }
+/// What became of a user's create.
+enum Sent {
+    Done(Answer),
+    /// Refused, and the number it named is gone.
+    NumberGone,
 }
 
 impl Telphin {
@@ -197,7 +195,9 @@ impl Telphin {
             token: Mutex::new(None),
             caps: Capabilities { create: true, update: true, delete: true, readable, writable },
             per_page: DEFAULT_PER_PAGE,
-            numbers: std::sync::Mutex::new(None),
+            send_per_page: AtomicBool::new(true),
+            sent: AtomicU64::new(0),
+            known: std::sync::Mutex::new(Known::default()),
         })
     }
 
@@ -211,178 +211,99 @@ impl Telphin {
         self.http.url(&format!("{}/{path}", self.client_path))
     }
 
-    // ---- authentication ----------------------------------------------------------
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
-    async fn bearer(&self) -> Result<Secret, Error> {
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref()
-            && !t.stale
-            && t.renew_at.is_none_or(|at| Instant::now() < at)
+    /// Learns the client prefix from a full extension name.
+    fn learn_prefix(&self, name: &str) {
+        if let Some((prefix, _)) = name.rsplit_once('*')
+            && !prefix.is_empty()
         {
-            return Ok(t.value.clone());
-        }
-        let fresh = self.fetch_token().await?;
-        let value = fresh.value.clone();
-        *slot = Some(fresh);
-        Ok(value)
-    }
-
-    async fn refused(&self, used: &Secret) {
-        if let Some(t) = self.token.lock().await.as_mut()
-            && t.value == *used
-        {
-            t.stale = true;
+            self.known().prefix.get_or_insert_with(|| prefix.to_owned());
         }
     }
 
-    async fn fetch_token(&self) -> Result<Token, Error> {
-        let url = self.http.url(TOKEN_PATH);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.expose()),
-            ("client_secret", self.client_secret.expose()),
-        ];
-        // Asking for a token twice is harmless.
-        let reply = self.http.send(Retry::Idempotent, &[], |c| c.post(&url).form(&form)).await?;
-        let answer = Answer { redactor: self.http.redactor().clone(), reply };
-        let status = answer.reply.status;
-        if status.is_client_error() {
-            let v: Value = serde_json::from_slice(&answer.reply.body).unwrap_or(Value::Null);
-            let text = ["error_description", "error", "message"]
-                .iter()
-                .filter_map(|k| v.get(k).and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(": ");
-            let text = answer.text(Some(text.as_str()).filter(|t| !t.is_empty()));
-            return Err(
-                answer.scrub(self.http.auth(&format!("token refused (HTTP {}): {text}", status.as_u16())))
-            );
+    fn remember_number(&self, number: &str, id: &str) {
+        if let Some(numbers) = self.known().numbers.as_mut() {
+            numbers.insert(number.to_owned(), id.to_owned());
         }
-        if !status.is_success() {
-            return Err(answer.unexpected(&self.http, error_of(&answer.reply.body).0.as_deref()));
-        }
-        let t: TokenAnswer = answer.json(&self.http)?;
-        if t.access_token.is_empty() {
-            return Err(self.http.protocol("the token answer carries an empty access_token"));
-        }
-        let renew_at = t.expires_in.map(|secs| {
-            let life = Duration::from_secs(secs);
-            Instant::now() + (life - RENEW_MARGIN.min(life / 2))
-        });
-        Ok(Token { value: Secret::new(t.access_token), renew_at, stale: false })
     }
 
-    /// Sends an authenticated request; on a 401 fetches a new token once and sends again.
-    async fn call(
-        &self,
-        retry: Retry,
-        secrets: &[&Secret],
-        build: impl Fn(&Client) -> RequestBuilder,
-    ) -> Result<Answer, Error> {
-        bearer_call(
-            &self.http,
-            retry,
-            secrets,
-            build,
-            || self.bearer(),
-            |used| async move {
-                self.refused(&used).await;
-                true
-            },
-            |answer| error_of(&answer.reply.body).0.unwrap_or_default(),
-        )
-        .await
-    }
-
-    // ---- reading -----------------------------------------------------------------
-
-    /// Every record of a paged list, and whether the listing is known to be complete.
-    /// Read straight into `T`, page by page: 10,000 users as `Value`s first would cost
-    /// several times what the records themselves do.
-    async fn pages<T: Record>(&self, path: &str, filters: &[(&str, &str)]) -> Result<(Vec<T>, bool), Error> {
-        let url = self.url(path);
-        let per_page = self.per_page.to_string();
-        let mut items = Vec::new();
-        let mut seen = HashSet::new();
-        let mut complete = true;
-        for page in 1..=MAX_PAGES {
-            let page_no = page.to_string();
-            let mut params: Vec<(&str, &str)> = filters.to_vec();
-            params.extend([("page", page_no.as_str()), ("per_page", per_page.as_str())]);
-            let answer = self.call(Retry::Idempotent, &[], |c| c.get(&url).query(&params)).await?;
-            if !answer.reply.status.is_success() {
-                return Err(self.fail(&answer, Target::Collection));
-            }
-            let batch: Vec<T> = answer.json(&self.http)?;
-            let n = batch.len();
-            if n > self.per_page {
-                return Err(self.http.protocol(&format!(
-                    "page {page} of {path} holds {n} records, more than the {} asked for",
-                    self.per_page
-                )));
-            }
-            let mut new = 0;
-            for item in batch {
-                if seen.insert(item.id()) {
-                    new += 1;
-                    items.push(item);
-                }
-            }
-            if n > 0 && new == 0 {
-                return Err(self.http.protocol(&format!("page {page} of {path} repeats page {}", page - 1)));
-            }
-            if new < n {
-                // Records shifted between pages (something was added or removed while
-                // reading): one may have been skipped as well.
-                complete = false;
-            }
-            if n < self.per_page {
-                return Ok((items, complete));
-            }
+    fn forget_number(&self, number: &str) {
+        if let Some(numbers) = self.known().numbers.as_mut() {
+            numbers.remove(number);
         }
-        Ok((items, false))
     }
 
-    async fn extension_by_id(&self, id: u64) -> Result<Option<String>, Error> {
+    /// The extension id of `number`, as last listed.
+    fn cached_number(&self, number: &str) -> Option<String> {
+        self.known().numbers.as_ref()?.get(number).cloned()
+    }
+
+    async fn extension_by_id(&self, id: &str) -> Result<Option<Extension>, Error> {
         let url = self.url(&format!("extension/{id}"));
         let answer = self.call(Retry::Idempotent, &[], |c| c.get(&url)).await?;
         if answer.reply.status == StatusCode::NOT_FOUND {
-            return match self.fail(&answer, Target::Item(&id.to_string())) {
+            return match self.fail(&answer, Target::Item(id)) {
                 Error::NotFound { .. } => Ok(None),
                 other => Err(other),
             };
         }
         if !answer.reply.status.is_success() {
-            return Err(self.fail(&answer, Target::Item(&id.to_string())));
+            return Err(self.fail(&answer, Target::Item(id)));
         }
         let e: Extension = answer.json(&self.http)?;
-        Ok(Some(number(&e.name).to_owned()))
+        self.learn_prefix(&e.name);
+        Ok(Some(e))
     }
 
-    /// The id of the client's extension numbered `extension`.
-    async fn find_extension(&self, extension: &str) -> Result<Option<u64>, Error> {
-        let (found, _) = self.pages::<Extension>("extension/", &[("name", extension)]).await?;
-        for e in found {
-            if number(&e.name) == extension {
-                return Ok(Some(e.id));
-            }
+    /// The extensions `name=filter` answers, all pages.
+    async fn extensions_named(&self, filter: &str) -> Result<Vec<Extension>, Error> {
+        let found = self.pages::<Extension>("extension/", &[("name", filter)]).await?;
+        for e in &found.items {
+            self.learn_prefix(&e.name);
         }
-        Ok(None)
+        Ok(found.items)
     }
 
-    /// The extension numbered `extension`, created (a phone, active) when missing.
+    /// The id of the client's extension numbered `number`. The name filter may take the
+    /// full `prefix*NNN` only, or the number relative to the prefix: the full name is
+    /// asked once the prefix is known (both readings find it), the bare number before,
+    /// and then, if that found nothing, the whole list.
+    async fn find_extension(&self, number: &str) -> Result<Option<String>, Error> {
+        let prefix = self.known().prefix.clone();
+        let filter = match &prefix {
+            Some(p) => format!("{p}*{number}"),
+            None => number.to_owned(),
+        };
+        let found = self.extensions_named(&filter).await?;
+        if let Some(e) = found.iter().find(|e| self::number(&e.name) == number) {
+            return Ok(Some(e.id.clone()));
+        }
+        if prefix.is_some() {
+            return Ok(None);
+        }
+        let all = self.pages::<Extension>("extension/", &[]).await?;
+        for e in &all.items {
+            self.learn_prefix(&e.name);
+        }
+        Ok(all.items.into_iter().find(|e| self::number(&e.name) == number).map(|e| e.id))
+    }
+
+    /// The extension numbered `number`, created (a phone, active) when missing.
     /// Returns its id and whether this call created it.
-    async fn ensure_extension(&self, extension: &str, label: Option<&str>) -> Result<(u64, bool), Error> {
-        let listed_absent = self
-            .numbers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|numbers| !numbers.contains(extension));
-        if !listed_absent && let Some(id) = self.find_extension(extension).await? {
+    async fn ensure_extension(&self, number: &str, label: Option<&str>) -> Result<(String, bool), Error> {
+        if let Some(id) = self.cached_number(number) {
             return Ok((id, false));
         }
-        let mut body = json!({"name": extension, "type": "phone", "status": "active"});
+        // Listed and absent: made straight away. Never listed: looked up first.
+        let listed = self.known().numbers.is_some();
+        if !listed && let Some(id) = self.find_extension(number).await? {
+            self.remember_number(number, &id);
+            return Ok((id, false));
+        }
+        let mut body = json!({"name": number, "type": "phone", "status": "active"});
         if let Some(label) = label {
             body["label"] = json!(label);
         }
@@ -390,25 +311,32 @@ impl Telphin {
         let answer = self.call(Retry::Unsafe, &[], |c| c.post(&url).json(&body)).await?;
         if answer.reply.status.is_success() {
             let e: Extension = answer.json(&self.http)?;
+            self.learn_prefix(&e.name);
+            self.remember_number(number, &e.id);
             return Ok((e.id, true));
         }
-        match self.fail(&answer, Target::Collection) {
-            // Made meanwhile (by an earlier try whose answer was lost, say): take it.
-            Error::Conflict { .. } => match self.find_extension(extension).await? {
-                Some(id) => Ok((id, false)),
-                None => Err(self.http.conflict(&format!("extension {extension} exists but cannot be found"))),
-            },
-            other => Err(other),
+        let refused = self.fail(&answer, Target::Collection);
+        if !answer.reply.status.is_client_error() {
+            return Err(refused);
+        }
+        // Made meanwhile (by an earlier try whose answer was lost, by a person), or a bad
+        // request: the list tells, whatever status string the refusal carried.
+        match self.find_extension(number).await? {
+            Some(id) => {
+                self.remember_number(number, &id);
+                Ok((id, false))
+            }
+            None => Err(refused),
         }
     }
 
-    async fn delete_extension(&self, id: u64) -> Result<(), Error> {
+    async fn delete_extension(&self, id: &str) -> Result<(), Error> {
         let url = self.url(&format!("extension/{id}"));
         let answer = self.call(Retry::Idempotent, &[], |c| c.delete(&url)).await?;
         if answer.reply.status.is_success() || answer.reply.status == StatusCode::NOT_FOUND {
             Ok(())
         } else {
-            Err(self.fail(&answer, Target::Item(&id.to_string())))
+            Err(self.fail(&answer, Target::Item(id)))
         }
     }
 
@@ -427,62 +355,50 @@ impl Telphin {
         answer.json(&self.http).map(Some)
     }
 
-    // ---- errors ------------------------------------------------------------------
-
-    fn fail(&self, answer: &Answer, target: Target<'_>) -> Error {
-        let status = answer.reply.status;
-        let (message, code) = error_of(&answer.reply.body);
-        let text = answer.text(message.as_deref());
-        let err = match (status, code.as_deref(), target) {
-            (StatusCode::BAD_REQUEST, Some("already_exists"), _) => self.http.conflict(&text),
-            (StatusCode::BAD_REQUEST, Some("extension_not_found"), _) => {
-                self.http.validation(Some("extension_id"), &text)
-            }
-            (StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY, _, _) => {
-                self.http.validation(field_of(&text), &text)
-            }
-            (StatusCode::FORBIDDEN, code, _) => {
-                self.http.auth(&format!("HTTP 403 {}: {text}", code.unwrap_or("access_denied")))
-            }
-            (StatusCode::NOT_FOUND, Some("client_not_found"), _)
-            | (StatusCode::NOT_FOUND, _, Target::Collection) => Error::Config(format!(
-                "telphin: {} answered 404 ({text}): check url and clientId",
-                self.client_path
-            )),
-            (StatusCode::NOT_FOUND, _, Target::Item(id)) => self.http.not_found(id),
-            _ => return answer.unexpected(&self.http, Some(&text)),
-        };
-        answer.scrub(err)
+    /// Sends the user's create. A refusal of a user on a number the listing knew checks
+    /// that number: [`Sent::NumberGone`] when it is no longer there.
+    async fn post_user(
+        &self,
+        body: &Value,
+        password: &Secret,
+        extension_id: &str,
+        known_number: bool,
+    ) -> Result<Sent, Error> {
+        let url = self.url("user/extension/");
+        let answer = self.call(Retry::Unsafe, &[password], |c| c.post(&url).json(body)).await?;
+        if answer.reply.status.is_success() {
+            return Ok(Sent::Done(answer));
+        }
+        let err = self.fail(&answer, Target::Collection);
+        let about_other_field =
+            matches!(&err, Error::Validation { field: Some(f), .. } if f != "extension_id");
+        let number_may_be_gone = known_number
+            && answer.reply.status.is_client_error()
+            && !matches!(err, Error::Conflict { .. } | Error::Auth { .. })
+            && !about_other_field;
+        if number_may_be_gone && self.extension_by_id(extension_id).await?.is_none() {
+            return Ok(Sent::NumberGone);
+        }
+        // A duplicate login need not say so (`already_exists` is not documented): a
+        // refusal the status does not explain is checked against the list.
+        let unexplained =
+            matches!(&err, Error::Validation { field, .. } if field.as_deref().is_none_or(|f| f == "login"));
+        if unexplained
+            && let Some(login) = body.get("login").and_then(Value::as_str)
+            && self.login_taken(login).await?
+        {
+            return Err(
+                answer.scrub(self.http.conflict(&format!("login {login} is taken: {}", answer.text(None))))
+            );
+        }
+        Err(err)
     }
-}
 
-/// `{"message", "status"}`.
-fn error_of(body: &[u8]) -> (Option<String>, Option<String>) {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (None, None);
-    };
-    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    (text("message"), text("status"))
-}
-
-/// The Telphin field a validation message names (messages start with it).
-fn field_of(message: &str) -> Option<&'static str> {
-    const FIELDS: &[&str] = &[
-        "extension_id",
-        "extra_params",
-        "email_for_notify",
-        "email_notify",
-        "name",
-        "login",
-        "password",
-        "email",
-        "status",
-        "access",
-        "timezone",
-        "comment",
-    ];
-    let first = message.split_whitespace().next()?.to_lowercase();
-    FIELDS.iter().find(|f| **f == first).copied()
+    /// Whether a user with `login` exists (logins compare without case).
+    async fn login_taken(&self, login: &str) -> Result<bool, Error> {
+        let found = self.pages::<User>("user/extension/", &[("login", login)]).await?;
+        Ok(found.items.iter().any(|u| u.login.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(login))))
+    }
 }
 
 /// `0001*101` -> `101`.
@@ -505,6 +421,11 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
+/// `extension_id` as the docs type it (an integer), when it is one.
+fn id_value(id: &str) -> Value {
+    id.parse::<u64>().map_or_else(|_| json!(id), Value::from)
+}
+
 fn account(u: User, extension: String) -> Account {
     let mut attributes = Attributes {
         display_name: non_empty(u.name),
@@ -522,8 +443,11 @@ fn account(u: User, extension: String) -> Account {
             attributes.settings.insert(key.to_owned(), v);
         }
     }
-    let marker = u.extra_params.as_deref().and_then(parse_marker);
-    Account { id: u.id.to_string(), extension, attributes, marker }
+    let marker = match &u.extra_params {
+        Some(Value::String(s)) => parse_marker(s),
+        _ => None,
+    };
+    Account { id: u.id, extension, attributes, marker }
 }
 
 fn status(enabled: bool) -> &'static str {
@@ -533,6 +457,25 @@ fn status(enabled: bool) -> &'static str {
 impl Backend for Telphin {
     fn quota(&self) -> Option<super::Quota> {
         self.http.quota()
+    }
+
+    fn cost(&self, write: Write<'_>) -> u64 {
+        let known = |number: &str| self.cached_number(number).is_some();
+        match write {
+            // The user; and its number first when the listing did not have it.
+            Write::Create(d) => 1 + u64::from(!known(&d.extension)),
+            Write::Update { account, desired, changes } => {
+                let moves = changes.iter().any(|c| c.field == Field::Extension) && !known(&desired.extension);
+                let marks = account.marker.as_ref() != Some(&desired.owner)
+                    && !self.known().free.contains_key(&account.id);
+                1 + u64::from(moves) + u64::from(marks)
+            }
+            Write::Delete(_) => 1,
+        }
+    }
+
+    fn list_cost(&self) -> u64 {
+        self.known().list_cost.unwrap_or(FIRST_LIST_COST)
     }
 
     fn kind(&self) -> BackendKind {
@@ -594,42 +537,89 @@ impl Backend for Telphin {
     }
 
     async fn list(&self) -> Result<Listing, Error> {
+        let before = self.sent.load(Ordering::Relaxed);
         // Both lists at once. A user whose number is not in the numbers read is looked up
         // alone below: the number was made after its list was read, or it is gone, and
         // with it the user (Telphin deletes no number that still has users).
-        let ((users, complete), (extensions, _)) = tokio::try_join!(
+        let (users, extensions) = tokio::try_join!(
             self.pages::<User>("user/extension/", &[]),
             self.pages::<Extension>("extension/", &[])
         )?;
-        let mut numbers: HashMap<u64, String> = HashMap::new();
-        for e in extensions {
-            numbers.insert(e.id, number(&e.name).to_owned());
+        let mut numbers: HashMap<String, String> = HashMap::new();
+        let mut by_id: HashMap<String, String> = HashMap::new();
+        for e in &extensions.items {
+            self.learn_prefix(&e.name);
+            numbers.insert(number(&e.name).to_owned(), e.id.clone());
+            by_id.insert(e.id.clone(), number(&e.name).to_owned());
         }
-        *self.numbers.lock().unwrap_or_else(|e| e.into_inner()) = Some(numbers.values().cloned().collect());
-        let mut accounts = Vec::with_capacity(users.len());
-        for u in users {
-            let extension = match numbers.get(&u.extension_id) {
+        let mut unreadable = users.unreadable;
+        // An extension record that cannot be read hides the number of its users: they
+        // are reported too, so nothing is created on what may be theirs.
+        unreadable.extend(extensions.unreadable.into_iter().map(|mut u| {
+            u.problem = format!("extension record: {}", u.problem);
+            u
+        }));
+        let mut accounts = Vec::with_capacity(users.items.len());
+        let mut free = HashMap::with_capacity(users.items.len());
+        let mut null_texts = 0;
+        for u in users.items {
+            let extension = match by_id.get(&u.extension_id) {
                 Some(n) => n.clone(),
                 // Made after the extension list was read: ask for it alone.
-                None => match self.extension_by_id(u.extension_id).await? {
-                    Some(n) => n,
+                None => match self.extension_by_id(&u.extension_id).await? {
+                    Some(e) => {
+                        let n = number(&e.name).to_owned();
+                        numbers.insert(n.clone(), e.id);
+                        n
+                    }
                     // Its number is gone, and so (Telphin keeps no user without one) is it.
                     None => continue,
                 },
             };
+            null_texts += usize::from(u.extra_params.as_ref().is_some_and(null_text));
+            free.insert(u.id.clone(), free_field(u.extra_params.as_ref()));
             accounts.push(account(u, extension));
         }
-        Ok(Listing { accounts, complete, ..Listing::default() })
+        let cost = self.sent.load(Ordering::Relaxed).saturating_sub(before);
+        let prefix = {
+            let mut known = self.known();
+            known.numbers = Some(numbers);
+            known.free = free;
+            known.list_cost = Some(cost.max(1));
+            known.prefix.clone()
+        };
+        let sized = users.pages.first().and_then(|p| p.asked).is_some();
+        let mut dialect = vec![
+            ("user list shape", users.shape),
+            ("extension list shape", extensions.shape),
+            ("page size", page_size(&users.pages, self.per_page)),
+            ("requests per listing", cost.to_string()),
+        ];
+        if !sized {
+            dialect.push(("per_page", "refused by the server; dropped".into()));
+        }
+        if let Some(p) = prefix {
+            dialect.push(("client prefix", p));
+        }
+        if null_texts > 0 {
+            dialect.push(("extra_params", format!("{null_texts} user(s) hold the text \"null\": no marker")));
+        }
+        Ok(Listing {
+            accounts,
+            complete: users.complete && extensions.complete,
+            unreadable,
+            pages: users.pages,
+            dialect,
+        })
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
         let Some(ext_id) = self.find_extension(extension).await? else {
             return Ok(None);
         };
-        let id = ext_id.to_string();
-        let (mut users, _) = self.pages::<User>("user/extension/", &[("extension_id", &id)]).await?;
+        let mut users = self.pages::<User>("user/extension/", &[("extension_id", &ext_id)]).await?.items;
         users.retain(|u| u.extension_id == ext_id);
-        users.sort_by_key(|u| u.id);
+        users.sort_by_key(|u| (u.id.len(), u.id.clone()));
         Ok(users.into_iter().next().map(|u| account(u, extension.to_owned())))
     }
 
@@ -641,9 +631,7 @@ impl Backend for Telphin {
         let (Some(name), Some(login), Some(email)) = (&a.display_name, &a.login, &a.email) else {
             return Err(Error::Config("telphin: a user needs a name, a login and an e-mail".into()));
         };
-        let (extension_id, made) = self.ensure_extension(&desired.extension, Some(name)).await?;
         let mut body = json!({
-            "extension_id": extension_id,
             "name": name,
             "login": login,
             "password": password.expose(),
@@ -656,23 +644,50 @@ impl Backend for Telphin {
                 body[key] = json!(v);
             }
         }
-        let url = self.url("user/extension/");
-        let answer = self.call(Retry::Unsafe, &[password], |c| c.post(&url).json(&body)).await?;
-        if !answer.reply.status.is_success() {
-            let err = self.fail(&answer, Target::Collection);
-            if made {
-                // The user was refused for good: take back the number made for it. Best
-                // effort: a number left behind is reused by the next create.
-                if let Err(e) = self.delete_extension(extension_id).await {
-                    tracing::warn!(system = %SYSTEM, extension = %desired.extension, error = %e, "could not remove the number made for a refused user");
-                }
+        let (mut extension_id, mut made) = self.ensure_extension(&desired.extension, Some(name)).await?;
+        body["extension_id"] = id_value(&extension_id);
+        let sent = match self.post_user(&body, password, &extension_id, !made).await {
+            Ok(Sent::NumberGone) => {
+                // The number the listing knew is gone: make it again, and send once more.
+                self.forget_number(&desired.extension);
+                (extension_id, made) = self.ensure_extension(&desired.extension, Some(name)).await?;
+                body["extension_id"] = id_value(&extension_id);
+                self.post_user(&body, password, &extension_id, false).await
             }
-            return Err(err);
-        }
-        let user: User = answer.json(&self.http)?;
+            other => other,
+        };
+        let answer = match sent {
+            Ok(Sent::Done(answer)) => answer,
+            Ok(Sent::NumberGone) => {
+                return Err(self.http.conflict(&format!("extension {} vanished twice", desired.extension)));
+            }
+            Err(err) => {
+                let refused = !(err.is_transient() || matches!(err, Error::Protocol { .. }));
+                if made && refused {
+                    // The user was refused for good: take back the number made for it.
+                    // Best effort: a number left behind is reused by the next create.
+                    if let Err(e) = self.delete_extension(&extension_id).await {
+                        tracing::warn!(system = %SYSTEM, extension = %desired.extension, error = %e, "could not remove the number made for a refused user");
+                    } else {
+                        self.forget_number(&desired.extension);
+                    }
+                }
+                return Err(err);
+            }
+        };
+        let user: User = match answer.json(&self.http) {
+            Ok(user) => user,
+            // A success without the user: find what was made rather than fail it.
+            Err(_) => {
+                return self.find(&desired.extension).await?.ok_or_else(|| {
+                    self.http.protocol("the user was created but is not found on its number")
+                });
+            }
+        };
         if user.extension_id != extension_id {
             return Err(self.http.protocol("the created user is on another extension than asked"));
         }
+        self.known().free.insert(user.id.clone(), true);
         Ok(account(user, desired.extension.clone()))
     }
 
@@ -713,16 +728,23 @@ impl Backend for Telphin {
                 Field::Extension => {
                     let label = desired.attributes.display_name.as_deref();
                     let (id, _) = self.ensure_extension(&desired.extension, label).await?;
-                    body.insert("extension_id".into(), json!(id));
+                    body.insert("extension_id".into(), id_value(&id));
                 }
                 other => return Err(Error::Unsupported { system: SYSTEM, operation: unsupported(other) }),
             }
         }
         if account.marker.as_ref() != Some(&desired.owner) {
             // Mark it ours, unless the free field holds something that is not a marker.
-            let current = self.user(&account.id).await?.ok_or_else(|| self.http.not_found(&account.id))?;
-            let extra = current.extra_params.unwrap_or_default();
-            if extra.trim().is_empty() || parse_marker(&extra).is_some() {
+            let listed = self.known().free.get(&account.id).copied();
+            let free = match listed {
+                Some(free) => free,
+                None => {
+                    let current =
+                        self.user(&account.id).await?.ok_or_else(|| self.http.not_found(&account.id))?;
+                    free_field(current.extra_params.as_ref())
+                }
+            };
+            if free {
                 body.insert("extra_params".into(), json!(marker(&desired.owner)));
             }
         }
@@ -736,8 +758,8 @@ impl Backend for Telphin {
         if !answer.reply.status.is_success() {
             return Err(self.fail(&answer, Target::Item(&account.id)));
         }
-        // An answer that is not the user's JSON (a proxy's page) proves nothing was done.
-        answer.json::<Map<String, Value>>(&self.http).map(|_| ())
+        // An answer that is not JSON (a proxy's page) proves nothing was done.
+        answer.json::<Value>(&self.http).map(|_| ())
     }
 
     async fn delete(&self, account: &Account) -> Result<(), Error> {
@@ -759,6 +781,25 @@ impl Backend for Telphin {
         }
         answer.json::<Value>(&self.http).map(|_| ())
     }
+
+    /// The default probe, and how the extension name filter reads a bare number: one
+    /// more read, never a write.
+    async fn probe(&self) -> Result<Probe, Error> {
+        let mut listing = self.list().await?;
+        let Some(first) = listing.accounts.first().cloned() else {
+            return Ok(Probe { listing, sample: None });
+        };
+        let sample = Some(self.find(&first.extension).await);
+        let bare = self.extensions_named(&first.extension).await?;
+        let matching = bare.iter().filter(|e| number(&e.name) == first.extension).count();
+        let filter = match (bare.len(), matching) {
+            (0, _) => "exact: name=NNN finds nothing, the full prefix*NNN is needed".to_owned(),
+            (1, 1) => "relative: name=NNN finds prefix*NNN".to_owned(),
+            (n, _) => format!("ignored or loose: name=NNN answered {n} extensions"),
+        };
+        listing.dialect.push(("extension name filter", filter));
+        Ok(Probe { listing, sample })
+    }
 }
 
 #[cfg(test)]
@@ -779,12 +820,5 @@ mod tests {
     fn numbers_drop_the_client_prefix() {
         assert_eq!(number("0001*101"), "101");
         assert_eq!(number("101"), "101");
-    }
-
-    #[test]
-    fn fields_are_read_from_messages() {
-        assert_eq!(field_of("login must be 3 to 64 characters"), Some("login"));
-        assert_eq!(field_of("Login x already exists"), Some("login"));
-        assert_eq!(field_of("Extension number must be 3 digits"), None);
     }
 }

@@ -508,6 +508,10 @@ impl<'a> Read<'a> {
 /// behind.
 const STALE_RETRY: Duration = Duration::from_secs(1);
 
+/// How long after a request quota's announced reset the pass that waits for it runs:
+/// the reset is given in whole seconds, and clocks differ.
+const QUOTA_MARGIN: Duration = Duration::from_secs(2);
+
 async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result<Action, Error> {
     match ctx.admit().await {
         Admission::Go => {}
@@ -539,7 +543,8 @@ async fn reconcile_system(system: Arc<PhoneSystem>, ctx: Arc<Context>) -> Result
 /// How a pass ended, as the `outcome` label of `switchboard_syncs_total` says it:
 /// `synced`, `failures` (some accounts failed), `stale` (planned from a cache that was
 /// behind; retried), `unready` (credentials or spec unusable), `unreachable` (the PBX
-/// could not be listed), `error` (the Kubernetes API failed), `abandoned`.
+/// could not be listed), `rate_limited` (the system's request quota is spent; writes or
+/// the whole pass wait for its reset), `error` (the Kubernetes API failed), `abandoned`.
 type Outcome = &'static str;
 
 async fn sync_system(
@@ -588,26 +593,48 @@ async fn sync_system(
         written: Mutex::new(BTreeMap::new()),
         stale: std::sync::atomic::AtomicBool::new(false),
     };
-    let report =
-        match engine::sync(backend.as_ref(), &name, &system.spec, &views, &intents, &vault, &options).await {
-            Ok(report) => report,
-            Err(engine::Error::Backend(e)) => {
-                let reason = match &e {
-                    backends::Error::Auth { .. } => reason::AUTH_FAILED,
-                    backends::Error::Credentials { .. } => reason::CREDENTIALS_MISSING,
-                    _ => reason::PBX_UNREACHABLE,
-                };
-                status::system_unready(&ctx, &system, reason, &e.to_string()).await?;
-                // Unreachable systems are retried sooner than the resync, with the backoff
-                // the error policy would give.
-                return Ok(("unreachable", Action::requeue(resync.min(Duration::from_secs(30)))));
+    let report = match engine::sync(backend.as_ref(), &name, &system.spec, &views, &intents, &vault, &options)
+        .await
+    {
+        Ok(report) => report,
+        Err(engine::Error::RateLimited { quota, cost, wait }) => {
+            let message = format!(
+                "the request quota is spent ({} left, a listing takes {cost}): the next pass waits for its reset",
+                quota.remaining
+            );
+            status::system_rate_limited(&ctx, &system, &quota, &message).await?;
+            return Ok(("rate_limited", Action::requeue(wait + QUOTA_MARGIN)));
+        }
+        Err(engine::Error::Backend(e)) if e.is_transient() && engine::quota::spent(backend.as_ref()) => {
+            // A 429 while listing: the quota was spent by others sharing it.
+            let quota = backends::Backend::quota(backend.as_ref())
+                .map(|q| (engine::quota::status_of(&q, &ctx.now()), q.reset_at));
+            if let Some((quota, Some(at))) = quota {
+                let message = format!("the request quota is spent: {e}");
+                status::system_rate_limited(&ctx, &system, &quota, &message).await?;
+                let wait = at.saturating_duration_since(std::time::Instant::now());
+                return Ok(("rate_limited", Action::requeue(wait + QUOTA_MARGIN)));
             }
-            Err(engine::Error::Intents(why)) if intents.stale.load(std::sync::atomic::Ordering::Relaxed) => {
-                tracing::debug!(%why, "pass planned from a stale cache; nothing was created");
-                return Ok(("stale", Action::requeue(STALE_RETRY)));
-            }
-            Err(e) => return Err(e.into()),
-        };
+            status::system_unready(&ctx, &system, reason::PBX_UNREACHABLE, &e.to_string()).await?;
+            return Ok(("unreachable", Action::requeue(resync.min(Duration::from_secs(30)))));
+        }
+        Err(engine::Error::Backend(e)) => {
+            let reason = match &e {
+                backends::Error::Auth { .. } => reason::AUTH_FAILED,
+                backends::Error::Credentials { .. } => reason::CREDENTIALS_MISSING,
+                _ => reason::PBX_UNREACHABLE,
+            };
+            status::system_unready(&ctx, &system, reason, &e.to_string()).await?;
+            // Unreachable systems are retried sooner than the resync, with the backoff
+            // the error policy would give.
+            return Ok(("unreachable", Action::requeue(resync.min(Duration::from_secs(30)))));
+        }
+        Err(engine::Error::Intents(why)) if intents.stale.load(std::sync::atomic::Ordering::Relaxed) => {
+            tracing::debug!(%why, "pass planned from a stale cache; nothing was created");
+            return Ok(("stale", Action::requeue(STALE_RETRY)));
+        }
+        Err(e) => return Err(e.into()),
+    };
     ctx.config.metrics.record_report(&ns, &name, &report);
 
     let mut changed = Vec::new();
@@ -645,11 +672,22 @@ async fn sync_system(
         }
     }
     status::system_synced(&ctx, &system, &report, started.elapsed()).await?;
-    let outcome = if report.failures > 0 { "failures" } else { "synced" };
-    if stale {
-        Ok(("stale", Action::requeue(STALE_RETRY.min(resync))))
+    let outcome = if report.rate_limited > 0 {
+        "rate_limited"
+    } else if report.failures > 0 {
+        "failures"
     } else {
-        Ok((outcome, Action::requeue(resync)))
+        "synced"
+    };
+    // Writes that wait for the quota run at its reset, not a resync later.
+    let next = match report.resumes_in {
+        Some(wait) if report.rate_limited > 0 => resync.min(wait + QUOTA_MARGIN),
+        _ => resync,
+    };
+    if stale {
+        Ok(("stale", Action::requeue(STALE_RETRY.min(next))))
+    } else {
+        Ok((outcome, Action::requeue(next)))
     }
 }
 

@@ -20,6 +20,7 @@ use crate::{
     api::{
         AccountState, AccountStatus, BackendKind, Employee, EmployeeStatus, PhoneSystem, PhoneSystemStatus,
         conditions::{self, READY, SYNCED, reason},
+        phone_system::RequestQuota,
     },
     backends::Secret as Password,
     engine::Report,
@@ -141,6 +142,9 @@ pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> E
                             }
                         }
                         AccountState::Failed => reason_in(p.message.as_deref()),
+                        _ if p.message.as_deref().is_some_and(|m| m.starts_with(reason::RATE_LIMITED)) => {
+                            reason::RATE_LIMITED
+                        }
                         _ => reason::PENDING,
                     };
                     problems
@@ -187,8 +191,13 @@ pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> E
 
 /// The reason a failure message starts with, as the engine writes them.
 fn reason_in(message: Option<&str>) -> &'static str {
-    let known =
-        [reason::PBX_UNREACHABLE, reason::VALIDATION_FAILED, reason::AUTH_FAILED, reason::EXTENSION_TAKEN];
+    let known = [
+        reason::PBX_UNREACHABLE,
+        reason::VALIDATION_FAILED,
+        reason::AUTH_FAILED,
+        reason::EXTENSION_TAKEN,
+        reason::RATE_LIMITED,
+    ];
     message.and_then(|m| known.into_iter().find(|r| m.starts_with(r))).unwrap_or(reason::VALIDATION_FAILED)
 }
 
@@ -227,6 +236,49 @@ async fn patch_system_status(
 
 fn kind_of(system: &PhoneSystem) -> Option<BackendKind> {
     system.spec.backend().ok().map(|b| b.kind())
+}
+
+/// Records a pass that waits for the system's request quota to reset: the system is
+/// reachable, nothing was listed or written.
+pub async fn system_rate_limited(
+    ctx: &Context,
+    system: &PhoneSystem,
+    quota: &RequestQuota,
+    message: &str,
+) -> Result<(), Error> {
+    let now = ctx.now();
+    let generation = system.metadata.generation;
+    let mut status = system.status.clone().unwrap_or_default();
+    let before = status.clone();
+    conditions::set(
+        &mut status.conditions,
+        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
+    );
+    conditions::set(
+        &mut status.conditions,
+        conditions::new(SYNCED, false, reason::RATE_LIMITED, message, generation, &now),
+    );
+    status.backend = kind_of(system);
+    status.observed_generation = generation;
+    status.quota = Some(quota.clone());
+    if status == before {
+        return Ok(());
+    }
+    patch_system_status(ctx, system, status).await
+}
+
+/// Whether the quota moved enough to be worth a status write on its own: a pass that
+/// changed nothing else writes nothing, but a status that kept the quota of hours ago
+/// would mislead.
+fn quota_moved(before: Option<&RequestQuota>, now: Option<&RequestQuota>) -> bool {
+    match (before, now) {
+        (None, None) => false,
+        (Some(a), Some(b)) => {
+            let step = a.limit.or(b.limit).map_or(1, |l| (l / 10).max(1));
+            a.limit != b.limit || a.remaining.abs_diff(b.remaining) >= step
+        }
+        _ => true,
+    }
 }
 
 /// Marks the system not ready (unreachable, credentials missing, invalid spec).
@@ -290,6 +342,24 @@ pub async fn system_synced(
             generation,
             &now,
         )
+    } else if report.rate_limited > 0 {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::RATE_LIMITED,
+            format!(
+                "{} write(s) wait for the request quota to reset{}; see the Employees",
+                report.rate_limited,
+                report
+                    .quota
+                    .as_ref()
+                    .and_then(|q| q.reset_time.as_ref())
+                    .map(|t| format!(" at {}", t.0))
+                    .unwrap_or_default()
+            ),
+            generation,
+            &now,
+        )
     } else if report.failures > 0 {
         conditions::new(
             SYNCED,
@@ -306,6 +376,10 @@ pub async fn system_synced(
     status.backend = kind_of(system);
     status.counts = Some(report.counts.clone());
     status.observed_generation = generation;
+    // The quota goes with any other change, or alone once it moved by a tenth.
+    if status != before || report.writes > 0 || quota_moved(before.quota.as_ref(), report.quota.as_ref()) {
+        status.quota = report.quota.clone();
+    }
     // The times move only with a change: a converged pass writes nothing at all.
     if status == before && report.writes == 0 {
         return Ok(());
@@ -356,5 +430,57 @@ pub async fn store_generated_password(
             Ok(())
         }
         other => other.map(|_| ()).map_err(Error::from),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(limit: Option<u64>, remaining: u64) -> RequestQuota {
+        RequestQuota { limit, remaining, reset_time: None }
+    }
+
+    #[test]
+    fn the_quota_alone_is_written_once_it_moved_by_a_tenth() {
+        let (a, b) = (quota(Some(1000), 900), quota(Some(1000), 850));
+        assert!(!quota_moved(Some(&a), Some(&b)), "a listing or two: no write of its own");
+        assert!(quota_moved(Some(&a), Some(&quota(Some(1000), 800))));
+        assert!(quota_moved(Some(&quota(Some(1000), 3)), Some(&quota(Some(1000), 1000))), "a new window");
+        assert!(quota_moved(None, Some(&a)) && quota_moved(Some(&a), None));
+        assert!(quota_moved(Some(&a), Some(&quota(Some(500), 900))), "another limit");
+        assert!(!quota_moved(None, None));
+    }
+
+    #[test]
+    fn an_employee_that_waits_for_the_quota_says_rate_limited() {
+        let mut e = Employee::new(
+            "anna",
+            serde_json::from_value(serde_json::json!({
+                "givenName": "Anna", "familyName": "Nowak", "email": "anna@example.com",
+                "extension": "301", "phoneSystems": [{"name": "cloud-pbx"}],
+            }))
+            .unwrap(),
+        );
+        e.status = Some(EmployeeStatus {
+            phone_systems: vec![AccountStatus {
+                name: "cloud-pbx".into(),
+                external_id: None,
+                extension: None,
+                state: AccountState::Pending,
+                message: Some(format!(
+                    "{}: create waits: the request quota of cloud-pbx is spent until 2030-01-01T00:00:00Z",
+                    reason::RATE_LIMITED
+                )),
+                last_sync: None,
+                password_fingerprint: None,
+            }],
+            ..EmployeeStatus::default()
+        });
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_900_000_000).unwrap());
+        let status = conditions_of(&e, &["cloud-pbx".to_owned()].into(), &now);
+        let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason::RATE_LIMITED));
+        assert!(ready.message.contains("2030-01-01T00:00:00Z"), "{}", ready.message);
     }
 }

@@ -15,7 +15,7 @@ use switchboard::{
         Backend, Credentials, Error, Secret, create_once,
         telphin::{self, Telphin},
     },
-    plan::{Account, Change, Desired, Field},
+    plan::{Account, Change, Desired, Field, Owner},
     sim::{
         self, FaultConfig, Running, Simulator,
         telphin::{TelphinConfig, TelphinSim},
@@ -43,12 +43,16 @@ fn block(url: &str) -> phone_system::Telphin {
 
 impl Fx {
     fn backend(&self) -> Telphin {
+        self.backend_with(settings())
+    }
+
+    fn backend_with(&self, settings: switchboard::backends::http::Settings) -> Telphin {
         let c = self.sim.credentials();
         let creds = Credentials::new([
             ("clientId".to_string(), c["clientId"].clone()),
             ("clientSecret".to_string(), c["clientSecret"].clone()),
         ]);
-        Telphin::new(&block(&self.run.url), &creds, settings()).unwrap()
+        Telphin::new(&block(&self.run.url), &creds, settings).unwrap()
     }
 
     fn users(&self) -> Vec<Value> {
@@ -246,7 +250,11 @@ async fn list_reads_every_page() {
     assert_eq!(listing.accounts.len(), 120);
     let numbers: BTreeSet<String> = listing.accounts.iter().map(|a| a.extension.clone()).collect();
     assert_eq!(numbers, (100..220).map(|n| n.to_string()).collect());
-    assert_eq!(fx.run.stats().total("listUsers"), 3, "pages of 50, 50 and 20");
+    assert_eq!(
+        fx.run.stats().total("listUsers"),
+        4,
+        "pages of 50, 50, 20 and the empty one that ends the list"
+    );
 }
 
 #[tokio::test]
@@ -502,4 +510,461 @@ async fn no_password_or_credential_shows_in_any_error() {
     for err in &errors {
         assert_clean(err, &secrets);
     }
+}
+
+// ---- the hourly quota, end to end through the engine ----------------------------------
+
+struct NoPasswords;
+
+impl switchboard::engine::Vault for NoPasswords {
+    fn password(&self, _owner: &Owner) -> Option<Secret> {
+        None
+    }
+}
+
+fn system_spec(url: &str) -> switchboard::api::PhoneSystemSpec {
+    serde_json::from_value(json!({
+        "telphin": {"url": url, "clientId": "@me"},
+        "credentialsSecretRef": {"name": "telphin-credentials"},
+    }))
+    .unwrap()
+}
+
+/// One engine pass over `people`, their statuses kept in `state`, as a process runs it.
+async fn pass(
+    backend: &impl Backend,
+    system: &switchboard::api::PhoneSystemSpec,
+    people: &[(Owner, EmployeeSpec)],
+    state: &switchboard::state::State,
+) -> Result<switchboard::engine::Report, switchboard::engine::Error> {
+    use switchboard::engine::{self, EmployeeView, Options};
+    let views: Vec<EmployeeView> = people
+        .iter()
+        .map(|(owner, e)| EmployeeView {
+            owner: owner.clone(),
+            spec: e,
+            status: state.status(owner).map(std::borrow::Cow::Owned),
+            rank: 0,
+            deleting: false,
+        })
+        .collect();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
+    let report = engine::sync(backend, "cloud-pbx", system, &views, state, &NoPasswords, &options).await?;
+    state.record("cloud-pbx", &report).unwrap();
+    Ok(report)
+}
+
+fn people(n: u32) -> Vec<(Owner, EmployeeSpec)> {
+    (0..n)
+        .map(|i| {
+            let spec = employee(json!({
+                "givenName": format!("Person{i}"),
+                "email": format!("person{i}@example.com"),
+                "extension": format!("{}", 300 + i),
+            }));
+            (owner(&format!("person{i}")), spec)
+        })
+        .collect()
+}
+
+fn rate_limited(run: &Running) -> u64 {
+    run.stats().by_operation.values().map(|m| m.get(&429).copied().unwrap_or(0)).sum()
+}
+
+/// A quota of 30 requests per 3-second window and 20 new Employees (each create costs 2
+/// requests: its number, then its user): the first pass spends what is left after its
+/// listing on 14 creates and stops before the quota is spent; the rest wait, told
+/// `RateLimited` with the reset time; a pass before the reset does not even list; the
+/// pass after it finishes, with every Employee once.
+#[tokio::test]
+async fn the_quota_is_spent_on_writes_and_the_rest_waits_for_its_reset() {
+    use switchboard::{api::employee::AccountState, engine::Error as PassError, state::State};
+
+    let fx = start(TelphinConfig {
+        hourly_quota: 30,
+        quota_window: Duration::from_secs(3),
+        ..TelphinConfig::default()
+    })
+    .await;
+    let b = fx.backend();
+    let system = system_spec(&fx.run.url);
+    let everyone = people(20);
+    let state = State::in_memory();
+    let entry = |who: &Owner| state.status(who).unwrap().phone_systems[0].clone();
+
+    let first = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert_eq!(b.list_cost(), 2, "two empty lists, a page each");
+    assert_eq!((first.writes, first.rate_limited), (14, 6), "28 requests left after the listing");
+    assert_eq!(fx.users().len(), 14);
+    assert_eq!(rate_limited(&fx.run), 0, "stopped before the quota was spent");
+    let quota = first.quota.clone().unwrap();
+    assert_eq!((quota.limit, quota.remaining), (Some(30), 0));
+    let reset = quota.reset_time.clone().expect("the reset time is reported");
+    let resumes = first.resumes_in.expect("the wait is known");
+    assert!(resumes <= Duration::from_secs(3), "{resumes:?}");
+    let waiting: Vec<_> =
+        everyone.iter().map(|(o, _)| entry(o)).filter(|e| e.state == AccountState::Pending).collect();
+    assert_eq!(waiting.len(), 6);
+    for e in &waiting {
+        let message = e.message.as_deref().unwrap_or_default();
+        assert!(message.starts_with("RateLimited: create waits"), "{message}");
+        assert!(message.contains(&reset.0.to_string()), "the reset time: {message}");
+        assert_eq!(e.extension, None, "a create not sent claims nothing");
+    }
+    assert!(first.events.iter().any(|e| e.reason == "RateLimited" && e.owner.is_none()));
+
+    // Before the reset: not one request, not even a listing.
+    let sent = fx.run.stats().requests;
+    match pass(&b, &system, &everyone, &state).await {
+        Err(PassError::RateLimited { quota, wait, .. }) => {
+            assert_eq!(quota.remaining, 0);
+            assert!(wait <= resumes);
+        }
+        other => panic!("expected the pass to wait for the reset, got {other:?}"),
+    }
+    assert_eq!(fx.run.stats().requests, sent);
+
+    tokio::time::sleep(resumes + Duration::from_millis(300)).await;
+    let last = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert_eq!((last.writes, last.rate_limited), (6, 0));
+    assert_eq!(rate_limited(&fx.run), 0);
+    let users = fx.users();
+    assert_eq!(users.len(), 20);
+    let logins: BTreeSet<&str> = users.iter().filter_map(|u| u["login"].as_str()).collect();
+    assert_eq!(logins.len(), 20, "no Employee twice");
+    assert_eq!(fx.extensions().len(), 20, "one number each");
+    assert!(everyone.iter().all(|(o, _)| entry(o).state == AccountState::InSync));
+    assert!(pass(&b, &system, &everyone, &state).await.is_ok_and(|r| r.writes == 0), "converged");
+}
+
+/// A Telphin client whose listing is followed, before the pass's writes, by another
+/// application of the same client spending `spend` listings' worth of the shared quota.
+struct Shared {
+    inner: Telphin,
+    other: Telphin,
+    spend: usize,
+}
+
+impl Backend for Shared {
+    fn kind(&self) -> switchboard::api::BackendKind {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> &switchboard::plan::Capabilities {
+        self.inner.capabilities()
+    }
+    fn desired(
+        &self,
+        e: &EmployeeSpec,
+        m: &switchboard::api::Membership,
+    ) -> Result<switchboard::plan::Attributes, Error> {
+        self.inner.desired(e, m)
+    }
+    fn generate_password(&self) -> Secret {
+        self.inner.generate_password()
+    }
+    async fn list(&self) -> Result<switchboard::backends::Listing, Error> {
+        let listing = self.inner.list().await;
+        for _ in 0..self.spend {
+            let _ = self.other.list().await;
+        }
+        listing
+    }
+    async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
+        self.inner.find(extension).await
+    }
+    async fn create(&self, d: &Desired, p: Option<&Secret>) -> Result<Account, Error> {
+        self.inner.create(d, p).await
+    }
+    async fn update(&self, a: &Account, d: &Desired, c: &[Change], p: Option<&Secret>) -> Result<(), Error> {
+        self.inner.update(a, d, c, p).await
+    }
+    async fn delete(&self, a: &Account) -> Result<(), Error> {
+        self.inner.delete(a).await
+    }
+    fn quota(&self) -> Option<switchboard::backends::Quota> {
+        self.inner.quota()
+    }
+    fn cost(&self, write: switchboard::backends::Write<'_>) -> u64 {
+        self.inner.cost(write)
+    }
+    fn list_cost(&self) -> u64 {
+        self.inner.list_cost()
+    }
+}
+
+/// Other applications of the same client spend the quota too: the 429 that comes
+/// mid-pass stops the pass's writes (it does not burn the rest of the plan on refusals),
+/// a refused create keeps its claim, and the pass after the reset finishes without a
+/// second account.
+#[tokio::test]
+async fn a_quota_spent_by_others_stops_the_pass_without_a_duplicate() {
+    use switchboard::{api::employee::AccountState, state::State};
+
+    let fx = start(TelphinConfig {
+        hourly_quota: 40,
+        quota_window: Duration::from_secs(3),
+        ..TelphinConfig::default()
+    })
+    .await;
+    // A reset further away than the client waits for: the 429 fails at once, as an
+    // hourly reset does with the default settings.
+    let quick =
+        switchboard::backends::http::Settings { max_retry_after: Duration::from_millis(100), ..settings() };
+    // The pass's listing leaves 38, enough for its 10 creates; the other application
+    // then spends 30 of them (15 listings of two requests).
+    let b = Shared { inner: fx.backend_with(quick.clone()), other: fx.backend_with(quick), spend: 15 };
+    let system = system_spec(&fx.run.url);
+    let everyone = people(10);
+    let state = State::in_memory();
+    let first = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert!(first.rate_limited > 0, "{first:?}");
+    let made = fx.users().len();
+    assert!(made < 10);
+    let refused = rate_limited(&fx.run);
+    assert!(
+        refused > 0 && refused <= 8,
+        "the pass stopped at its first refusals, not after each write: {refused}"
+    );
+    let b = Shared { spend: 0, ..b };
+    tokio::time::sleep(first.resumes_in.unwrap_or(Duration::from_secs(3)) + Duration::from_millis(300)).await;
+    let last = pass(&b, &system, &everyone, &state).await.unwrap();
+    assert_eq!(last.rate_limited, 0, "{last:?}");
+    let users = fx.users();
+    assert_eq!(users.len(), 10, "every Employee once: {users:?}");
+    assert_eq!(fx.extensions().len(), 10, "one number each");
+    assert!(
+        everyone.iter().all(|(o, _)| state.status(o).unwrap().phone_systems[0].state == AccountState::InSync)
+    );
+}
+
+// ---- every dialect ----------------------------------------------------------------------
+
+/// Every reading of the evidence the simulator serves, one at a time and all together.
+fn dialects() -> Vec<Value> {
+    vec![
+        json!({}),
+        json!({"per_page": "ignored"}),
+        json!({"per_page": "capped"}),
+        json!({"per_page": "refused"}),
+        json!({"name_filter": "relative"}),
+        json!({"list_shape": "wrapped"}),
+        json!({"error_statuses": true}),
+        json!({"unset_extra_params": "text_null"}),
+        json!({"unset_extra_params": "absent"}),
+        json!({"gzip": "off"}),
+        json!({"gzip": "required"}),
+        json!({"per_page": "capped", "name_filter": "relative", "list_shape": "wrapped",
+               "error_statuses": true, "unset_extra_params": "text_null", "gzip": "required"}),
+    ]
+}
+
+/// The whole life of a client's accounts under `dialect`: 40 creates (more than any page),
+/// the listing, finds, a number made and one removed behind the client's back, a
+/// duplicate login, an update that moves a user, adoption that marks an empty free
+/// field and leaves foreign content, a delete; then the simulator holds exactly the
+/// expected users.
+async fn lives_through(dialect: Value) {
+    let fx = start(TelphinConfig::default()).await;
+    let Value::Object(patch) = &dialect else { unreachable!() };
+    fx.sim.set_dialect(patch).unwrap();
+    let b = fx.backend().with_per_page(30);
+    let seed = |n: &str, login: &str, extra: Option<&str>| {
+        let mut u = json!({"name": "Old", "login": login, "password": "secret-1",
+                           "email": format!("{login}@example.com"), "extension": n});
+        if let Some(extra) = extra {
+            u["extra_params"] = json!(extra);
+        }
+        fx.sim.seed(&u).unwrap()
+    };
+    seed("200", "bare.user", None);
+    seed("201", "crm.user", Some("{\"crm_id\": 17}"));
+    let people: Vec<Desired> =
+        (0..40).map(|i| person(&b, &format!("per{i}"), &format!("{}", 300 + i))).collect();
+    for d in &people {
+        create_once(&b, d, Some(&password())).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    }
+
+    let listing = b.list().await.unwrap();
+    assert!(listing.complete, "{dialect}");
+    assert!(listing.unreadable.is_empty(), "{dialect}: {:?}", listing.unreadable);
+    assert_eq!(listing.accounts.len(), 42, "{dialect}");
+    let marked = listing.accounts.iter().filter(|a| a.marker.is_some()).count();
+    assert_eq!(marked, 40, "{dialect}: only switchboard's carry a marker");
+    let on = |ext: &str| listing.accounts.iter().find(|a| a.extension == ext).unwrap().clone();
+    assert_eq!(b.find("305").await.unwrap(), Some(on("305")), "{dialect}");
+    assert_eq!(b.find("399").await.unwrap(), None, "{dialect}");
+
+    // A number made behind the client's back after its listing: taken, not made twice.
+    fx.sim.seed_extension(None, &json!({"name": "390", "status": "active"})).unwrap();
+    let late = person(&b, "late", "390");
+    create_once(&b, &late, Some(&password())).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    // A number the listing knew, removed since: made again for its user.
+    let gone = fx.sim.seed_extension(None, &json!({"name": "391", "status": "active"})).unwrap();
+    b.list().await.unwrap();
+    fx.sim.remove_extension(gone).unwrap();
+    let again = person(&b, "again", "391");
+    create_once(&b, &again, Some(&password())).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+
+    // A login already taken is a conflict, whatever status the refusal carries.
+    let mut twin = person(&b, "twin", "392");
+    twin.attributes.login = Some("per1".into());
+    let err = b.create(&twin, Some(&password())).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{dialect}: {err:?}");
+
+    // Update: a new e-mail and a move to a new number.
+    let moved = person(&b, "per0", "393");
+    let changes = [
+        Change { field: Field::Extension, from: Some("300".into()), to: Some("393".into()) },
+        Change { field: Field::Email, from: None, to: Some("per0.new@example.com".into()) },
+    ];
+    b.update(&on("300"), &moved, &changes, None).await.unwrap_or_else(|e| panic!("{dialect}: {e}"));
+    // Adoption marks an empty free field, and keeps someone else's.
+    let name = [Change { field: Field::DisplayName, from: None, to: Some("Adopted".into()) }];
+    b.update(&on("200"), &person(&b, "bare", "200"), &name, None).await.unwrap();
+    b.update(&on("201"), &person(&b, "crm", "201"), &name, None).await.unwrap();
+    b.delete(&on("339")).await.unwrap();
+
+    let users = fx.users();
+    assert_eq!(users.len(), 43, "{dialect}: 2 seeded + 40 + late + again - 1 deleted");
+    let logins: BTreeSet<&str> = users.iter().filter_map(|u| u["login"].as_str()).collect();
+    assert_eq!(logins.len(), 43, "{dialect}: no user twice");
+    assert!(!logins.contains("per39") && logins.contains("late") && logins.contains("again"), "{dialect}");
+    assert_eq!(fx.user("393")["email"], json!("per0.new@example.com"), "{dialect}");
+    assert_eq!(fx.user("200")["extra_params"], json!("switchboard:default/bare"), "{dialect}");
+    assert_eq!(fx.user("201")["extra_params"], json!("{\"crm_id\": 17}"), "{dialect}");
+    let numbers: BTreeSet<String> =
+        fx.extensions().iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
+    assert_eq!(numbers.len(), fx.extensions().len(), "{dialect}: no number twice");
+    let listed = b.list().await.unwrap();
+    assert!(listed.complete, "{dialect}");
+    assert_eq!(listed.accounts.len(), 43, "{dialect}");
+}
+
+#[tokio::test]
+async fn the_client_lives_through_every_dialect() {
+    futures_util::future::join_all(dialects().into_iter().map(lives_through)).await;
+}
+
+/// What the listing recognised of each dialect, for `switchboard probe`.
+#[tokio::test]
+async fn the_listing_names_the_dialect_it_met() {
+    for (dialect, aspect, want) in [
+        (json!({}), "page size", "honoured (30)"),
+        (json!({"per_page": "ignored"}), "page size", "ignored"),
+        (json!({"per_page": "capped"}), "page size", "capped at 20"),
+        (json!({"per_page": "refused"}), "per_page", "refused"),
+        (json!({}), "user list shape", "bare array"),
+        (json!({"list_shape": "wrapped"}), "user list shape", "{result: [...]}"),
+        (json!({"unset_extra_params": "text_null"}), "extra_params", "hold the text \"null\""),
+        (json!({}), "client prefix", "0001"),
+    ] {
+        let fx = start(TelphinConfig::default()).await;
+        let Value::Object(patch) = &dialect else { unreachable!() };
+        fx.sim.set_dialect(patch).unwrap();
+        for i in 0..45 {
+            fx.sim
+                .seed(&json!({"name": "U", "login": format!("usr{i}"), "password": "secret-1",
+                              "email": format!("usr{i}@example.com"), "extension": format!("{}", 500 + i)}))
+                .unwrap();
+        }
+        let listing = fx.backend().with_per_page(30).list().await.unwrap();
+        assert_eq!(listing.accounts.len(), 45, "{dialect}");
+        let said = listing.dialect.iter().find(|(k, _)| *k == aspect).map(|(_, v)| v.as_str());
+        assert!(said.is_some_and(|v| v.contains(want)), "{dialect}: {aspect} = {said:?}, want {want}");
+    }
+}
+
+/// The operator under a quota of 14 requests per 4-second window and 10 new Employees:
+/// the PhoneSystem shows the quota and `Synced=False RateLimited`, the Employees that
+/// wait say `RateLimited` with the reset time, the controller comes back at the reset
+/// (not in a loop against the quota), and all 10 end Ready, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reports_the_quota_and_finishes_after_its_reset() {
+    use switchboard::api::{BackendKind, PhoneSystem};
+
+    use crate::controller::{World, employee as person_on, entry, eventually};
+
+    let mut world = World::new("telphin-quota").await;
+    world.add_pbx("cloud-pbx", BackendKind::Telphin, json!({"resyncInterval": "1h"})).await;
+    let sim = world.pbx("cloud-pbx").running.sim.clone();
+    let Value::Object(dialect) = json!({"quota": 14, "quota_window_secs": 4}) else { unreachable!() };
+    sim.set_dialect(&dialect).unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("quota{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        world.create_employee(&person_on(&world.ns, name, &format!("{}", 400 + i), &["cloud-pbx"])).await;
+    }
+    let controller = world.start_controller();
+
+    let limited = world.system_condition("cloud-pbx", "Synced", "False", "RateLimited").await;
+    eprintln!("controller: {}", limited.message);
+    let system: PhoneSystem = world.phone_system("cloud-pbx").await;
+    let quota = system.status.and_then(|s| s.quota).expect("the quota is in the status");
+    assert_eq!(quota.limit, Some(14));
+    assert!(quota.reset_time.is_some(), "{quota:?}");
+    let waiting = eventually("an Employee told to wait for the reset", || async {
+        for name in &names {
+            let Some(e) = world.employee(name).await else { continue };
+            let waits = entry(&e, "cloud-pbx").and_then(|p| p.message).filter(|m| {
+                m.starts_with("RateLimited: create waits: the request quota of cloud-pbx is spent until")
+            });
+            let ready =
+                e.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned());
+            if let (Some(message), Some(ready)) = (waits, ready)
+                && ready.reason == "RateLimited"
+            {
+                return Ok(message);
+            }
+        }
+        Err("no Employee says RateLimited yet".to_owned())
+    })
+    .await;
+    eprintln!("controller: {waiting}");
+
+    for name in &names {
+        world.ready(name).await;
+    }
+    let users = sim.dump();
+    let users = users.as_array().unwrap();
+    assert_eq!(users.len(), 10, "{users:?}");
+    let logins: BTreeSet<&str> = users.iter().filter_map(|u| u["login"].as_str()).collect();
+    assert_eq!(logins.len(), 10, "no Employee twice");
+    let refused = rate_limited(&world.pbx("cloud-pbx").running);
+    assert!(refused <= 8, "the controller waited for the reset instead of pressing on: {refused} refusals");
+    world.system_condition("cloud-pbx", "Synced", "True", "Synced").await;
+    world.finish(controller).await;
+}
+
+/// Records the client cannot read are reported by id and field, the rest listed; and an
+/// `extra_params` of any type is never a claim and never overwritten.
+#[tokio::test]
+async fn a_record_that_cannot_be_read_fails_alone_and_garbage_is_no_claim() {
+    let fx = start(TelphinConfig::default()).await;
+    let b = fx.backend();
+    let seed = |n: &str, login: &str| {
+        fx.sim
+            .seed(&json!({"name": "Old", "login": login, "password": "secret-1",
+                          "email": format!("{login}@example.com"), "extension": n}))
+            .unwrap()
+    };
+    let bad = seed("301", "bad.one");
+    let odd = seed("302", "odd.one");
+    seed("303", "fine.one");
+    let patch = |v: Value| {
+        let Value::Object(m) = v else { unreachable!() };
+        m
+    };
+    fx.sim.tamper(&bad, &patch(json!({"login": ["a", "b"]}))).unwrap();
+    fx.sim.tamper(&odd, &patch(json!({"extra_params": {"switchboard": "default/odd"}}))).unwrap();
+    let listing = b.list().await.unwrap();
+    assert_eq!(listing.accounts.len(), 2);
+    assert_eq!(listing.unreadable.len(), 1, "{:?}", listing.unreadable);
+    let u = &listing.unreadable[0];
+    assert_eq!(u.id.as_deref(), Some(bad.as_str()));
+    assert!(u.problem.starts_with("login"), "the field is named: {}", u.problem);
+    let odd_account = listing.accounts.iter().find(|a| a.extension == "302").unwrap();
+    assert_eq!(odd_account.marker, None, "an object is no marker");
+    let change = [Change { field: Field::DisplayName, from: None, to: Some("Odd".into()) }];
+    b.update(odd_account, &person(&b, "odd", "302"), &change, None).await.unwrap();
+    assert_eq!(fx.user("302")["extra_params"], json!({"switchboard": "default/odd"}), "kept as it was");
 }

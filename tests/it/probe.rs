@@ -303,7 +303,61 @@ async fn an_unreadable_apio_record_is_named_by_the_probe() {
 
 #[tokio::test]
 async fn telphin_is_probed_without_a_write() {
-    probe_three(BackendKind::Telphin).await;
+    let report = probe_three(BackendKind::Telphin).await;
+    let text = report.to_string();
+    // Telphin announces its hourly quota on every answer: the probe prints it.
+    let quota = report.quota.as_ref().expect("the quota headers were read");
+    assert_eq!(quota.limit, Some(1000));
+    assert!(quota.remaining < 1000 && quota.resets_in_seconds.is_some(), "{text}");
+    assert!(
+        text.contains(&format!("quota       {} of 1000 requests left, resets in", quota.remaining)),
+        "{text}"
+    );
+    assert!(text.contains("dialect     extension name filter: exact"), "{text}");
+    assert!(text.contains("dialect     user list shape: bare array"), "{text}");
+}
+
+/// Each Telphin dialect, probed over 60 accounts: named in the report, and not one write.
+#[tokio::test]
+async fn telphin_dialects_are_named_by_the_probe() {
+    use switchboard::sim::{Simulator, telphin::TelphinSim};
+
+    for (patch, line) in [
+        (json!({}), "page size: not tested: the list fits in one page of 100"),
+        (json!({"per_page": "capped"}), "page size: capped at 20 (100 asked)"),
+        (json!({"per_page": "ignored"}), "page size: capped at 50 (100 asked)"),
+        (json!({"per_page": "refused"}), "per_page: refused by the server; dropped"),
+        (json!({"name_filter": "relative"}), "extension name filter: relative"),
+        (json!({"list_shape": "wrapped"}), "user list shape: {result: [...]}"),
+        (json!({"unset_extra_params": "text_null"}), "extra_params: 60 user(s) hold the text \"null\""),
+        (json!({"gzip": "required", "error_statuses": true}), "extension name filter: exact"),
+    ] {
+        let sim = TelphinSim::new(Default::default());
+        let running = sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let serde_json::Value::Object(dialect) = patch.clone() else { unreachable!() };
+        sim.set_dialect(&dialect).unwrap();
+        for i in 0..60 {
+            sim.seed(&json!({"name": "Anna", "login": format!("anna{i}"), "password": "secret-1",
+                             "email": format!("anna{i}@example.com"), "extension": format!("{}", 300 + i)}))
+                .unwrap();
+        }
+        let system = phone_system(BackendKind::Telphin, &running);
+        let credentials = Credentials::new(running.sim.credentials());
+        let before = running.sim.dump();
+        let report = probe::run(&system, &credentials, Settings::default()).await.unwrap();
+        let text = report.to_string();
+        assert!(report.manageable(), "{patch}: {text}");
+        assert_eq!(report.accounts, 60, "{patch}: {text}");
+        assert!(text.contains(&format!("dialect     {line}")), "{patch}: {text}");
+        assert!(text.contains("quota       "), "{patch}: {text}");
+        assert_eq!(running.sim.dump(), before, "{patch}: the probe changed the system");
+        for operation in running.stats().by_operation.keys() {
+            assert!(
+                operation == "token" || operation.starts_with("list") || operation.starts_with("get"),
+                "{patch}: the probe sent {operation}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

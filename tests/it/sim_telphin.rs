@@ -70,6 +70,11 @@ impl Fx {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
+    fn dialect(&self, patch: Value) {
+        let Value::Object(patch) = patch else { panic!("a dialect patch is an object") };
+        self.sim.set_dialect(&patch).unwrap();
+    }
+
     async fn extension(&self, name: &str) -> u64 {
         let (s, v) = self.post(EXTS, json!({"name": name, "type": "phone", "status": "active"})).await;
         assert_eq!(s, 201, "{v}");
@@ -213,6 +218,7 @@ async fn create_extension_then_user_with_seed_fields() {
 #[tokio::test]
 async fn uniqueness_follows_every_change() {
     let fx = Fx::new(TelphinConfig::default()).await;
+    fx.dialect(json!({"error_statuses": true}));
     let ext = fx.extension("101").await;
     let (_, u) = fx.post(USERS, seed_user(ext, "anna")).await;
     let id = u["id"].as_u64().unwrap();
@@ -243,6 +249,7 @@ async fn uniqueness_follows_every_change() {
 #[tokio::test]
 async fn user_validation() {
     let fx = Fx::new(TelphinConfig::default()).await;
+    fx.dialect(json!({"error_statuses": true}));
     let ext = fx.extension("101").await;
     let foreign = fx.sim.seed_extension(Some(99999), &json!({"name": "101"})).unwrap();
     assert_eq!(fx.post(USERS, seed_user(ext, "first")).await.0, 201);
@@ -291,6 +298,16 @@ async fn user_validation() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400, "no JSON content type");
+
+    // Without the undocumented statuses, the same refusals say only their message.
+    fx.dialect(json!({"error_statuses": false}));
+    for body in [seed_user(ext, "FIRST"), seed_user(424242, "x6")] {
+        let (s, v) = fx.post(USERS, body).await;
+        assert_eq!(s, 400);
+        assert!(v.get("status").is_none() && v["message"].is_string(), "{v}");
+    }
+    let (s, v) = fx.get("/api/ver1.0/client/777/user/extension/").await;
+    assert_eq!((s, v["status"].as_str()), (404, Some("client_not_found")), "documented: kept");
 }
 
 #[tokio::test]
@@ -332,9 +349,16 @@ async fn list_filters_and_pages() {
     let (s, v) = fx.get(&format!("{EXTS}?type=phone")).await;
     assert_eq!(s, 200);
     assert_eq!(v.as_array().unwrap().len(), 2);
-    let (_, v) = fx.get(&format!("{EXTS}?name=300")).await;
+    let (_, v) = fx.get(&format!("{EXTS}?name=0001*300")).await;
     assert_eq!(v[0]["type"], "queue");
     assert_eq!(v[0]["status"], "blocked", "documented default");
+    // The name filter matches the stored name; in the relative dialect also the number.
+    let (_, v) = fx.get(&format!("{EXTS}?name=300")).await;
+    assert_eq!(v, json!([]), "exact: the bare number is not the name");
+    fx.dialect(json!({"name_filter": "relative"}));
+    let (_, v) = fx.get(&format!("{EXTS}?name=300")).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v[0]["name"], "0001*300");
 }
 
 #[tokio::test]
@@ -497,4 +521,98 @@ async fn simulator_trait() {
     fx.sim.remove(&a).unwrap();
     assert!(fx.sim.remove(&a).is_err());
     assert_eq!(fx.list_logins("").await, vec!["other"]);
+}
+
+/// Each dialect serves what it says: page sizes, list shapes, unset free fields, gzip, the
+/// quota; and the dialect endpoint refuses what is not a setting.
+#[tokio::test]
+async fn dialects_serve_each_reading() {
+    let fx = Fx::new(TelphinConfig::default()).await;
+    let ext = fx.extension("101").await;
+    for i in 0..25 {
+        assert_eq!(fx.post(USERS, seed_user(ext, &format!("user{i:02}"))).await.0, 201);
+    }
+    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+    let (_, v) = fx.get(&format!("{USERS}?per_page=10")).await;
+    assert_eq!(count(&v), 10, "honoured");
+    fx.dialect(json!({"per_page": "ignored"}));
+    let (_, v) = fx.get(&format!("{USERS}?per_page=10")).await;
+    assert_eq!(count(&v), 25, "ignored: the server's pages of 50");
+    fx.dialect(json!({"per_page": "capped"}));
+    let (_, v) = fx.get(&format!("{USERS}?per_page=100")).await;
+    assert_eq!(count(&v), 20, "capped at 20");
+    let (_, v) = fx.get(&format!("{USERS}?per_page=100&page=2")).await;
+    assert_eq!(count(&v), 5);
+    fx.dialect(json!({"per_page": "refused"}));
+    assert_eq!(fx.get(&format!("{USERS}?per_page=10")).await.0, 400);
+    assert_eq!(count(&fx.get(&format!("{USERS}?page=1")).await.1), 25);
+
+    fx.dialect(json!({"per_page": "honoured", "list_shape": "wrapped"}));
+    let (_, v) = fx.get(&format!("{USERS}?per_page=10&page=3")).await;
+    assert_eq!(v["total_count"], 25);
+    assert_eq!(count(&v["result"]), 5);
+    let (_, v) = fx.get(EXTS).await;
+    assert_eq!(v["total_count"], 1);
+
+    let mut plain_user = seed_user(ext, "plain");
+    plain_user.as_object_mut().unwrap().remove("extra_params");
+    assert_eq!(fx.post(USERS, plain_user).await.0, 201);
+    fx.dialect(json!({"list_shape": "bare", "unset_extra_params": "text_null"}));
+    let (_, v) = fx.get(&format!("{USERS}?login=plain")).await;
+    assert_eq!(v[0]["extra_params"], "null");
+    fx.dialect(json!({"unset_extra_params": "absent"}));
+    let (_, v) = fx.get(&format!("{USERS}?login=plain")).await;
+    assert!(v[0].get("extra_params").is_none(), "{v}");
+    let stored = fx.sim.dump().as_array().unwrap().iter().find(|u| u["login"] == "plain").cloned().unwrap();
+    assert!(stored["extra_params"].is_null(), "stored as nothing, whatever is shown");
+
+    // gzip: the test client asks for it (and decodes); a request that does not is refused
+    // in the strict dialect.
+    let plain = || {
+        fx.http
+            .get(fx.url(USERS))
+            .bearer_auth(&fx.token)
+            .header(reqwest::header::ACCEPT_ENCODING, "identity")
+            .send()
+    };
+    let r = plain().await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    let raw = crate::http().no_gzip().build().unwrap();
+    let r = raw
+        .get(fx.url(USERS))
+        .bearer_auth(&fx.token)
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "a gzip stream");
+    fx.dialect(json!({"gzip": "off"}));
+    let r = raw
+        .get(fx.url(USERS))
+        .bearer_auth(&fx.token)
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    fx.dialect(json!({"gzip": "required"}));
+    assert_eq!(plain().await.unwrap().status().as_u16(), 400);
+    assert_eq!(fx.get(USERS).await.0, 200, "the test client sends Accept-Encoding: gzip");
+
+    // The quota is a dialect setting too (its number is not published).
+    fx.dialect(json!({"gzip": "when_asked", "quota": 3, "quota_window_secs": 60}));
+    let r = fx.http.get(fx.url(USERS)).bearer_auth(&fx.token).send().await.unwrap();
+    assert_eq!(r.headers()["x-ratelimit-limit"], "3");
+
+    for bad in [json!({"per_page": "sometimes"}), json!({"colour": "blue"}), json!({"quota_window_secs": 0})]
+    {
+        let Value::Object(patch) = bad.clone() else { unreachable!() };
+        assert!(fx.sim.set_dialect(&patch).is_err(), "{bad}");
+    }
+    let r =
+        fx.http.put(fx.url("/_sim/dialect")).json(&json!({"name_filter": "relative"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["name_filter"], "relative");
 }
