@@ -514,14 +514,6 @@ async fn no_password_or_credential_shows_in_any_error() {
 
 // ---- the hourly quota, end to end through the engine ----------------------------------
 
-struct NoPasswords;
-
-impl switchboard::engine::Vault for NoPasswords {
-    fn password(&self, _owner: &Owner) -> Option<Secret> {
-        None
-    }
-}
-
 fn system_spec(url: &str) -> switchboard::api::PhoneSystemSpec {
     serde_json::from_value(json!({
         "telphin": {"url": url, "clientId": "@me"},
@@ -537,22 +529,8 @@ async fn pass(
     people: &[(Owner, EmployeeSpec)],
     state: &switchboard::state::State,
 ) -> Result<switchboard::engine::Report, switchboard::engine::Error> {
-    use switchboard::engine::{self, EmployeeView, Options};
-    let views: Vec<EmployeeView> = people
-        .iter()
-        .map(|(owner, e)| EmployeeView {
-            owner: owner.clone(),
-            spec: e,
-            status: state.status(owner).map(std::borrow::Cow::Owned),
-            rank: 0,
-            deleting: false,
-        })
-        .collect();
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
-    let report = engine::sync(backend, "cloud-pbx", system, &views, state, &NoPasswords, &options).await?;
-    state.record("cloud-pbx", &report).unwrap();
-    Ok(report)
+    crate::faults::engine_pass_with(backend, "cloud-pbx", system, people, state, &crate::faults::NoPasswords)
+        .await
 }
 
 fn people(n: u32) -> Vec<(Owner, EmployeeSpec)> {

@@ -46,7 +46,7 @@ pub async fn list_eventually<B: Backend>(b: &B) -> Vec<Account> {
 }
 
 /// A vault without passwords: the backends generate them.
-struct NoPasswords;
+pub struct NoPasswords;
 
 impl switchboard::engine::Vault for NoPasswords {
     fn password(&self, _owner: &switchboard::plan::Owner) -> Option<Secret> {
@@ -55,14 +55,15 @@ impl switchboard::engine::Vault for NoPasswords {
 }
 
 /// One engine pass over `people` on the PhoneSystem `name`, their statuses kept in
-/// `state`, as a process would run it.
-pub async fn engine_pass(
+/// `state` and their passwords in `vault`, as a process would run it.
+pub async fn engine_pass_with(
     backend: &impl Backend,
     name: &str,
     system: &switchboard::api::PhoneSystemSpec,
     people: &[(switchboard::plan::Owner, switchboard::api::EmployeeSpec)],
     state: &switchboard::state::State,
-) -> switchboard::engine::Report {
+    vault: &impl switchboard::engine::Vault,
+) -> Result<switchboard::engine::Report, switchboard::engine::Error> {
     use switchboard::engine::{self, EmployeeView, Options};
     let views: Vec<EmployeeView> = people
         .iter()
@@ -76,7 +77,18 @@ pub async fn engine_pass(
         .collect();
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
     let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
-    let report = engine::sync(backend, name, system, &views, state, &NoPasswords, &options).await.unwrap();
+    let report = engine::sync(backend, name, system, &views, state, vault, &options).await?;
     state.record(name, &report).unwrap();
-    report
+    Ok(report)
+}
+
+/// [`engine_pass_with`] without passwords, which must run.
+pub async fn engine_pass(
+    backend: &impl Backend,
+    name: &str,
+    system: &switchboard::api::PhoneSystemSpec,
+    people: &[(switchboard::plan::Owner, switchboard::api::EmployeeSpec)],
+    state: &switchboard::state::State,
+) -> switchboard::engine::Report {
+    engine_pass_with(backend, name, system, people, state, &NoPasswords).await.unwrap()
 }

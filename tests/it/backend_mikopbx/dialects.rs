@@ -9,7 +9,7 @@ use serde_json::json;
 use switchboard::{
     api::{PhoneSystemSpec, employee::AccountState},
     backends::{Backend, Credentials, Error, Listing, Secret},
-    engine::{self, EmployeeView, Options, Report, Vault},
+    engine::{Report, Vault},
     plan::{Field, Owner},
     sim::{
         Simulator,
@@ -368,21 +368,7 @@ async fn pass(
     state: &State,
     vault: &Passwords,
 ) -> Report {
-    let views: Vec<EmployeeView> = people
-        .iter()
-        .map(|(owner, e)| EmployeeView {
-            owner: owner.clone(),
-            spec: e,
-            status: state.status(owner).map(std::borrow::Cow::Owned),
-            rank: 0,
-            deleting: false,
-        })
-        .collect();
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let options = Options { dry_run: false, allow_deletions: None, now, progress: None };
-    let report = engine::sync(backend, "office", spec, &views, state, vault, &options).await.unwrap();
-    state.record("office", &report).unwrap();
-    report
+    crate::faults::engine_pass_with(backend, "office", spec, people, state, vault).await.unwrap()
 }
 
 fn person(
