@@ -37,15 +37,15 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "switchboard.dev",
         resource: "employees",
-        verbs: &["get", "list", "watch", "patch"],
-        why: "watch cache; the finalizer is added and removed with a JSON patch",
+        verbs: &["list", "watch", "patch"],
+        why: "the one watch (and cache) of Employees; the finalizer is added and removed with a JSON patch",
         scope: Scope::Watched,
     },
     Permission {
         group: "switchboard.dev",
         resource: "employees/status",
-        verbs: &["update"],
-        why: "per-system entries (claims) and conditions, read-modify-write with resourceVersion",
+        verbs: &["patch"],
+        why: "per-system entries (claims) and conditions, by server-side apply (a JSON patch removes what another writer's ownership kept)",
         scope: Scope::Watched,
     },
     Permission {
@@ -58,7 +58,7 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "switchboard.dev",
         resource: "phonesystems",
-        verbs: &["get", "list", "watch"],
+        verbs: &["list", "watch"],
         why: "the unit of work",
         scope: Scope::Watched,
     },
@@ -66,14 +66,14 @@ pub const PERMISSIONS: &[Permission] = &[
         group: "switchboard.dev",
         resource: "phonesystems/status",
         verbs: &["patch"],
-        why: "conditions and counts",
+        why: "conditions, counts and create intents, by server-side apply",
         scope: Scope::Watched,
     },
     Permission {
         group: "",
         resource: "secrets",
         verbs: &["get", "list", "watch", "create", "patch"],
-        why: "credentials and passwords (read); generated passwords (create, patch)",
+        why: "metadata watched (list, watch); the data of referred credentials and passwords read with a GET; generated passwords (create, patch)",
         scope: Scope::Watched,
     },
     Permission {

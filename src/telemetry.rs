@@ -80,6 +80,10 @@ pub struct Metrics {
     pub drift_corrections: Family<SystemLabels, Counter>,
     pub guard_trips: Family<SystemLabels, Counter>,
     pub leader: Gauge,
+    /// Secrets whose data the operator holds: credentials of the backends it built, and
+    /// the Secrets of Employees' `passwordSecretRef`s (of every other Secret, only
+    /// metadata).
+    pub secrets_held: Gauge,
     registry: Registry,
 }
 
@@ -101,6 +105,7 @@ impl Default for Metrics {
             drift_corrections: Family::default(),
             guard_trips: Family::default(),
             leader: Gauge::default(),
+            secrets_held: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,6 +138,11 @@ impl Default for Metrics {
             m.guard_trips.clone(),
         );
         registry.register("leader", "1 while this instance is the one that writes", m.leader.clone());
+        registry.register(
+            "secrets_held",
+            "Secrets whose data is held in memory (referred credentials and passwords; of others only metadata)",
+            m.secrets_held.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

@@ -299,6 +299,7 @@ pub struct EmployeeStatus {
     /// `Ready`: every account matches the spec. `Synced`: the last sync of every system
     /// finished without error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// "in sync / declared", for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -258,6 +258,7 @@ pub struct PhoneSystemStatus {
     /// `Ready`: the system is reachable and its credentials work. `Synced`: the last sync
     /// applied every planned change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Which backend block the spec uses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -276,6 +277,26 @@ pub struct PhoneSystemStatus {
     /// limit; a pass that finds it spent waits for `resetTime`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<RequestQuota>,
+    /// Creates sent (or about to be) whose accounts no Employee's status claims yet: the
+    /// intents that keep a create from being made twice when the operator stops between
+    /// the create and the Employee's status write. Recorded in one write per pass before
+    /// the creates go out; each is gone once its Employee's entry holds the account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["employee"]))]
+    pub pending_creates: Vec<PendingCreate>,
+}
+
+/// A create switchboard sent, or is about to send, for an Employee of this namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCreate {
+    /// The Employee's name.
+    pub employee: String,
+    /// The extension the account is created with: where the next pass looks for it.
+    pub extension: String,
+    /// The fingerprint of the Employee's own password the create carries, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_fingerprint: Option<String>,
 }
 
 /// A request quota a system announces (`X-RateLimit-*`).

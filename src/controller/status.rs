@@ -1,7 +1,24 @@
-//! Status writes: Employee entries and conditions, PhoneSystem conditions and counts,
-//! generated passwords. Each write happens only when it changes something.
+//! Employee status writes and generated passwords.
+//!
+//! Status is written by server-side apply, one field manager per writer, so that no write
+//! needs a read first and none can conflict with another of ours:
+//! - each PhoneSystem's passes own that system's entry in `status.phoneSystems` (a list
+//!   map keyed by `name`) under their own manager, [`pass_manager`]. One manager for all
+//!   passes would not do: an apply drops whatever its manager applied before and does not
+//!   send again, so a pass of one system would remove the entries of the others;
+//! - the Employee controller owns the conditions, `syncedSystems` and
+//!   `observedGeneration` ([`CONDITIONS_MANAGER`]).
+//!
+//! Applies are forced, as the Kubernetes documentation advises controllers: a field a
+//! person (or an older switchboard, which wrote status with `PUT`) last set is taken
+//! over. A field such a writer set to the value we apply stays theirs too, and would
+//! outlive our apply that drops it; the answer shows it, and a JSON patch of ours then
+//! removes it (once: after it, nobody else owns it).
+//!
+//! The answer of every write is kept in the Employee cache ([`super::watches::Cache`]),
+//! so the next pass plans from it even if the watch has not delivered it yet.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::collections::BTreeSet;
 
 use k8s_openapi::{
     ByteString,
@@ -13,98 +30,123 @@ use kube::{
     api::{Patch, PatchParams, PostParams},
     runtime::reflector::ObjectRef,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Context, Error, MANAGER, owner_of};
+use super::{Context, Error, MANAGER};
 use crate::{
     api::{
-        AccountState, AccountStatus, BackendKind, Employee, EmployeeStatus, PhoneSystem, PhoneSystemStatus,
+        AccountState, AccountStatus, Employee, EmployeeStatus,
         conditions::{self, READY, SYNCED, reason},
-        phone_system::RequestQuota,
     },
     backends::Secret as Password,
-    engine::Report,
     plan::Owner,
 };
 
-/// Tries of a read-modify-write that lost a race.
-const CONFLICT_RETRIES: usize = 5;
+/// The field manager of the Employee controller: conditions and summary.
+pub const CONDITIONS_MANAGER: &str = "switchboard-employees";
+
+/// Field managers are at most 128 characters.
+const MAX_MANAGER: usize = 128;
+
+/// The field manager of the passes of PhoneSystem `system` (one per system: see the
+/// module's notes).
+pub fn pass_manager(system: &str) -> String {
+    let manager = format!("switchboard-pbx.{system}");
+    if manager.len() <= MAX_MANAGER {
+        return manager;
+    }
+    // Names may be 253 characters: a long one is cut and made unique again by a digest.
+    let digest = ring::digest::digest(&ring::digest::SHA256, system.as_bytes());
+    let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mut cut = MAX_MANAGER - hex.len() - 1;
+    while !manager.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{hex}", &manager[..cut])
+}
 
 /// What became of an entry write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {
-    /// Written, or already as wanted.
+    /// Written, already as wanted, or the Employee is gone.
     Done,
-    /// Not written: the stored entry is no longer the one the pass planned from (the
-    /// watch cache was behind, often with this controller's own last write).
+    /// Not written: the write was guarded by the version the pass planned from, and the
+    /// Employee changed since (someone else wrote it).
     Stale,
 }
 
-/// Puts (or, with `None`, removes) `owner`'s entry for `system`, if the stored entry is
-/// still `expected`, the one the pass planned from. Read-modify-write on the status
-/// subresource with the object's resourceVersion: a concurrent writer makes it retry,
-/// never lose an entry; and a pass that planned from a stale cache cannot overwrite a
-/// newer entry (say, replace a claim it did not see with a conflict).
-pub async fn write_entry(
-    ctx: &Context,
-    owner: &Owner,
-    system: &str,
-    expected: Option<&AccountStatus>,
-    entry: Option<AccountStatus>,
-) -> Result<Written, Error> {
-    let stale = std::sync::atomic::AtomicBool::new(false);
-    update_status(ctx, owner, |status| {
-        let stored = status.phone_systems.iter().find(|p| p.name == system);
-        if stored == entry.as_ref() {
-            stale.store(false, std::sync::atomic::Ordering::Relaxed);
-            return false;
-        }
-        if stored != expected {
-            stale.store(true, std::sync::atomic::Ordering::Relaxed);
-            return false;
-        }
-        stale.store(false, std::sync::atomic::Ordering::Relaxed);
-        status.phone_systems.retain(|p| p.name != system);
-        if let Some(entry) = entry.clone() {
-            status.phone_systems.push(entry);
-        }
-        status.phone_systems.sort_by(|a, b| a.name.cmp(&b.name));
-        true
-    })
-    .await?;
-    Ok(if stale.into_inner() { Written::Stale } else { Written::Done })
+fn apply_body(e: &Employee, guarded: bool) -> Value {
+    let mut metadata = json!({ "name": e.name_any(), "namespace": e.namespace() });
+    if guarded {
+        metadata["resourceVersion"] = json!(e.resource_version());
+    }
+    json!({ "apiVersion": Employee::api_version(&()), "kind": Employee::kind(&()), "metadata": metadata })
 }
 
-/// Applies `change` to the Employee's status and writes it if `change` says it changed.
-async fn update_status(
+/// Puts `entry` as the Employee's entry for `system` (with `None`, removes it).
+///
+/// `guarded`: only if the Employee is still at the version `e` has (a 409 otherwise),
+/// for a write that must not replace an entry the pass did not see: an entry that claims
+/// nothing, written where the pass saw no claim, would hide a claim it missed.
+pub async fn apply_entry(
     ctx: &Context,
-    owner: &Owner,
-    change: impl Fn(&mut EmployeeStatus) -> bool,
-) -> Result<(), Error> {
-    let lock = ctx.employee_lock(owner);
-    let _held = lock.lock().await;
-    let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &owner.namespace);
-    for _ in 0..CONFLICT_RETRIES {
-        let Some(mut employee) = api.get_opt(&owner.name).await? else { return Ok(()) };
-        let mut status = employee.status.take().unwrap_or_default();
-        if !change(&mut status) {
-            return Ok(());
-        }
-        employee.status = Some(status);
-        match api.replace_status(&owner.name, &PostParams::default(), &employee).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => continue,
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
+    e: &Employee,
+    system: &str,
+    entry: Option<&AccountStatus>,
+    guarded: bool,
+) -> Result<Written, Error> {
+    let mut body = apply_body(e, guarded);
+    if let Some(entry) = entry {
+        body["status"] = json!({ "phoneSystems": [entry] });
     }
-    Err(Error::Waiting(format!("status of {owner}: too many concurrent writers")))
+    let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &e.namespace().ok_or(Error::Unnamed)?);
+    let manager = pass_manager(system);
+    let written = match api.patch_status(&e.name_any(), &PatchParams::apply(&manager).force(), &Patch::Apply(&body)).await {
+        Ok(written) => written,
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Written::Stale),
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Written::Done),
+        Err(err) => return Err(err.into()),
+    };
+    let entries = written.status.as_ref().map(|s| s.phone_systems.as_slice()).unwrap_or_default();
+    let index = entries.iter().position(|p| p.name == system);
+    let left = index.map(|i| &entries[i]);
+    let written = match (index, left == entry) {
+        (_, true) | (None, false) => written,
+        // Someone else's ownership kept what we dropped: replace it by ours.
+        (Some(i), false) => {
+            let path = format!("/status/phoneSystems/{i}");
+            let mut ops = vec![json!({"op": "test", "path": format!("{path}/name"), "value": system})];
+            ops.push(match entry {
+                Some(entry) => json!({"op": "replace", "path": path, "value": entry}),
+                None => json!({"op": "remove", "path": path}),
+            });
+            match json_patch(&api, &e.name_any(), &manager, ops).await? {
+                Some(fixed) => fixed,
+                None => return Ok(Written::Stale),
+            }
+        }
+    };
+    ctx.employees.record(written);
+    Ok(Written::Done)
+}
+
+/// A JSON patch of the status; `None` when its test failed (the entry moved).
+async fn json_patch(api: &Api<Employee>, name: &str, manager: &str, ops: Vec<Value>) -> Result<Option<Employee>, Error> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(ops)).map_err(|e| Error::Encode(e.to_string()))?;
+    let params = PatchParams { field_manager: Some(manager.to_owned()), ..PatchParams::default() };
+    match api.patch_status(name, &params, &Patch::Json::<()>(patch)).await {
+        Ok(fixed) => Ok(Some(fixed)),
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 || s.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The names of the PhoneSystems that exist in the Employee's namespace.
 pub fn systems_in(ctx: &Context, e: &Employee) -> BTreeSet<String> {
     let ns = e.namespace().unwrap_or_default();
     ctx.systems
+        .store()
         .state()
         .iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
@@ -112,59 +154,76 @@ pub fn systems_in(ctx: &Context, e: &Employee) -> BTreeSet<String> {
         .collect()
 }
 
-/// An Employee's conditions and summary, from its entries. Pure; `now` stamps a
-/// transition.
-pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> EmployeeStatus {
-    let mut status = e.status.clone().unwrap_or_default();
-    let generation = e.metadata.generation;
-    let entry = |name: &str| status.phone_systems.iter().find(|p| p.name == name);
-    let declared = e.spec.phone_systems.len();
-    let mut problems: Vec<(&'static str, String)> = Vec::new();
+/// What keeps an Employee from being Ready, system by system.
+struct Problem {
+    reason: &'static str,
+    message: String,
+    /// Only that no pass of an existing system has reached it yet.
+    first_pass: bool,
+}
+
+fn problems(e: &Employee, existing: &BTreeSet<String>) -> (Vec<Problem>, usize) {
+    let entries = e.status.as_ref().map(|s| s.phone_systems.as_slice()).unwrap_or_default();
+    let mut problems = Vec::new();
     let mut in_sync = 0;
     for m in &e.spec.phone_systems {
-        match entry(&m.name) {
-            None if !existing.contains(&m.name) => problems.push((
+        let problem = |reason, message: String, first_pass| Problem { reason, message, first_pass };
+        match entries.iter().find(|p| p.name == m.name) {
+            None if !existing.contains(&m.name) => problems.push(problem(
                 reason::PHONE_SYSTEM_NOT_FOUND,
                 format!("{}: no PhoneSystem of that name in this namespace", m.name),
+                false,
             )),
-            None => problems.push((reason::PENDING, format!("{}: not synced yet", m.name))),
-            Some(p) => match p.state {
-                AccountState::InSync => in_sync += 1,
-                state => {
-                    let why = match state {
-                        AccountState::Conflict => reason::EXTENSION_TAKEN,
-                        AccountState::ManualActionRequired => {
-                            if p.message.as_deref().is_some_and(|m| m.starts_with(reason::DELETE_UNSUPPORTED))
-                            {
-                                reason::DELETE_UNSUPPORTED
-                            } else {
-                                reason::UPDATE_UNSUPPORTED
-                            }
+            None => problems.push(problem(reason::PENDING, format!("{}: not synced yet", m.name), true)),
+            Some(p) if p.state == AccountState::InSync => in_sync += 1,
+            Some(p) => {
+                let why = match p.state {
+                    AccountState::Conflict => reason::EXTENSION_TAKEN,
+                    AccountState::ManualActionRequired => {
+                        if p.message.as_deref().is_some_and(|m| m.starts_with(reason::DELETE_UNSUPPORTED)) {
+                            reason::DELETE_UNSUPPORTED
+                        } else {
+                            reason::UPDATE_UNSUPPORTED
                         }
-                        AccountState::Failed => reason_in(p.message.as_deref()),
-                        _ if p.message.as_deref().is_some_and(|m| m.starts_with(reason::RATE_LIMITED)) => {
-                            reason::RATE_LIMITED
-                        }
-                        _ => reason::PENDING,
-                    };
-                    problems
-                        .push((why, format!("{}: {}", m.name, p.message.as_deref().unwrap_or("pending"))));
-                }
-            },
+                    }
+                    AccountState::Failed => reason_in(p.message.as_deref()),
+                    _ if p.message.as_deref().is_some_and(|m| m.starts_with(reason::RATE_LIMITED)) => {
+                        reason::RATE_LIMITED
+                    }
+                    _ => reason::PENDING,
+                };
+                let message = format!("{}: {}", m.name, p.message.as_deref().unwrap_or("pending"));
+                problems.push(problem(why, message, false));
+            }
         }
     }
+    (problems, in_sync)
+}
+
+/// Whether the only thing keeping the Employee from Ready is that some existing system's
+/// pass has not reached it yet: a state that normally lasts seconds, not worth a write.
+pub fn awaiting_first_pass(e: &Employee, existing: &BTreeSet<String>) -> bool {
+    let (problems, _) = problems(e, existing);
+    !problems.is_empty() && problems.iter().all(|p| p.first_pass)
+}
+
+/// An Employee's conditions and summary, from its entries: the fields the Employee
+/// controller owns (entries are left out). Pure; `now` stamps a transition.
+pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> EmployeeStatus {
+    let current = e.status.clone().unwrap_or_default();
+    let generation = e.metadata.generation;
+    let (problems, in_sync) = problems(e, existing);
     let ready = match problems.first() {
         None => {
             conditions::new(READY, true, reason::IN_SYNC, "every account matches the spec", generation, now)
         }
-        Some((why, _)) => {
-            let message = problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
-            conditions::new(READY, false, why, message, generation, now)
+        Some(first) => {
+            let message = problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ");
+            conditions::new(READY, false, first.reason, message, generation, now)
         }
     };
-    let failed: Vec<&AccountStatus> =
-        status.phone_systems.iter().filter(|p| p.state == AccountState::Failed).collect();
-    let synced = match failed.first() {
+    let failed = current.phone_systems.iter().find(|p| p.state == AccountState::Failed);
+    let synced = match failed {
         None => conditions::new(
             SYNCED,
             true,
@@ -182,11 +241,22 @@ pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> E
             now,
         ),
     };
-    conditions::set(&mut status.conditions, ready);
-    conditions::set(&mut status.conditions, synced);
-    status.synced_systems = Some(format!("{in_sync}/{declared}"));
-    status.observed_generation = generation;
-    status
+    let mut conditions = current.conditions;
+    conditions::set(&mut conditions, ready);
+    conditions::set(&mut conditions, synced);
+    EmployeeStatus {
+        observed_generation: generation,
+        conditions,
+        synced_systems: Some(format!("{in_sync}/{}", e.spec.phone_systems.len())),
+        phone_systems: Vec::new(),
+    }
+}
+
+/// The part of a status the Employee controller owns. (It never drops a field, so
+/// unlike an entry nothing of it can outlive an apply.)
+pub fn owned_by_conditions(status: Option<&EmployeeStatus>) -> EmployeeStatus {
+    let status = status.cloned().unwrap_or_default();
+    EmployeeStatus { phone_systems: Vec::new(), ..status }
 }
 
 /// The reason a failure message starts with, as the engine writes them.
@@ -201,216 +271,34 @@ fn reason_in(message: Option<&str>) -> &'static str {
     message.and_then(|m| known.into_iter().find(|r| m.starts_with(r))).unwrap_or(reason::VALIDATION_FAILED)
 }
 
-/// Keeps the Employee's conditions in line with its entries.
-pub async fn employee_conditions(ctx: &Context, e: &Employee) -> Result<(), Error> {
-    let Some(owner) = owner_of(e) else { return Ok(()) };
-    let existing = systems_in(ctx, e);
-    let wanted = conditions_of(e, &existing, &ctx.now());
-    if e.status.as_ref() == Some(&wanted) {
-        return Ok(());
-    }
-    let now = ctx.now();
-    update_status(ctx, &owner, |status| {
-        // Recomputed on the fresh object: entries may have moved since the cache saw them.
-        let mut fresh = e.clone();
-        fresh.status = Some(status.clone());
-        let next = conditions_of(&fresh, &existing, &now);
-        let changed = *status != next;
-        *status = next;
-        changed
-    })
-    .await
-}
-
-async fn patch_system_status(
-    ctx: &Context,
-    system: &PhoneSystem,
-    status: PhoneSystemStatus,
-) -> Result<(), Error> {
-    let ns = system.namespace().unwrap_or_default();
-    let api: Api<PhoneSystem> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = json!({ "status": status });
-    api.patch_status(&system.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+/// Applies the Employee's conditions and summary.
+pub async fn apply_conditions(ctx: &Context, e: &Employee, wanted: &EmployeeStatus) -> Result<(), Error> {
+    let mut body = apply_body(e, false);
+    body["status"] = serde_json::to_value(wanted).map_err(|err| Error::Encode(err.to_string()))?;
+    let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &e.namespace().ok_or(Error::Unnamed)?);
+    let params = PatchParams::apply(CONDITIONS_MANAGER).force();
+    let written = match api.patch_status(&e.name_any(), &params, &Patch::Apply(&body)).await {
+        Ok(written) => written,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    ctx.employees.record(written);
     Ok(())
 }
 
-fn kind_of(system: &PhoneSystem) -> Option<BackendKind> {
-    system.spec.backend().ok().map(|b| b.kind())
-}
-
-/// Records a pass that waits for the system's request quota to reset: the system is
-/// reachable, nothing was listed or written.
-pub async fn system_rate_limited(
-    ctx: &Context,
-    system: &PhoneSystem,
-    quota: &RequestQuota,
-    message: &str,
-) -> Result<(), Error> {
-    let now = ctx.now();
-    let generation = system.metadata.generation;
-    let mut status = system.status.clone().unwrap_or_default();
-    let before = status.clone();
-    conditions::set(
-        &mut status.conditions,
-        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
-    );
-    conditions::set(
-        &mut status.conditions,
-        conditions::new(SYNCED, false, reason::RATE_LIMITED, message, generation, &now),
-    );
-    status.backend = kind_of(system);
-    status.observed_generation = generation;
-    status.quota = Some(quota.clone());
-    if status == before {
-        return Ok(());
-    }
-    patch_system_status(ctx, system, status).await
-}
-
-/// Whether the quota moved enough to be worth a status write on its own: a pass that
-/// changed nothing else writes nothing, but a status that kept the quota of hours ago
-/// would mislead.
-fn quota_moved(before: Option<&RequestQuota>, now: Option<&RequestQuota>) -> bool {
-    match (before, now) {
-        (None, None) => false,
-        (Some(a), Some(b)) => {
-            let step = a.limit.or(b.limit).map_or(1, |l| (l / 10).max(1));
-            a.limit != b.limit || a.remaining.abs_diff(b.remaining) >= step
-        }
-        _ => true,
-    }
-}
-
-/// Marks the system not ready (unreachable, credentials missing, invalid spec).
-pub async fn system_unready(
-    ctx: &Context,
-    system: &PhoneSystem,
-    why: &'static str,
-    message: &str,
-) -> Result<(), Error> {
-    let now = ctx.now();
-    let generation = system.metadata.generation;
-    let mut status = system.status.clone().unwrap_or_default();
-    let before = status.clone();
-    conditions::set(&mut status.conditions, conditions::new(READY, false, why, message, generation, &now));
-    conditions::set(&mut status.conditions, conditions::new(SYNCED, false, why, message, generation, &now));
-    status.backend = kind_of(system);
-    status.observed_generation = generation;
-    if status == before {
-        return Ok(());
-    }
-    patch_system_status(ctx, system, status).await
-}
-
-/// Records a completed pass, if it changed anything a reader would see.
-pub async fn system_synced(
-    ctx: &Context,
-    system: &PhoneSystem,
-    report: &Report,
-    took: Duration,
-) -> Result<(), Error> {
-    let now = ctx.now();
-    let generation = system.metadata.generation;
-    let mut status = system.status.clone().unwrap_or_default();
-    let before = status.clone();
-    conditions::set(
-        &mut status.conditions,
-        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
-    );
-    let synced = if report.plan.guard_tripped() {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::DELETION_GUARD,
-            format!(
-                "{} deletions held: more than maxDeletionsPerSync; raise it or annotate {}",
-                report.plan.held_deletes.len(),
-                super::ALLOW_DELETIONS
-            ),
-            generation,
-            &now,
-        )
-    } else if report.unreadable > 0 {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::UNREADABLE_RECORDS,
-            format!(
-                "{} record(s) on the system could not be read (see the events); no account is deleted, nor created on their extensions, until they can be",
-                report.unreadable
-            ),
-            generation,
-            &now,
-        )
-    } else if report.rate_limited > 0 {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::RATE_LIMITED,
-            format!(
-                "{} write(s) wait for the request quota to reset{}; see the Employees",
-                report.rate_limited,
-                report
-                    .quota
-                    .as_ref()
-                    .and_then(|q| q.reset_time.as_ref())
-                    .map(|t| format!(" at {}", t.0))
-                    .unwrap_or_default()
-            ),
-            generation,
-            &now,
-        )
-    } else if report.failures > 0 {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::VALIDATION_FAILED,
-            format!("{} account(s) could not be brought in line; see the Employees", report.failures),
-            generation,
-            &now,
-        )
-    } else {
-        conditions::new(SYNCED, true, reason::SYNCED, "every planned change was applied", generation, &now)
-    };
-    conditions::set(&mut status.conditions, synced);
-    status.backend = kind_of(system);
-    status.counts = Some(report.counts.clone());
-    status.observed_generation = generation;
-    // The quota goes with any other change, or alone once it moved by a tenth.
-    if status != before || report.writes > 0 || quota_moved(before.quota.as_ref(), report.quota.as_ref()) {
-        status.quota = report.quota.clone();
-    }
-    // The times move only with a change: a converged pass writes nothing at all.
-    if status == before && report.writes == 0 {
-        return Ok(());
-    }
-    status.last_sync_time = Some(now);
-    status.last_sync_duration = Some(format!("{}ms", took.as_millis()));
-    patch_system_status(ctx, system, status).await
-}
-
 /// Keeps a generated password in the Employee's `<name>-credentials` Secret, under the
-/// PhoneSystem's name, owned by the Employee so it goes with it.
+/// PhoneSystem's name, owned by the Employee so it goes with it. The Secret is created
+/// whole, owner reference included (one request); one that exists already (another
+/// system's password) gets the key by a merge patch.
 pub async fn store_generated_password(
     ctx: &Context,
     owner: &Owner,
     system: &str,
     password: &Password,
 ) -> Result<(), Error> {
-    // Passes of different systems keep passwords of one Employee at the same time: the
-    // lock orders them, and a create that still meets the Secret falls back to a patch.
-    let lock = ctx.employee_lock(owner);
-    let _held = lock.lock().await;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let name = format!("{}-credentials", owner.name);
     let value = ByteString(password.expose().as_bytes().to_vec());
-    // A merge patch: `force` belongs to server-side apply only, and kube refuses the
-    // request before sending it when both are given.
-    let patch = json!({ "data": { system: value } });
-    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        other => return other.map(|_| ()).map_err(Error::from),
-    }
     let employee = ctx.employees.get(&ObjectRef::new(&owner.name).within(&owner.namespace));
     let secret = Secret {
         metadata: ObjectMeta {
@@ -420,16 +308,22 @@ pub async fn store_generated_password(
             labels: Some([("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned())].into()),
             ..ObjectMeta::default()
         },
-        data: Some([(system.to_owned(), value)].into()),
+        data: Some([(system.to_owned(), value.clone())].into()),
         type_: Some("Opaque".into()),
         ..Secret::default()
     };
-    match api.create(&PostParams::default(), &secret).await {
+    let params = PostParams { field_manager: Some(MANAGER.to_owned()), ..PostParams::default() };
+    match api.create(&params, &secret).await {
+        Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            // A merge patch: `force` belongs to server-side apply only, and kube refuses
+            // the request before sending it when both are given.
+            let patch = json!({ "data": { system: value } });
+            let params = PatchParams { field_manager: Some(MANAGER.to_owned()), ..PatchParams::default() };
+            api.patch(&name, &params, &Patch::Merge(&patch)).await?;
             Ok(())
         }
-        other => other.map(|_| ()).map_err(Error::from),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -437,23 +331,7 @@ pub async fn store_generated_password(
 mod tests {
     use super::*;
 
-    fn quota(limit: Option<u64>, remaining: u64) -> RequestQuota {
-        RequestQuota { limit, remaining, reset_time: None }
-    }
-
-    #[test]
-    fn the_quota_alone_is_written_once_it_moved_by_a_tenth() {
-        let (a, b) = (quota(Some(1000), 900), quota(Some(1000), 850));
-        assert!(!quota_moved(Some(&a), Some(&b)), "a listing or two: no write of its own");
-        assert!(quota_moved(Some(&a), Some(&quota(Some(1000), 800))));
-        assert!(quota_moved(Some(&quota(Some(1000), 3)), Some(&quota(Some(1000), 1000))), "a new window");
-        assert!(quota_moved(None, Some(&a)) && quota_moved(Some(&a), None));
-        assert!(quota_moved(Some(&a), Some(&quota(Some(500), 900))), "another limit");
-        assert!(!quota_moved(None, None));
-    }
-
-    #[test]
-    fn an_employee_that_waits_for_the_quota_says_rate_limited() {
+    fn anna(entries: Vec<AccountStatus>) -> Employee {
         let mut e = Employee::new(
             "anna",
             serde_json::from_value(serde_json::json!({
@@ -462,25 +340,55 @@ mod tests {
             }))
             .unwrap(),
         );
-        e.status = Some(EmployeeStatus {
-            phone_systems: vec![AccountStatus {
-                name: "cloud-pbx".into(),
-                external_id: None,
-                extension: None,
-                state: AccountState::Pending,
-                message: Some(format!(
-                    "{}: create waits: the request quota of cloud-pbx is spent until 2030-01-01T00:00:00Z",
-                    reason::RATE_LIMITED
-                )),
-                last_sync: None,
-                password_fingerprint: None,
-            }],
-            ..EmployeeStatus::default()
-        });
+        e.status = Some(EmployeeStatus { phone_systems: entries, ..EmployeeStatus::default() });
+        e
+    }
+
+    fn entry(state: AccountState, message: Option<String>) -> AccountStatus {
+        AccountStatus {
+            name: "cloud-pbx".into(),
+            external_id: None,
+            extension: None,
+            state,
+            message,
+            last_sync: None,
+            password_fingerprint: None,
+        }
+    }
+
+    #[test]
+    fn an_employee_that_waits_for_the_quota_says_rate_limited() {
+        let e = anna(vec![entry(
+            AccountState::Pending,
+            Some(format!(
+                "{}: create waits: the request quota of cloud-pbx is spent until 2030-01-01T00:00:00Z",
+                reason::RATE_LIMITED
+            )),
+        )]);
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_900_000_000).unwrap());
         let status = conditions_of(&e, &["cloud-pbx".to_owned()].into(), &now);
         let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason::RATE_LIMITED));
         assert!(ready.message.contains("2030-01-01T00:00:00Z"), "{}", ready.message);
+        assert!(status.phone_systems.is_empty(), "entries belong to the passes");
+        assert!(!awaiting_first_pass(&e, &["cloud-pbx".to_owned()].into()));
+    }
+
+    #[test]
+    fn only_a_system_no_pass_has_reached_yet_is_waited_for() {
+        let systems: BTreeSet<String> = ["cloud-pbx".to_owned()].into();
+        assert!(awaiting_first_pass(&anna(vec![]), &systems));
+        assert!(!awaiting_first_pass(&anna(vec![]), &BTreeSet::new()), "a missing system is news at once");
+        assert!(!awaiting_first_pass(&anna(vec![entry(AccountState::InSync, None)]), &systems));
+        assert!(!awaiting_first_pass(&anna(vec![entry(AccountState::Failed, Some("x".into()))]), &systems));
+    }
+
+    #[test]
+    fn pass_managers_fit_the_api_servers_limit_and_stay_distinct() {
+        assert_eq!(pass_manager("office-pbx"), "switchboard-pbx.office-pbx");
+        let long = "a".repeat(253);
+        let (a, b) = (pass_manager(&long), pass_manager(&format!("{}b", "a".repeat(252))));
+        assert!(a.len() <= MAX_MANAGER && b.len() <= MAX_MANAGER);
+        assert_ne!(a, b);
     }
 }

@@ -204,7 +204,7 @@ async fn one_of_two_instances_writes_and_the_other_takes_over_when_it_dies() {
         fake.requests_of("b").iter().filter(|r| r.resource.starts_with("leases.")).map(|r| r.verb).collect();
     assert_eq!(b_leases, BTreeSet::from(["get"]), "the standby only looks at the Lease");
     assert!(
-        writes_of(fake, "a").iter().any(|w| w.starts_with("update employees.switchboard.dev/status")),
+        writes_of(fake, "a").iter().any(|w| w.starts_with("patch employees.switchboard.dev/status")),
         "the leader wrote the claims: {:?}",
         writes_of(fake, "a")
     );
@@ -243,7 +243,7 @@ async fn one_of_two_instances_writes_and_the_other_takes_over_when_it_dies() {
     world.create_employee(&employee(&world.ns, "dan", "451", &["office-pbx"])).await;
     world.ready("dan").await;
     assert!(
-        writes_of(fake, "b").iter().any(|w| w.starts_with("update employees.switchboard.dev/status")),
+        writes_of(fake, "b").iter().any(|w| w.starts_with("patch employees.switchboard.dev/status")),
         "the new leader wrote the claim: {:?}",
         writes_of(fake, "b")
     );
@@ -288,7 +288,7 @@ async fn a_leader_that_shuts_down_releases_the_lease_and_the_standby_takes_over_
 
     world.create_employee(&employee(&world.ns, "gus", "461", &["office-pbx"])).await;
     world.ready("gus").await;
-    assert!(writes_of(fake, "b").iter().any(|w| w.starts_with("update employees.switchboard.dev/status")));
+    assert!(writes_of(fake, "b").iter().any(|w| w.starts_with("patch employees.switchboard.dev/status")));
     b.controller.stop().await;
     assert_allowed_by_rbac(fake, "a");
     assert_allowed_by_rbac(fake, "b");

@@ -23,6 +23,7 @@ use tokio::{
 
 use super::{
     Options, RequestRecord,
+    managed::{Op, Writer},
     resources::{self, RESOURCES, ResourceDef},
     selectors::{FieldSelector, LabelSelector},
     store::{ApiError, Change, ChangeKind, ListQuery, PatchKind, Store, WatchStart},
@@ -134,13 +135,22 @@ async fn handle(
         patch_type,
         field_manager: query.get("fieldManager").cloned(),
         client: headers.get(super::CLIENT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        metadata_only: partial,
         code: 0,
     };
     if verb == "watch" {
         return watch(shared, target, &query, partial, record).await;
     }
+    // Who a write is recorded as: `fieldManager`, else the user agent up to its first `/`
+    // (the API server's `managerOrUserAgent`).
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let manager = query
+        .get("fieldManager")
+        .cloned()
+        .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("").to_owned());
+    let writer = Writer { manager, subresource: if target.status { "status" } else { "" }, op: Op::Update };
     let mut store = shared.store.lock().unwrap();
-    let result = serve(&mut store, &target, verb, patch_type, &content_type, &query, &body);
+    let result = serve(&mut store, &target, verb, patch_type, &content_type, &query, &body, &writer);
     record.code = match &result {
         Ok((code, _)) => *code,
         Err(e) => e.code,
@@ -163,6 +173,7 @@ async fn handle(
 }
 
 /// Everything but watch, under the store's lock.
+#[allow(clippy::too_many_arguments)]
 fn serve(
     store: &mut Store,
     target: &Target,
@@ -171,6 +182,7 @@ fn serve(
     content_type: &str,
     query: &HashMap<String, String>,
     body: &[u8],
+    writer: &Writer,
 ) -> Result<(u16, Value), ApiError> {
     let def = &RESOURCES[target.res];
     let namespace = target.namespace.as_deref().unwrap_or("");
@@ -189,21 +201,30 @@ fn serve(
         }
         "get" => store.get(target.res, namespace, name).map(|doc| (200, doc)),
         "create" if target.namespace.is_none() && def.namespaced => Err(ApiError::method_not_allowed()),
-        "create" => store.create(target.res, namespace, json_body()?).map(|doc| (201, doc)),
-        "update" => store.replace(target.res, namespace, name, target.status, json_body()?),
+        "create" => store.create(target.res, namespace, json_body()?, writer).map(|doc| (201, doc)),
+        "update" => store.replace(target.res, namespace, name, target.status, json_body()?, writer),
         "patch" => match patch_type {
-            Some("merge") => store.patch(target.res, namespace, name, target.status, PatchKind::Merge, body),
-            Some("strategic") if def.builtin => {
-                store.patch(target.res, namespace, name, target.status, PatchKind::Merge, body)
+            Some("merge") => {
+                store.patch(target.res, namespace, name, target.status, PatchKind::Merge, body, writer)
             }
-            Some("json") => store.patch(target.res, namespace, name, target.status, PatchKind::Json, body),
+            Some("strategic") if def.builtin => {
+                store.patch(target.res, namespace, name, target.status, PatchKind::Merge, body, writer)
+            }
+            Some("json") => {
+                store.patch(target.res, namespace, name, target.status, PatchKind::Json, body, writer)
+            }
             Some("apply") => {
                 let manager = query
                     .get("fieldManager")
                     .filter(|m| !m.is_empty())
                     .ok_or_else(|| ApiError::bad_request("PATCH apply requests require fieldManager"))?;
+                let force = match query.get("force").map(String::as_str) {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => return Err(ApiError::bad_request(format!("invalid force {other:?}"))),
+                };
                 let applied = parse_apply_body(body)?;
-                return store.apply(target.res, namespace, name, target.status, applied, manager);
+                return store.apply(target.res, namespace, name, target.status, applied, manager, force);
             }
             _ => Err(ApiError::unsupported_media_type(content_type)),
         }
@@ -305,7 +326,8 @@ async fn watch(
         let mut store = shared.store.lock().unwrap();
         let started = selectors.and_then(|selectors| {
             let rv = query.get("resourceVersion").map(String::as_str);
-            store.watch(target.res, target.namespace.clone(), rv).map(|start| (selectors, start))
+            let (client, metadata_only) = (record.client.clone(), record.metadata_only);
+            store.watch(target.res, target.namespace.clone(), rv, client, metadata_only).map(|start| (selectors, start))
         });
         record.code = started.as_ref().map_or_else(|e| e.code, |_| 200);
         store.requests.push(record);

@@ -67,6 +67,7 @@
 //! `SWITCHBOARD_TEST_KUBECONFIG` names a kubeconfig.
 
 mod http;
+mod managed;
 pub mod resources;
 mod selectors;
 mod store;
@@ -120,6 +121,8 @@ pub struct RequestRecord {
     pub field_manager: Option<String>,
     /// The [`CLIENT_HEADER`] of the request: which client made it ([`FakeApiServer::client_as`]).
     pub client: Option<String>,
+    /// Asked for `PartialObjectMetadata` (metadata only, as `metadata_watcher` does).
+    pub metadata_only: bool,
     /// The HTTP status answered (200 for a watch that started, even if it then sent 410).
     pub code: u16,
 }
@@ -294,9 +297,10 @@ impl FakeApiServer {
         value["apiVersion"] = K::api_version(&()).into();
         value["kind"] = K::kind(&()).into();
         let namespace = obj.meta().namespace.clone().unwrap_or_else(|| "default".into());
+        let writer = managed::Writer { manager: "test".into(), subresource: "", op: managed::Op::Update };
         let stored = self
             .store()
-            .create(resource_index::<K>(), &namespace, value)
+            .create(resource_index::<K>(), &namespace, value, &writer)
             .unwrap_or_else(|e| panic!("insert: {}", e.message));
         serde_json::from_value(stored).expect("stored objects deserialize")
     }
@@ -320,6 +324,13 @@ impl FakeApiServer {
     /// Watch streams currently open.
     pub fn active_watches(&self) -> usize {
         self.store().active_watches()
+    }
+
+    /// Watch streams of `K` open now, by client ([`Self::client_as`]) and whether they
+    /// ask for metadata only: what a real server's `apiserver_longrunning_requests` gauge
+    /// counts.
+    pub fn open_watches_of<K: Resource<DynamicType = ()>>(&self) -> Vec<(Option<String>, bool)> {
+        self.store().open_watches(resource_index::<K>())
     }
 
     /// Holds new watch requests back until the returned guard is dropped, so a test

@@ -1,7 +1,13 @@
 //! The resources the fake API server serves: one line of [`RESOURCES`] each.
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
+use kube::CustomResourceExt;
 use serde_json::{Map, Value};
+use switchboard::api::{Employee, PhoneSystem};
+
+use super::managed::{self, Shape};
 
 /// How one resource (a group, version and plural) behaves.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +32,9 @@ pub struct ResourceDef {
     /// What the registry's strategy does to every written object (e.g. Secret
     /// `stringData` folded into `data`).
     pub normalize: Option<fn(&mut Value)>,
+    /// How field ownership sees the objects: from the CRD's schema, or the built-in
+    /// type's list and map markers.
+    pub shape: fn() -> Shape,
 }
 
 impl ResourceDef {
@@ -48,6 +57,7 @@ impl ResourceDef {
             builtin: false,
             create_on_update: false,
             normalize: None,
+            shape: untyped,
         }
     }
 
@@ -69,7 +79,13 @@ impl ResourceDef {
             builtin: true,
             create_on_update: false,
             normalize: None,
+            shape: untyped,
         }
+    }
+
+    pub const fn shape(mut self, f: fn() -> Shape) -> Self {
+        self.shape = f;
+        self
     }
 
     pub const fn cluster_scoped(mut self) -> Self {
@@ -109,9 +125,9 @@ impl ResourceDef {
 
 /// Everything the fake serves. Add a resource with one more line.
 pub const RESOURCES: &[ResourceDef] = &[
-    ResourceDef::custom("switchboard.dev", "v1alpha1", "employees", "Employee"),
-    ResourceDef::custom("switchboard.dev", "v1alpha1", "phonesystems", "PhoneSystem"),
-    ResourceDef::builtin("", "v1", "secrets", "Secret").normalize(secret_string_data),
+    ResourceDef::custom("switchboard.dev", "v1alpha1", "employees", "Employee").shape(employee_shape),
+    ResourceDef::custom("switchboard.dev", "v1alpha1", "phonesystems", "PhoneSystem").shape(phone_system_shape),
+    ResourceDef::builtin("", "v1", "secrets", "Secret").normalize(secret_string_data).shape(secret_shape),
     ResourceDef::builtin("", "v1", "configmaps", "ConfigMap"),
     ResourceDef::builtin("", "v1", "events", "Event").create_on_update(),
     ResourceDef::builtin("events.k8s.io", "v1", "events", "Event").create_on_update(),
@@ -143,4 +159,37 @@ fn secret_string_data(obj: &mut Value) {
         let encoded = base64::engine::general_purpose::STANDARD.encode(text);
         data.as_object_mut().unwrap().insert(key, Value::String(encoded));
     }
+}
+
+/// Built-ins without a schema here: `metadata` as every object has it, the rest untyped
+/// (objects granular, lists atomic), which is what their Go types say for the fields
+/// switchboard and its tests write.
+fn untyped() -> Shape {
+    Shape::Struct(BTreeMap::from([
+        ("metadata".into(), managed::object_meta()),
+        ("apiVersion".into(), Shape::Atomic),
+        ("kind".into(), Shape::Atomic),
+    ]))
+}
+
+fn secret_shape() -> Shape {
+    let Shape::Struct(mut fields) = untyped() else { unreachable!("untyped() is a struct") };
+    fields.insert("data".into(), Shape::Map(Box::new(Shape::Atomic)));
+    fields.insert("stringData".into(), Shape::Map(Box::new(Shape::Atomic)));
+    fields.insert("type".into(), Shape::Atomic);
+    Shape::Struct(fields)
+}
+
+fn crd_shape(crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> Shape {
+    let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
+    let schema = serde_json::to_value(schema).expect("a CRD schema serializes");
+    managed::from_openapi(&schema)
+}
+
+fn employee_shape() -> Shape {
+    crd_shape(Employee::crd())
+}
+
+fn phone_system_shape() -> Shape {
+    crd_shape(PhoneSystem::crd())
 }

@@ -3,7 +3,7 @@
 //! watchers see changes in `resourceVersion` order.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, HashSet, VecDeque},
     sync::Arc,
 };
 
@@ -14,6 +14,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::{
     RequestRecord,
+    managed::{self, Managers, Op, Shape, Writer},
     resources::{RESOURCES, ResourceDef},
     selectors::{FieldSelector, LabelSelector},
 };
@@ -45,6 +46,10 @@ pub(crate) struct Change {
 struct WatchSub {
     res: usize,
     namespace: Option<String>,
+    /// Who opened it ([`super::CLIENT_HEADER`]).
+    client: Option<String>,
+    /// Asked for metadata only.
+    metadata_only: bool,
     tx: UnboundedSender<Arc<Change>>,
 }
 
@@ -120,6 +125,34 @@ impl ApiError {
         Self::new(409, "Conflict", message).with_details(def, name)
     }
 
+    /// An apply that would change fields other managers own, as the real server words it.
+    pub(crate) fn field_conflicts(def: &ResourceDef, conflicts: &managed::Conflicts) -> Self {
+        let api_version = def.api_version();
+        let lines: Vec<String> = conflicts
+            .0
+            .iter()
+            .map(|(manager, path)| {
+                format!("conflict with \"{manager}\" using {api_version}: {}", managed::display(path))
+            })
+            .collect();
+        let message = match lines.as_slice() {
+            [one] => format!("Apply failed with 1 conflict: {one}"),
+            many => format!("Apply failed with {} conflicts: {}", many.len(), many.join("\n")),
+        };
+        let causes: Vec<Value> = conflicts
+            .0
+            .iter()
+            .map(|(manager, path)| {
+                json!({"reason": "FieldManagerConflict",
+                       "message": format!("conflict with \"{manager}\" using {api_version}"),
+                       "field": managed::display(path)})
+            })
+            .collect();
+        let mut error = Self::new(409, "Conflict", message);
+        error.details = Some(json!({"causes": causes}));
+        error
+    }
+
     fn invalid(def: &ResourceDef, name: &str, field: &str, detail: &str) -> Self {
         let qualified =
             if def.group.is_empty() { def.kind.to_string() } else { format!("{}.{}", def.kind, def.group) };
@@ -171,8 +204,8 @@ pub(crate) struct Store {
     /// Watches and exact lists from below this resourceVersion are too old (410).
     compacted_rv: u64,
     watchers: Vec<WatchSub>,
-    /// The last configuration each field manager applied: (object, manager, status?).
-    applied: HashMap<(Key, String, bool), Value>,
+    /// How field ownership sees each resource's objects, by index into [`RESOURCES`].
+    shapes: Vec<Shape>,
     pub requests: Vec<RequestRecord>,
 }
 
@@ -185,7 +218,7 @@ impl Store {
             history_limit: history_limit.max(1),
             compacted_rv: 1,
             watchers: Vec::new(),
-            applied: HashMap::new(),
+            shapes: RESOURCES.iter().map(|r| (r.shape)()).collect(),
             requests: Vec::new(),
         }
     }
@@ -222,13 +255,19 @@ impl Store {
         self.watchers.len()
     }
 
+    /// Open watch streams of one resource, by client and whether metadata-only, as the
+    /// real server's `apiserver_longrunning_requests{verb="WATCH"}` gauge counts them.
+    pub(crate) fn open_watches(&mut self, res: usize) -> Vec<(Option<String>, bool)> {
+        self.watchers.retain(|w| !w.tx.is_closed());
+        self.watchers.iter().filter(|w| w.res == res).map(|w| (w.client.clone(), w.metadata_only)).collect()
+    }
+
     /// Stores (or removes) an object at the next resourceVersion and tells watchers.
     fn commit(&mut self, key: Key, kind: ChangeKind, mut object: Value, old: Option<Value>) -> Value {
         self.rv += 1;
         meta_mut(&mut object).insert("resourceVersion".into(), Value::String(self.rv.to_string()));
         if kind == ChangeKind::Deleted {
             self.objects.remove(&key);
-            self.applied.retain(|(k, _, _), _| k != &key);
         } else {
             self.objects.insert(key.clone(), object.clone());
         }
@@ -258,7 +297,13 @@ impl Store {
         self.object(res, namespace, name).cloned().ok_or_else(|| ApiError::not_found(&RESOURCES[res], name))
     }
 
-    pub(crate) fn create(&mut self, res: usize, namespace: &str, mut obj: Value) -> Result<Value, ApiError> {
+    pub(crate) fn create(
+        &mut self,
+        res: usize,
+        namespace: &str,
+        mut obj: Value,
+        writer: &Writer,
+    ) -> Result<Value, ApiError> {
         let def = &RESOURCES[res];
         check_types(def, &obj)?;
         let meta = meta_mut(&mut obj);
@@ -319,7 +364,28 @@ impl Store {
         if let Some(normalize) = def.normalize {
             normalize(&mut obj);
         }
+        let empty = json!({});
+        self.set_managers(def, &empty, &mut obj, writer)?;
         Ok(self.commit(key, ChangeKind::Added, obj, None))
+    }
+
+    /// Records in `new.metadata.managedFields` who owns what once `writer` has written
+    /// `new` over `old` (`{}` for a create).
+    fn set_managers(&self, def: &ResourceDef, old: &Value, new: &mut Value, writer: &Writer) -> Result<(), ApiError> {
+        let shape = &self.shapes[RESOURCES.iter().position(|r| std::ptr::eq(r, def)).expect("a resource of the table")];
+        let sub = writer.subresource;
+        let before = managed::scoped(old, def.status_subresource, sub);
+        let after = managed::scoped(new, def.status_subresource, sub);
+        let cmp = managed::compare(&before, &after, shape);
+        let managers = managed::update(&Managers::of(old), &cmp, writer, &def.api_version())
+            .map_err(|c| ApiError::field_conflicts(def, &c))?;
+        let meta = meta_mut(new);
+        if managers.0.is_empty() {
+            meta.remove("managedFields");
+        } else {
+            meta.insert("managedFields".into(), managers.to_value());
+        }
+        Ok(())
     }
 
     /// `PUT`: `(201, created)` when the resource creates on update, else `(200, updated)`.
@@ -330,16 +396,17 @@ impl Store {
         name: &str,
         status: bool,
         mut body: Value,
+        writer: &Writer,
     ) -> Result<(u16, Value), ApiError> {
         let def = &RESOURCES[res];
         check_types(def, &body)?;
         check_name(name, meta_mut(&mut body))?;
         let key = Self::key(res, namespace, name);
         match self.objects.get(&key).cloned() {
-            Some(old) => self.write(key, old, body, status, true).map(|o| (200, o)),
+            Some(old) => self.write(key, old, body, status, true, writer).map(|o| (200, o)),
             None if def.create_on_update && !status => {
                 meta_mut(&mut body).remove("resourceVersion");
-                self.create(res, namespace, body).map(|o| (201, o))
+                self.create(res, namespace, body, writer).map(|o| (201, o))
             }
             None => Err(ApiError::not_found(def, name)),
         }
@@ -353,6 +420,7 @@ impl Store {
         status: bool,
         kind: PatchKind,
         body: &[u8],
+        writer: &Writer,
     ) -> Result<Value, ApiError> {
         let key = Self::key(res, namespace, name);
         let old = self.get(res, namespace, name)?;
@@ -382,10 +450,14 @@ impl Store {
                 }
             }
         }
-        self.write(key, old, candidate, status, false)
+        self.write(key, old, candidate, status, false, writer)
     }
 
-    /// Server-side apply: `(201, created)` when the object did not exist.
+    /// Server-side apply: `(201, created)` when the object did not exist. The applied
+    /// configuration is merged by the schema, what `manager` applied before and not now is
+    /// pruned unless someone else owns it, and changing another manager's field is a 409
+    /// unless `force` (see [`managed`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn apply(
         &mut self,
         res: usize,
@@ -394,35 +466,44 @@ impl Store {
         status: bool,
         mut applied: Value,
         manager: &str,
+        force: bool,
     ) -> Result<(u16, Value), ApiError> {
         let def = &RESOURCES[res];
         check_types(def, &applied)?;
         check_name(name, meta_mut(&mut applied))?;
+        if meta_mut(&mut applied).get("managedFields").is_some_and(|m| !m.is_null()) {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        let subresource = if status { "status" } else { "" };
+        let shape = &self.shapes[res];
+        let set = managed::field_set(&managed::scoped(&applied, def.status_subresource, subresource), shape);
+        let writer = Writer { manager: manager.to_owned(), subresource, op: Op::Apply { set: set.clone(), force } };
         let key = Self::key(res, namespace, name);
-        let memo = (key.clone(), manager.to_string(), status);
         let Some(old) = self.objects.get(&key).cloned() else {
             if status {
                 return Err(ApiError::not_found(def, name));
             }
-            let created = self.create(res, namespace, applied.clone())?;
-            self.applied.insert(memo, applied);
-            return Ok((201, created));
+            return self.create(res, namespace, applied, &writer).map(|o| (201, o));
         };
-        let mut candidate = old.clone();
-        if let Some(previous) = self.applied.get(&memo) {
-            let now_applied: HashSet<Vec<String>> = leaf_paths(&applied).into_iter().collect();
-            for path in leaf_paths(previous) {
-                let owned_here = (path[0] == "status") == status || !def.status_subresource;
-                if owned_here && !now_applied.contains(&path) && !is_identity(&path) {
-                    remove_path(&mut candidate, &path);
+        // Only what this endpoint writes is merged; the precondition travels along.
+        let mut config = applied.clone();
+        if let Some(map) = config.as_object_mut() {
+            if status {
+                let rv = applied.pointer("/metadata/resourceVersion").cloned();
+                map.retain(|k, _| k == "status" || k == "apiVersion" || k == "kind");
+                if let Some(rv) = rv {
+                    map.insert("metadata".into(), json!({ "resourceVersion": rv }));
                 }
+            } else if def.status_subresource {
+                map.remove("status");
             }
         }
-        apply_merge(&mut candidate, &applied);
-        let result = self.write(key.clone(), old, candidate, status, false)?;
-        if self.objects.contains_key(&key) {
-            self.applied.insert(memo, applied);
-        }
+        let mut candidate = old.clone();
+        managed::merge(&mut candidate, &config, shape);
+        let managers = Managers::of(&old);
+        let last = managers.applied(manager, subresource);
+        managed::prune(&mut candidate, &last, &managers.owned_with(manager, subresource, &set), shape);
+        let result = self.write(key, old, candidate, status, false, &writer)?;
         Ok((200, result))
     }
 
@@ -435,6 +516,7 @@ impl Store {
         mut new: Value,
         status: bool,
         put: bool,
+        writer: &Writer,
     ) -> Result<Value, ApiError> {
         let def = &RESOURCES[key.0];
         let name = key.2.clone();
@@ -482,7 +564,11 @@ impl Store {
                     None => meta.remove(field),
                 };
             }
-            meta.remove("managedFields");
+            // The server keeps its own record of who owns what.
+            match old_meta.get("managedFields") {
+                Some(v) => meta.insert("managedFields".into(), v.clone()),
+                None => meta.remove("managedFields"),
+            };
             meta.remove("selfLink");
             normalize_meta(meta);
             if def.status_subresource {
@@ -517,6 +603,7 @@ impl Store {
             let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
             meta_mut(&mut result).insert("generation".into(), json!(generation + 1));
         }
+        self.set_managers(def, &old, &mut result, writer)?;
         if result == old {
             // A no-op write is not written: no new resourceVersion, no watch event.
             return Ok(old);
@@ -722,6 +809,8 @@ impl Store {
         res: usize,
         namespace: Option<String>,
         resource_version: Option<&str>,
+        client: Option<String>,
+        metadata_only: bool,
     ) -> Result<WatchStart, ApiError> {
         let in_namespace = |ns: &str| namespace.as_deref().is_none_or(|want| want == ns);
         let (initial, from_rv) = match resource_version {
@@ -761,7 +850,7 @@ impl Store {
             }
         };
         let (tx, live) = unbounded_channel();
-        self.watchers.push(WatchSub { res, namespace, tx });
+        self.watchers.push(WatchSub { res, namespace, client, metadata_only, tx });
         Ok(WatchStart::Started { initial, from_rv, live })
     }
 }
@@ -916,67 +1005,4 @@ fn new_uid() -> String {
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5).map(|_| ALPHABET[rand::random::<u32>() as usize % ALPHABET.len()] as char).collect()
-}
-
-/// Paths of the leaves of an applied configuration: lists and scalars are leaves.
-fn leaf_paths(value: &Value) -> Vec<Vec<String>> {
-    fn walk(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-        match value {
-            Value::Object(map) if !map.is_empty() => {
-                for (k, v) in map {
-                    path.push(k.clone());
-                    walk(v, path, out);
-                    path.pop();
-                }
-            }
-            _ if !path.is_empty() => out.push(path.clone()),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(value, &mut Vec::new(), &mut out);
-    out
-}
-
-/// Fields that identify an object and are never pruned by apply.
-fn is_identity(path: &[String]) -> bool {
-    let p: Vec<&str> = path.iter().map(String::as_str).collect();
-    matches!(
-        p.as_slice(),
-        ["apiVersion"] | ["kind"] | ["metadata", "name" | "namespace" | "resourceVersion" | "uid"]
-    )
-}
-
-fn remove_path(doc: &mut Value, path: &[String]) {
-    let (last, parents) = path.split_last().expect("leaf paths are not empty");
-    let mut cursor = doc;
-    for key in parents {
-        match cursor.get_mut(key.as_str()) {
-            Some(next) => cursor = next,
-            None => return,
-        }
-    }
-    if let Some(map) = cursor.as_object_mut() {
-        map.remove(last);
-    }
-}
-
-/// Merges an applied configuration: maps merge key by key, anything else replaces.
-fn apply_merge(doc: &mut Value, applied: &Value) {
-    match (doc, applied) {
-        (Value::Object(doc), Value::Object(applied)) => {
-            for (k, v) in applied {
-                if v.is_null() {
-                    continue;
-                }
-                match doc.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => apply_merge(existing, v),
-                    _ => {
-                        doc.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (doc, applied) => *doc = applied.clone(),
-    }
 }

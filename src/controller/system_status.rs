@@ -1,0 +1,231 @@
+//! PhoneSystem status: conditions, counts, quota and the pending creates, applied whole
+//! by the system's passes (its only writer). Each write happens only when it changes
+//! something a reader would see.
+
+use std::time::Duration;
+
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+use super::{Context, Error, MANAGER};
+use crate::{
+    api::{
+        BackendKind, PhoneSystem, PhoneSystemStatus,
+        conditions::{self, READY, SYNCED, reason},
+        phone_system::{PendingCreate, RequestQuota},
+    },
+    engine::Report,
+};
+
+/// The creates a system's status records as sent and not yet claimed by an Employee.
+pub fn pending(system: &PhoneSystem) -> &[PendingCreate] {
+    system.status.as_ref().map(|s| s.pending_creates.as_slice()).unwrap_or_default()
+}
+
+/// Records create intents: `pending` replaces the list, nothing else changes.
+pub async fn record_pending(ctx: &Context, system: &PhoneSystem, pending: Vec<PendingCreate>) -> Result<(), Error> {
+    let mut status = system.status.clone().unwrap_or_default();
+    status.pending_creates = pending;
+    apply(ctx, system, status).await
+}
+
+/// Applies the whole status: the passes are its only writer.
+pub async fn apply(ctx: &Context, system: &PhoneSystem, status: PhoneSystemStatus) -> Result<(), Error> {
+    let ns = system.namespace().ok_or(Error::Unnamed)?;
+    let api: Api<PhoneSystem> = Api::namespaced(ctx.client.clone(), &ns);
+    let body = json!({
+        "apiVersion": PhoneSystem::api_version(&()),
+        "kind": PhoneSystem::kind(&()),
+        "metadata": { "name": system.name_any(), "namespace": ns },
+        "status": status,
+    });
+    let params = PatchParams::apply(MANAGER).force();
+    match api.patch_status(&system.name_any(), &params, &Patch::Apply(&body)).await {
+        Ok(written) => {
+            ctx.systems.record(written);
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn kind_of(system: &PhoneSystem) -> Option<BackendKind> {
+    system.spec.backend().ok().map(|b| b.kind())
+}
+
+/// Records a pass that waits for the system's request quota to reset: the system is
+/// reachable, nothing was listed or written.
+pub async fn rate_limited(
+    ctx: &Context,
+    system: &PhoneSystem,
+    quota: &RequestQuota,
+    message: &str,
+) -> Result<(), Error> {
+    let now = ctx.now();
+    let generation = system.metadata.generation;
+    let mut status = system.status.clone().unwrap_or_default();
+    let before = status.clone();
+    conditions::set(
+        &mut status.conditions,
+        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
+    );
+    conditions::set(
+        &mut status.conditions,
+        conditions::new(SYNCED, false, reason::RATE_LIMITED, message, generation, &now),
+    );
+    status.backend = kind_of(system);
+    status.observed_generation = generation;
+    status.quota = Some(quota.clone());
+    if status == before {
+        return Ok(());
+    }
+    apply(ctx, system, status).await
+}
+
+/// Whether the quota moved enough to be worth a status write on its own: a pass that
+/// changed nothing else writes nothing, but a status that kept the quota of hours ago
+/// would mislead.
+fn quota_moved(before: Option<&RequestQuota>, now: Option<&RequestQuota>) -> bool {
+    match (before, now) {
+        (None, None) => false,
+        (Some(a), Some(b)) => {
+            let step = a.limit.or(b.limit).map_or(1, |l| (l / 10).max(1));
+            a.limit != b.limit || a.remaining.abs_diff(b.remaining) >= step
+        }
+        _ => true,
+    }
+}
+
+/// Marks the system not ready (unreachable, credentials missing, invalid spec).
+pub async fn unready(
+    ctx: &Context,
+    system: &PhoneSystem,
+    why: &'static str,
+    message: &str,
+) -> Result<(), Error> {
+    let now = ctx.now();
+    let generation = system.metadata.generation;
+    let mut status = system.status.clone().unwrap_or_default();
+    let before = status.clone();
+    conditions::set(&mut status.conditions, conditions::new(READY, false, why, message, generation, &now));
+    conditions::set(&mut status.conditions, conditions::new(SYNCED, false, why, message, generation, &now));
+    status.backend = kind_of(system);
+    status.observed_generation = generation;
+    if status == before {
+        return Ok(());
+    }
+    apply(ctx, system, status).await
+}
+
+/// Records a completed pass, if it changed anything a reader would see.
+pub async fn synced(
+    ctx: &Context,
+    system: &PhoneSystem,
+    report: &Report,
+    took: Duration,
+    pending: Vec<PendingCreate>,
+) -> Result<(), Error> {
+    let now = ctx.now();
+    let generation = system.metadata.generation;
+    let mut status = system.status.clone().unwrap_or_default();
+    let before = status.clone();
+    conditions::set(
+        &mut status.conditions,
+        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
+    );
+    let synced = if report.plan.guard_tripped() {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::DELETION_GUARD,
+            format!(
+                "{} deletions held: more than maxDeletionsPerSync; raise it or annotate {}",
+                report.plan.held_deletes.len(),
+                super::ALLOW_DELETIONS
+            ),
+            generation,
+            &now,
+        )
+    } else if report.unreadable > 0 {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::UNREADABLE_RECORDS,
+            format!(
+                "{} record(s) on the system could not be read (see the events); no account is deleted, nor created on their extensions, until they can be",
+                report.unreadable
+            ),
+            generation,
+            &now,
+        )
+    } else if report.rate_limited > 0 {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::RATE_LIMITED,
+            format!(
+                "{} write(s) wait for the request quota to reset{}; see the Employees",
+                report.rate_limited,
+                report
+                    .quota
+                    .as_ref()
+                    .and_then(|q| q.reset_time.as_ref())
+                    .map(|t| format!(" at {}", t.0))
+                    .unwrap_or_default()
+            ),
+            generation,
+            &now,
+        )
+    } else if report.failures > 0 {
+        conditions::new(
+            SYNCED,
+            false,
+            reason::VALIDATION_FAILED,
+            format!("{} account(s) could not be brought in line; see the Employees", report.failures),
+            generation,
+            &now,
+        )
+    } else {
+        conditions::new(SYNCED, true, reason::SYNCED, "every planned change was applied", generation, &now)
+    };
+    conditions::set(&mut status.conditions, synced);
+    status.backend = kind_of(system);
+    status.counts = Some(report.counts.clone());
+    status.observed_generation = generation;
+    status.pending_creates = pending;
+    // The quota goes with any other change, or alone once it moved by a tenth.
+    if status != before || report.writes > 0 || quota_moved(before.quota.as_ref(), report.quota.as_ref()) {
+        status.quota = report.quota.clone();
+    }
+    // The times move only with a change: a converged pass writes nothing at all.
+    if status == before && report.writes == 0 {
+        return Ok(());
+    }
+    status.last_sync_time = Some(now);
+    status.last_sync_duration = Some(format!("{}ms", took.as_millis()));
+    apply(ctx, system, status).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(limit: Option<u64>, remaining: u64) -> RequestQuota {
+        RequestQuota { limit, remaining, reset_time: None }
+    }
+
+    #[test]
+    fn the_quota_alone_is_written_once_it_moved_by_a_tenth() {
+        let (a, b) = (quota(Some(1000), 900), quota(Some(1000), 850));
+        assert!(!quota_moved(Some(&a), Some(&b)), "a listing or two: no write of its own");
+        assert!(quota_moved(Some(&a), Some(&quota(Some(1000), 800))));
+        assert!(quota_moved(Some(&quota(Some(1000), 3)), Some(&quota(Some(1000), 1000))), "a new window");
+        assert!(quota_moved(None, Some(&a)) && quota_moved(Some(&a), None));
+        assert!(quota_moved(Some(&a), Some(&quota(Some(500), 900))), "another limit");
+        assert!(!quota_moved(None, None));
+    }
+}
