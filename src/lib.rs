@@ -8,6 +8,7 @@ pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod engine;
+pub mod footprint;
 pub mod import;
 pub mod manifests;
 pub mod plan;

@@ -222,6 +222,19 @@ struct BenchArgs {
     /// Folder for bench.md (the table) and bench.svg (time against N).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Measure the operator instead: `switchboard run` with --employees Employees on the
+    /// cluster of KUBECONFIG, its RSS without and with unrelated Secrets.
+    #[arg(long)]
+    operator: bool,
+    /// Employees of the operator bench.
+    #[arg(long, default_value_t = 1000, requires = "operator")]
+    employees: usize,
+    /// Unrelated Secrets the operator bench creates in another namespace.
+    #[arg(long, default_value_t = 600, requires = "operator")]
+    unrelated_secrets: usize,
+    /// Size of each unrelated Secret, in KiB.
+    #[arg(long, default_value_t = 200, requires = "operator")]
+    secret_kib: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -283,6 +296,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(args) => serve_simulators(args).await,
         Command::Demo => {
             switchboard::demo::run(&mut std::io::stdout().lock()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) if args.operator => {
+            let config = switchboard::footprint::Config {
+                employees: args.employees,
+                unrelated_secrets: args.unrelated_secrets,
+                secret_kib: args.secret_kib,
+                program: std::env::current_exe().context("finding this executable to run the operator")?,
+                ..Default::default()
+            };
+            let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+            switchboard::footprint::run(client, &config, &mut std::io::stdout().lock()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {

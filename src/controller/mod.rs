@@ -168,8 +168,11 @@ async fn until(mut rx: watch::Receiver<bool>, wanted: impl Fn(bool) -> bool) {
 }
 
 impl Context {
+    /// The time, to the second: what a `Time` is on the wire, so that what a pass computes
+    /// compares equal to what it reads back.
     fn now(&self) -> Time {
-        (self.config.now)()
+        let Time(now) = (self.config.now)();
+        Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
     }
 
     /// Parks a standby's reconcile until this instance leads (or shuts down).

@@ -103,8 +103,9 @@ impl Passwords {
 /// current versions (a GET for each that is not), and lets go of those no Employee of
 /// the namespace refers to any more.
 pub async fn prepare(ctx: &Context, ns: &str, views: &[EmployeeView<'_>]) -> Result<(), Error> {
+    // An Employee being deleted needs no password: its account is deleted or left.
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for v in views {
+    for v in views.iter().filter(|v| !v.deleting) {
         if let Some(r) = &v.spec.password_secret_ref {
             wanted.entry(r.name.clone()).or_default().insert(r.key.clone());
         }
@@ -114,7 +115,7 @@ pub async fn prepare(ctx: &Context, ns: &str, views: &[EmployeeView<'_>]) -> Res
         .store()
         .state()
         .iter()
-        .filter(|e| e.namespace().as_deref() == Some(ns))
+        .filter(|e| e.namespace().as_deref() == Some(ns) && e.metadata.deletion_timestamp.is_none())
         .filter_map(|e| e.spec.password_secret_ref.as_ref().map(|r| r.name.clone()))
         .collect();
     let stale: Vec<(String, BTreeSet<String>)> = {

@@ -2,6 +2,7 @@
 //! and linking is the slow part on two cores).
 
 mod apiserver;
+mod apiserver_apply;
 mod backend_apio;
 mod backend_apio_dialects;
 mod backend_mikopbx;
@@ -16,6 +17,7 @@ mod crds;
 mod demo;
 mod deploy;
 mod faults;
+mod footprint;
 mod hostile;
 mod probe;
 mod production;
