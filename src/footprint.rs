@@ -46,11 +46,16 @@ pub const NAMESPACE: &str = "switchboard-bench";
 /// The namespace of the unrelated Secrets.
 pub const UNRELATED: &str = "switchboard-bench-unrelated";
 const SYSTEM: &str = "office-pbx";
+/// Between two batches of Employees.
+pub const BATCH_PAUSE: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Employees on the PhoneSystem.
     pub employees: usize,
+    /// Created in this many batches, [`BATCH_PAUSE`] apart, as `kubectl apply` of one
+    /// folder after another would: the operator runs a pass per batch.
+    pub batches: usize,
     /// Unrelated Secrets created once the operator converged.
     pub unrelated_secrets: usize,
     /// Size of each unrelated Secret's data, in KiB.
@@ -69,6 +74,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             employees: 1000,
+            batches: 10,
             unrelated_secrets: 600,
             secret_kib: 200,
             program: PathBuf::from("switchboard"),
@@ -115,144 +121,196 @@ pub enum Error {
     Output(#[from] std::io::Error),
 }
 
-/// Runs the measurement with `client` (the API the operator is pointed at too).
+/// Runs the whole measurement with `client` (the API the operator is pointed at too).
 pub async fn run(client: Client, config: &Config, out: &mut impl std::io::Write) -> Result<Report, Error> {
-    let pbx = sim::spawn(sim::default_simulator(BackendKind::Mikopbx), ([127, 0, 0, 1], 0).into()).await?;
-    for ns in [NAMESPACE, UNRELATED] {
-        ensure_namespace(&client, ns).await?;
+    let mut bench = Bench::start(client, config, out).await?;
+    let result = async {
+        bench.converge(out).await?;
+        bench.add_unrelated_secrets(out).await
     }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
-    let credentials = Secret {
-        metadata: ObjectMeta { name: Some(format!("{SYSTEM}-credentials")), ..ObjectMeta::default() },
-        string_data: Some(pbx.sim.credentials()),
-        ..Secret::default()
-    };
-    create(&secrets, &credentials).await?;
-    let system: PhoneSystem = serde_json::from_value(json!({
-        "apiVersion": "switchboard.dev/v1alpha1", "kind": "PhoneSystem",
-        "metadata": {"name": SYSTEM, "namespace": NAMESPACE},
-        "spec": {"mikopbx": sim::backend_block(BackendKind::Mikopbx, &pbx.url),
-                 "credentialsSecretRef": {"name": format!("{SYSTEM}-credentials")},
-                 "resyncInterval": "5m", "maxConcurrency": 32},
-    }))
-    .map_err(|e| Error::Operator(format!("the bench's PhoneSystem: {e}")))?;
-    create(&Api::namespaced(client.clone(), NAMESPACE), &system).await?;
-    let employees: Api<Employee> = Api::namespaced(client.clone(), NAMESPACE);
-    let people = bench::employees(config.employees, false);
-    let created = futures_util::stream::iter(people)
-        .map(|person| {
-            let employees = employees.clone();
-            async move {
-                let mut spec = person.spec;
-                spec.phone_systems.truncate(1);
-                if let Some(m) = spec.phone_systems.first_mut() {
-                    m.name = SYSTEM.to_owned();
-                }
-                // Released, not deleted, when the bench cleans up: no deletion guard to
-                // lift, and the accounts are the simulator's anyway.
-                spec.deletion_policy = crate::api::employee::DeletionPolicy::Orphan;
-                let mut e = Employee::new(&person.owner.name, spec);
-                e.metadata.namespace = Some(NAMESPACE.to_owned());
-                create(&employees, &e).await
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
-    created.into_iter().collect::<Result<Vec<()>, Error>>()?;
-    writeln!(out, "operator bench: {} Employees on one MikoPBX; starting `switchboard run`", config.employees)?;
-
-    let mut operator = start_operator(config)?;
-    let pid = operator.id().ok_or_else(|| Error::Operator("the operator has no process id".into()))?;
-    let started = Instant::now();
-    let result = measure(&client, config, pid, &mut operator, started, out).await;
-    let cleaned = clean_up(&client, config, &mut operator).await;
-    pbx.shutdown().await;
+    .await;
+    let cleaned = bench.clean_up().await;
     let report = result?;
     cleaned?;
     Ok(report)
 }
 
-async fn measure(
-    client: &Client,
-    config: &Config,
+/// A measurement under way: the operator running, the simulator serving.
+pub struct Bench {
+    client: Client,
+    config: Config,
+    pbx: sim::Running,
+    operator: Child,
     pid: u32,
-    operator: &mut Child,
-    started: Instant,
-    out: &mut impl std::io::Write,
-) -> Result<Report, Error> {
-    let employees: Api<Employee> = Api::namespaced(client.clone(), NAMESPACE);
-    loop {
-        if let Some(status) = operator.try_wait()? {
-            return Err(Error::Operator(format!("`switchboard run` exited: {status}")));
-        }
-        let list = employees.list(&ListParams::default()).await?;
-        let ready = list
-            .items
-            .iter()
-            .filter(|e| e.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)))
-            .count();
-        if ready == config.employees {
-            break;
-        }
-        if started.elapsed() > config.deadline {
-            return Err(Error::Timeout(format!(
-                "{ready} of {} Employees Ready after {:?}",
-                config.employees, config.deadline
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let converged_in = started.elapsed();
-    writeln!(out, "  converged in {:.1} s", converged_in.as_secs_f64())?;
-    let rss_kib = settled_rss(pid, Duration::from_secs(3)).await;
+    report: Report,
+}
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), UNRELATED);
-    let data = unrelated_data(config.secret_kib);
-    let made = futures_util::stream::iter(0..config.unrelated_secrets)
-        .map(|i| {
-            let (secrets, data) = (secrets.clone(), data.clone());
-            async move {
-                let secret = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(format!("unrelated-{i:04}")),
-                        labels: Some([("owner".to_owned(), "helm".to_owned())].into()),
-                        ..ObjectMeta::default()
-                    },
-                    data: Some([("release".to_owned(), ByteString(data))].into()),
-                    ..Secret::default()
-                };
-                create(&secrets, &secret).await
+impl Bench {
+    /// Makes the PhoneSystem and its simulator, starts the operator, and applies the
+    /// Employees batch by batch.
+    pub async fn start(client: Client, config: &Config, out: &mut impl std::io::Write) -> Result<Bench, Error> {
+        let pbx = sim::spawn(sim::default_simulator(BackendKind::Mikopbx), ([127, 0, 0, 1], 0).into()).await?;
+        for ns in [NAMESPACE, UNRELATED] {
+            ensure_namespace(&client, ns).await?;
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+        let credentials = Secret {
+            metadata: ObjectMeta { name: Some(format!("{SYSTEM}-credentials")), ..ObjectMeta::default() },
+            string_data: Some(pbx.sim.credentials()),
+            ..Secret::default()
+        };
+        create(&secrets, &credentials).await?;
+        let system: PhoneSystem = serde_json::from_value(json!({
+            "apiVersion": "switchboard.dev/v1alpha1", "kind": "PhoneSystem",
+            "metadata": {"name": SYSTEM, "namespace": NAMESPACE},
+            "spec": {"mikopbx": sim::backend_block(BackendKind::Mikopbx, &pbx.url),
+                     "credentialsSecretRef": {"name": format!("{SYSTEM}-credentials")},
+                     "resyncInterval": "5m", "maxConcurrency": 32},
+        }))
+        .map_err(|e| Error::Operator(format!("the bench's PhoneSystem: {e}")))?;
+        create(&Api::namespaced(client.clone(), NAMESPACE), &system).await?;
+        writeln!(
+            out,
+            "operator bench: {} Employees on one MikoPBX, applied in {} batch(es) to a running `switchboard run`",
+            config.employees,
+            config.batches.max(1)
+        )?;
+        let operator = start_operator(config)?;
+        let pid = operator.id().ok_or_else(|| Error::Operator("the operator has no process id".into()))?;
+        let report = Report { employees: config.employees, ..Report::default() };
+        let bench = Bench { client, config: config.clone(), pbx, operator, pid, report };
+        // Its caches filled and its first pass made before the apply.
+        tokio::time::sleep(BATCH_PAUSE).await;
+        Ok(bench)
+    }
+
+    /// The operator's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Applies the Employees, batch after batch.
+    pub async fn apply_employees(&mut self) -> Result<(), Error> {
+        let employees: Api<Employee> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let people = bench::employees(self.config.employees, false);
+        let batch = self.config.employees.div_ceil(self.config.batches.max(1)).max(1);
+        for (n, chunk) in people.chunks(batch).enumerate() {
+            if n > 0 {
+                tokio::time::sleep(BATCH_PAUSE).await;
             }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
-    made.into_iter().collect::<Result<Vec<()>, Error>>()?;
-    let unrelated_bytes = config.unrelated_secrets * config.secret_kib * 1024;
-    writeln!(
-        out,
-        "  created {} unrelated Secrets of {} KiB ({:.0} MiB) in {UNRELATED}",
-        config.unrelated_secrets,
-        config.secret_kib,
-        unrelated_bytes as f64 / 1_048_576.0
-    )?;
-    tokio::time::sleep(config.settle).await;
-    let rss_with_secrets_kib = settled_rss(pid, Duration::from_secs(3)).await;
-    let report = Report {
-        employees: config.employees,
-        converged_in,
-        rss_kib,
-        rss_with_secrets_kib,
-        peak_kib: bench::peak_rss_kib(Some(pid)).unwrap_or(0),
-        unrelated_bytes,
-    };
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    writeln!(out, "  operator RSS converged:                {:>7.1} MiB", mib(report.rss_kib))?;
-    writeln!(out, "  operator RSS with the unrelated Secrets: {:>5.1} MiB", mib(report.rss_with_secrets_kib))?;
-    writeln!(out, "  difference:                            {:>+7.1} MiB", report.delta_kib() as f64 / 1024.0)?;
-    writeln!(out, "  operator peak RSS:                     {:>7.1} MiB", mib(report.peak_kib))?;
-    Ok(report)
+            let created = futures_util::stream::iter(chunk.iter().cloned())
+                .map(|person| {
+                    let employees = employees.clone();
+                    async move {
+                        let mut spec = person.spec;
+                        spec.phone_systems.truncate(1);
+                        if let Some(m) = spec.phone_systems.first_mut() {
+                            m.name = SYSTEM.to_owned();
+                        }
+                        // Released, not deleted, when the bench cleans up: no deletion
+                        // guard to lift, and the accounts are the simulator's anyway.
+                        spec.deletion_policy = crate::api::employee::DeletionPolicy::Orphan;
+                        let mut e = Employee::new(&person.owner.name, spec);
+                        e.metadata.namespace = Some(NAMESPACE.to_owned());
+                        create(&employees, &e).await
+                    }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>()
+                .await;
+            created.into_iter().collect::<Result<Vec<()>, Error>>()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the Employees and waits until every one is Ready; then reads the
+    /// operator's resident set.
+    pub async fn converge(&mut self, out: &mut impl std::io::Write) -> Result<Duration, Error> {
+        self.apply_employees().await?;
+        let started = Instant::now();
+        let employees: Api<Employee> = Api::namespaced(self.client.clone(), NAMESPACE);
+        loop {
+            if let Some(status) = self.operator.try_wait()? {
+                return Err(Error::Operator(format!("`switchboard run` exited: {status}")));
+            }
+            let list = employees.list(&ListParams::default()).await?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|e| e.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)))
+                .count();
+            if ready == self.config.employees {
+                break;
+            }
+            if started.elapsed() > self.config.deadline {
+                return Err(Error::Timeout(format!(
+                    "{ready} of {} Employees Ready after {:?}",
+                    self.config.employees, self.config.deadline
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.report.converged_in = started.elapsed();
+        writeln!(out, "  every Employee Ready {:.1} s after the last batch", self.report.converged_in.as_secs_f64())?;
+        self.report.rss_kib = settled_rss(self.pid, Duration::from_secs(3)).await;
+        Ok(self.report.converged_in)
+    }
+
+    /// Creates the unrelated Secrets, gives the operator time to take them in, and reads
+    /// its resident set again.
+    pub async fn add_unrelated_secrets(&mut self, out: &mut impl std::io::Write) -> Result<Report, Error> {
+        let config = &self.config;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), UNRELATED);
+        let data = unrelated_data(config.secret_kib);
+        let made = futures_util::stream::iter(0..config.unrelated_secrets)
+            .map(|i| {
+                let (secrets, data) = (secrets.clone(), data.clone());
+                async move {
+                    let secret = Secret {
+                        metadata: ObjectMeta {
+                            name: Some(format!("unrelated-{i:04}")),
+                            labels: Some([("owner".to_owned(), "helm".to_owned())].into()),
+                            ..ObjectMeta::default()
+                        },
+                        data: Some([("release".to_owned(), ByteString(data))].into()),
+                        ..Secret::default()
+                    };
+                    create(&secrets, &secret).await
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        made.into_iter().collect::<Result<Vec<()>, Error>>()?;
+        let unrelated_bytes = config.unrelated_secrets * config.secret_kib * 1024;
+        writeln!(
+            out,
+            "  created {} unrelated Secrets of {} KiB ({:.0} MiB) in {UNRELATED}",
+            config.unrelated_secrets,
+            config.secret_kib,
+            unrelated_bytes as f64 / 1_048_576.0
+        )?;
+        tokio::time::sleep(config.settle).await;
+        self.report.rss_with_secrets_kib = settled_rss(self.pid, Duration::from_secs(3)).await;
+        self.report.peak_kib = bench::peak_rss_kib(Some(self.pid)).unwrap_or(0);
+        self.report.unrelated_bytes = unrelated_bytes;
+        let report = self.report.clone();
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        writeln!(out, "  operator RSS, converged:                  {:>7.1} MiB", mib(report.rss_kib))?;
+        writeln!(out, "  operator RSS, with the unrelated Secrets: {:>7.1} MiB", mib(report.rss_with_secrets_kib))?;
+        writeln!(out, "  difference:                               {:>+7.1} MiB", report.delta_kib() as f64 / 1024.0)?;
+        writeln!(out, "  operator peak RSS:                        {:>7.1} MiB", mib(report.peak_kib))?;
+        Ok(report)
+    }
+
+    /// Removes what the bench made. The Employees go first, while the operator runs to
+    /// release their finalizers; then the operator stops.
+    pub async fn clean_up(mut self) -> Result<(), Error> {
+        let result = clean_up(&self.client, &self.config, &mut self.operator).await;
+        let _ = self.operator.kill().await;
+        self.pbx.shutdown().await;
+        result
+    }
 }
 
 /// Data that does not compress, so no layer can make it look small.
@@ -348,7 +406,6 @@ async fn clean_up(client: &Client, config: &Config, operator: &mut Child) -> Res
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = operator.kill().await;
     let _ = Api::<PhoneSystem>::namespaced(client.clone(), NAMESPACE).delete(SYSTEM, &DeleteParams::default()).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let _ = secrets.delete(&format!("{SYSTEM}-credentials"), &DeleteParams::default()).await;

@@ -229,6 +229,9 @@ struct BenchArgs {
     /// Employees of the operator bench.
     #[arg(long, default_value_t = 1000, requires = "operator")]
     employees: usize,
+    /// ... applied in this many batches, 3 s apart.
+    #[arg(long, default_value_t = 10, requires = "operator")]
+    batches: usize,
     /// Unrelated Secrets the operator bench creates in another namespace.
     #[arg(long, default_value_t = 600, requires = "operator")]
     unrelated_secrets: usize,
@@ -301,6 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) if args.operator => {
             let config = switchboard::footprint::Config {
                 employees: args.employees,
+                batches: args.batches,
                 unrelated_secrets: args.unrelated_secrets,
                 secret_kib: args.secret_kib,
                 program: std::env::current_exe().context("finding this executable to run the operator")?,

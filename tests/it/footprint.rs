@@ -239,48 +239,81 @@ async fn every_edit_reaches_the_pbx_within_ten_seconds() {
 
 /// The real operator process, `switchboard run`, on the fake API server: its resident set
 /// once 50 Employees converged, and again after 100 Secrets of 200 KiB (20 MiB of data)
-/// appeared in another namespace. Caching their data would add at least 20 MiB.
+/// appeared in another namespace; caching their data would add at least 20 MiB. Its
+/// requests are counted too: one watch per kind, Secrets as metadata, none of the
+/// unrelated Secrets read, at most 5 requests per Employee.
+///
+/// `SWITCHBOARD_FOOTPRINT_{EMPLOYEES,BATCHES,SECRETS,PROGRAM}` change the sizes and the
+/// executable, to measure (another build of) the operator at scale on this fake; the
+/// bounds are asserted at every size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operators_memory_does_not_grow_with_unrelated_secrets() {
+async fn the_operator_process_keeps_no_unrelated_secret_and_few_requests() {
     let (_client, fake) = crate::support::apiserver::client_for_tests().await;
     let Some(fake) = fake else {
         eprintln!("footprint: run `switchboard bench --operator` against a cluster instead; skipped");
         return;
     };
+    let knob = |name: &str, default: usize| {
+        std::env::var(format!("SWITCHBOARD_FOOTPRINT_{name}")).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
     let kubeconfig = std::env::temp_dir().join(format!("switchboard-footprint-{}.yaml", std::process::id()));
     std::fs::write(&kubeconfig, fake_kubeconfig(&fake)).expect("write a kubeconfig");
     let config = footprint::Config {
-        employees: 50,
-        unrelated_secrets: 100,
+        employees: knob("EMPLOYEES", 50),
+        batches: knob("BATCHES", 1),
+        unrelated_secrets: knob("SECRETS", 100),
         secret_kib: 200,
-        program: env!("CARGO_BIN_EXE_switchboard").into(),
+        program: std::env::var_os("SWITCHBOARD_FOOTPRINT_PROGRAM")
+            .map_or_else(|| env!("CARGO_BIN_EXE_switchboard").into(), Into::into),
         kubeconfig: Some(kubeconfig.clone()),
-        deadline: Duration::from_secs(60),
+        deadline: Duration::from_secs(600),
         settle: Duration::from_secs(4),
     };
+    let n = config.employees as f64;
     let mut out = Vec::new();
-    let report = footprint::run(fake.client_as("bench"), &config, &mut out).await;
+    let mut bench = footprint::Bench::start(fake.client_as("bench"), &config, &mut out).await.expect("start");
+    // What the operator did before the apply is not the apply's cost.
+    fake.clear_requests();
+    let converged = bench.converge(&mut out).await;
+    let operator: Vec<RequestRecord> = fake.requests().into_iter().filter(|r| r.client.is_none()).collect();
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &operator {
+        *by_kind.entry(what(r)).or_default() += 1;
+    }
+    let open = |watches: Vec<(Option<String>, bool)>| watches.iter().filter(|(c, _)| c.is_none()).count();
+    let watches = (
+        open(fake.open_watches_of::<Employee>()),
+        open(fake.open_watches_of::<PhoneSystem>()),
+        open(fake.open_watches_of::<Secret>()),
+    );
+    let measured = match converged {
+        Ok(_) => bench.add_unrelated_secrets(&mut out).await,
+        Err(e) => Err(e),
+    };
+    let operator_reads: Vec<RequestRecord> = fake.requests().into_iter().filter(|r| r.client.is_none()).collect();
+    bench.clean_up().await.expect("clean up");
     let _ = std::fs::remove_file(&kubeconfig);
     let text = String::from_utf8_lossy(&out).into_owned();
     eprintln!("{text}");
-    let report = report.expect("the operator bench runs");
+    let report = measured.expect("the operator bench runs");
+    let per_employee = operator.iter().filter(|r| counted(r)).count() as f64 / n;
+    eprintln!(
+        "footprint: the operator process: {per_employee:.3} requests per Employee, open watches (Employees, PhoneSystems, Secrets) = {watches:?}: {by_kind:#?}"
+    );
     assert!(report.rss_kib > 0, "{text}");
-    assert!(report.delta_kib() < 10 * 1024, "the operator grew by {} KiB with 20 MiB of unrelated Secrets", report.delta_kib());
-
-    // The operator process (the requests without a client tag) watched Secrets as
-    // metadata and never read an unrelated one.
-    let operator: Vec<RequestRecord> = fake.requests().into_iter().filter(|r| r.client.is_none()).collect();
-    let watches: BTreeMap<String, usize> = operator.iter().filter(|r| r.verb == "watch").fold(BTreeMap::new(), |mut m, r| {
-        *m.entry(r.resource.clone()).or_default() += 1;
-        m
-    });
-    assert_eq!(watches.get("employees.switchboard.dev"), Some(&1), "{watches:?}");
-    assert_eq!(watches.get("phonesystems.switchboard.dev"), Some(&1), "{watches:?}");
-    assert_eq!(watches.get("secrets"), Some(&1), "{watches:?}");
-    for r in operator.iter().filter(|r| r.resource == "secrets") {
-        assert!(r.metadata_only || !matches!(r.verb, "list" | "watch"), "{r:?}");
+    let allowed = (report.unrelated_bytes / 1024 / 2).min(15 * 1024);
+    assert!(
+        report.delta_kib() < i64::try_from(allowed).unwrap_or(i64::MAX),
+        "the operator grew by {} KiB with {} KiB of unrelated Secrets",
+        report.delta_kib(),
+        report.unrelated_bytes / 1024
+    );
+    assert_eq!(watches, (1, 1, 1), "one watch per kind");
+    for r in operator_reads.iter().filter(|r| r.resource == "secrets") {
+        assert!(r.metadata_only || !matches!(r.verb, "list" | "watch"), "Secrets read with their data: {r:?}");
         assert!(r.verb != "get" || !r.name.as_deref().unwrap_or("").starts_with("unrelated-"), "{r:?}");
     }
+    assert!(per_employee <= 5.0, "{per_employee:.3} requests per Employee: {by_kind:#?}");
 }
 
 fn fake_kubeconfig(fake: &FakeApiServer) -> String {
