@@ -103,7 +103,8 @@ pub struct Report {
 impl Report {
     /// What the unrelated Secrets cost the operator, in KiB (negative: it shrank).
     pub fn delta_kib(&self) -> i64 {
-        i64::try_from(self.rss_with_secrets_kib).unwrap_or(i64::MAX) - i64::try_from(self.rss_kib).unwrap_or(0)
+        i64::try_from(self.rss_with_secrets_kib).unwrap_or(i64::MAX)
+            - i64::try_from(self.rss_kib).unwrap_or(0)
     }
 }
 
@@ -148,8 +149,13 @@ pub struct Bench {
 impl Bench {
     /// Makes the PhoneSystem and its simulator, starts the operator, and applies the
     /// Employees batch by batch.
-    pub async fn start(client: Client, config: &Config, out: &mut impl std::io::Write) -> Result<Bench, Error> {
-        let pbx = sim::spawn(sim::default_simulator(BackendKind::Mikopbx), ([127, 0, 0, 1], 0).into()).await?;
+    pub async fn start(
+        client: Client,
+        config: &Config,
+        out: &mut impl std::io::Write,
+    ) -> Result<Bench, Error> {
+        let pbx =
+            sim::spawn(sim::default_simulator(BackendKind::Mikopbx), ([127, 0, 0, 1], 0).into()).await?;
         for ns in [NAMESPACE, UNRELATED] {
             ensure_namespace(&client, ns).await?;
         }
@@ -237,7 +243,9 @@ impl Bench {
             let ready = list
                 .items
                 .iter()
-                .filter(|e| e.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)))
+                .filter(|e| {
+                    e.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
+                })
                 .count();
             if ready == self.config.employees {
                 break;
@@ -251,7 +259,11 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         self.report.converged_in = started.elapsed();
-        writeln!(out, "  every Employee Ready {:.1} s after the last batch", self.report.converged_in.as_secs_f64())?;
+        writeln!(
+            out,
+            "  every Employee Ready {:.1} s after the last batch",
+            self.report.converged_in.as_secs_f64()
+        )?;
         self.report.rss_kib = settled_rss(self.pid, Duration::from_secs(3)).await;
         Ok(self.report.converged_in)
     }
@@ -297,8 +309,16 @@ impl Bench {
         let report = self.report.clone();
         let mib = |kib: u64| kib as f64 / 1024.0;
         writeln!(out, "  operator RSS, converged:                  {:>7.1} MiB", mib(report.rss_kib))?;
-        writeln!(out, "  operator RSS, with the unrelated Secrets: {:>7.1} MiB", mib(report.rss_with_secrets_kib))?;
-        writeln!(out, "  difference:                               {:>+7.1} MiB", report.delta_kib() as f64 / 1024.0)?;
+        writeln!(
+            out,
+            "  operator RSS, with the unrelated Secrets: {:>7.1} MiB",
+            mib(report.rss_with_secrets_kib)
+        )?;
+        writeln!(
+            out,
+            "  difference:                               {:>+7.1} MiB",
+            report.delta_kib() as f64 / 1024.0
+        )?;
         writeln!(out, "  operator peak RSS:                        {:>7.1} MiB", mib(report.peak_kib))?;
         Ok(report)
     }
@@ -406,7 +426,9 @@ async fn clean_up(client: &Client, config: &Config, operator: &mut Child) -> Res
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = Api::<PhoneSystem>::namespaced(client.clone(), NAMESPACE).delete(SYSTEM, &DeleteParams::default()).await;
+    let _ = Api::<PhoneSystem>::namespaced(client.clone(), NAMESPACE)
+        .delete(SYSTEM, &DeleteParams::default())
+        .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let _ = secrets.delete(&format!("{SYSTEM}-credentials"), &DeleteParams::default()).await;
     for ns in [NAMESPACE, UNRELATED] {

@@ -45,8 +45,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
-        Controller, WatchStreamExt,
-        controller,
+        Controller, WatchStreamExt, controller,
         events::{Recorder, Reporter},
         reflector::{self, ObjectRef, Store},
         watcher,
@@ -209,10 +208,20 @@ impl Context {
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
-    /// Updates the gauge of Secrets whose data is held.
-    fn count_secrets_held(&self) {
-        let backends =
-            self.backends.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|b| b.secret_version.is_some()).count();
+    /// After a pass: lets go of what belongs to objects that are gone (the backend of a
+    /// deleted PhoneSystem holds its credentials; a deleted Employee's password), and
+    /// updates the gauge of Secrets whose data is held.
+    fn tidy(&self) {
+        let backends = {
+            let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+            backends.retain(|key, _| self.systems.store().get(key).is_some());
+            backends.values().filter(|b| b.secret_version.is_some()).count()
+        };
+        self.passwords.retain_referred(&self.employees.store().state());
+        self.waits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| self.employees.store().get(key).is_some());
         let (passwords, _) = self.passwords.held_counts();
         self.config.metrics.secrets_held.set(i64::try_from(backends + passwords).unwrap_or(i64::MAX));
     }
@@ -257,7 +266,9 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         (e.metadata.generation, e.metadata.deletion_timestamp.is_some())
     }));
     let employees_watch = watches::run(
-        watcher(api_for::<Employee>(&client, ns), watch_config.clone()).default_backoff().modify(watches::slim),
+        watcher(api_for::<Employee>(&client, ns), watch_config.clone())
+            .default_backoff()
+            .modify(watches::slim),
         employees_writer,
         vec![employee_events, employee_triggers],
         "Employee",
@@ -270,7 +281,9 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         (p.metadata.generation, p.annotations().get(ALLOW_DELETIONS).cloned())
     }));
     let systems_watch = watches::run(
-        watcher(api_for::<PhoneSystem>(&client, ns), watch_config.clone()).default_backoff().modify(watches::slim),
+        watcher(api_for::<PhoneSystem>(&client, ns), watch_config.clone())
+            .default_backoff()
+            .modify(watches::slim),
         systems_writer,
         vec![system_triggers],
         "PhoneSystem",
@@ -321,24 +334,26 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         .for_each({
             let ctx = ctx.clone();
             move |result| {
-            let ctx = ctx.clone();
-            async move {
-                ctx.count_secrets_held();
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "phone system pass did not complete");
+                let ctx = ctx.clone();
+                async move {
+                    ctx.tidy();
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "phone system pass did not complete");
+                    }
                 }
             }
-        }});
-
-    let employees_controller = Controller::for_shared_stream(for_employee_controller, employees_store.clone())
-        .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
-        .graceful_shutdown_on(stopped(stopping))
-        .run(employee::reconcile, employee::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "employee pass did not complete");
-            }
         });
+
+    let employees_controller =
+        Controller::for_shared_stream(for_employee_controller, employees_store.clone())
+            .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
+            .graceful_shutdown_on(stopped(stopping))
+            .run(employee::reconcile, employee::error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "employee pass did not complete");
+                }
+            });
 
     // No pass before every cache is filled: a pass on a half-filled cache would report
     // present credentials missing and count half the Employees; the Employee controller

@@ -24,7 +24,14 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use kube::{Resource, ResourceExt, runtime::{controller::Action, events::{Event as KubeEvent, EventType}, reflector::ObjectRef}};
+use kube::{
+    Resource, ResourceExt,
+    runtime::{
+        controller::Action,
+        events::{Event as KubeEvent, EventType},
+        reflector::ObjectRef,
+    },
+};
 use tracing::Instrument;
 
 use super::{
@@ -33,7 +40,10 @@ use super::{
     system_status,
 };
 use crate::{
-    api::{AccountState, AccountStatus, Employee, PhoneSystem, conditions, conditions::reason, phone_system::PendingCreate},
+    api::{
+        AccountState, AccountStatus, Employee, PhoneSystem, conditions, conditions::reason,
+        phone_system::PendingCreate,
+    },
     backends::{self, AnyBackend, Credentials},
     engine::{self, EmployeeView, IntentStore, Options},
     plan::Owner,
@@ -190,11 +200,20 @@ async fn sync_system(
         .collect();
     secrets::prepare(&ctx, &ns, &views).await?;
 
-    let allow_deletions = system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
+    let allow_deletions =
+        system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
     let options = Options { dry_run: false, allow_deletions, now: ctx.now(), progress: None };
     let vault = secrets::HeldVault { ctx: &ctx, namespace: &ns };
-    let intents = Intents { ctx: &ctx, system: &system, seen: &seen, recorded: Mutex::default(), stale: AtomicBool::new(false) };
-    let report = match engine::sync(backend.as_ref(), &name, &system.spec, &views, &intents, &vault, &options).await {
+    let intents = Intents {
+        ctx: &ctx,
+        system: &system,
+        seen: &seen,
+        recorded: Mutex::default(),
+        stale: AtomicBool::new(false),
+    };
+    let report = match engine::sync(backend.as_ref(), &name, &system.spec, &views, &intents, &vault, &options)
+        .await
+    {
         Ok(report) => report,
         Err(engine::Error::RateLimited { quota, cost, wait }) => {
             let message = format!(
@@ -241,7 +260,9 @@ async fn sync_system(
     let writes: Vec<(&Owner, &Option<AccountStatus>)> = report
         .entries
         .iter()
-        .filter(|(owner, entry)| seen.get(*owner).is_some_and(|s| s.stored != **entry) || recorded.contains_key(*owner))
+        .filter(|(owner, entry)| {
+            seen.get(*owner).is_some_and(|s| s.stored != **entry) || recorded.contains_key(*owner)
+        })
         .collect();
     let results = futures_util::stream::iter(0..writes.len())
         .map(|i| {
@@ -249,10 +270,14 @@ async fn sync_system(
             async move {
                 let (owner, entry) = writes[i];
                 let Some(s) = seen.get(owner) else { return Ok((i, Written::Done)) };
-                let claims = |e: &Option<AccountStatus>| e.as_ref().is_some_and(|e| engine::claim_of(owner, e).is_some());
+                let claims = |e: &Option<AccountStatus>| {
+                    e.as_ref().is_some_and(|e| engine::claim_of(owner, e).is_some())
+                };
                 if entry.is_some() && !claims(entry) && !claims(&s.planned) {
                     let Some(object) = unchanged(ctx, s, name) else { return Ok((i, Written::Stale)) };
-                    return status::apply_entry(ctx, &object, name, entry.as_ref(), true).await.map(|w| (i, w));
+                    return status::apply_entry(ctx, &object, name, entry.as_ref(), true)
+                        .await
+                        .map(|w| (i, w));
                 }
                 status::apply_entry(ctx, &s.object, name, entry.as_ref(), false).await.map(|w| (i, w))
             }
@@ -282,7 +307,10 @@ async fn sync_system(
             let owner = Owner::new(ns.clone(), p.employee.clone());
             seen.contains_key(&owner)
                 && !changed.contains(&owner)
-                && report.entries.get(&owner).is_none_or(|entry| seen.get(&owner).is_some_and(|s| s.stored != *entry))
+                && report
+                    .entries
+                    .get(&owner)
+                    .is_none_or(|entry| seen.get(&owner).is_some_and(|s| s.stored != *entry))
         })
         .cloned()
         .collect();
@@ -384,7 +412,8 @@ impl IntentStore for Intents<'_> {
         let written = futures_util::stream::iter(overflow)
             .map(|i| async move {
                 let intent = &intents[i];
-                let Some(object) = self.seen.get(&intent.owner).and_then(|s| unchanged(self.ctx, s, system)) else {
+                let Some(object) = self.seen.get(&intent.owner).and_then(|s| unchanged(self.ctx, s, system))
+                else {
                     return Ok(Written::Stale);
                 };
                 status::apply_entry(self.ctx, &object, system, Some(&intent.entry), true).await
@@ -469,7 +498,11 @@ async fn backend_for(
     let mut cache = ctx.backends.lock().unwrap_or_else(|e| e.into_inner());
     cache.insert(
         key,
-        CachedBackend { generation: system.metadata.generation, secret_version: version, backend: backend.clone() },
+        CachedBackend {
+            generation: system.metadata.generation,
+            secret_version: version,
+            backend: backend.clone(),
+        },
     );
     Ok(Ok(backend))
 }

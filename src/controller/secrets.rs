@@ -52,7 +52,11 @@ pub fn version_of(ctx: &Context, ns: &str, name: &str) -> Option<String> {
 
 /// Reads a Secret's data: `None` when it is gone. Values are decoded as UTF-8 (lossily):
 /// what the backends log in with and the PBXs take as passwords.
-pub async fn read(ctx: &Context, ns: &str, name: &str) -> Result<Option<(String, BTreeMap<String, String>)>, Error> {
+pub async fn read(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Option<(String, BTreeMap<String, String>)>, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let Some(secret) = api.get_opt(name).await? else { return Ok(None) };
     let version = secret.resource_version().unwrap_or_default();
@@ -93,6 +97,16 @@ impl Passwords {
         (held.len(), held.values().map(|h| h.keys.values().flatten().count()).sum())
     }
 
+    /// Lets go of every Secret no Employee (not being deleted) refers to.
+    pub fn retain_referred(&self, employees: &[std::sync::Arc<Employee>]) {
+        let referred: BTreeSet<(String, String)> = employees
+            .iter()
+            .filter(|e| e.metadata.deletion_timestamp.is_none())
+            .filter_map(|e| Some((e.namespace()?, e.spec.password_secret_ref.as_ref()?.name.clone())))
+            .collect();
+        self.held().retain(|key, _| referred.contains(key));
+    }
+
     fn password(&self, ns: &str, name: &str, key: &str) -> Option<Password> {
         let held = self.held();
         held.get(&(ns.to_owned(), name.to_owned()))?.keys.get(key)?.clone()
@@ -120,7 +134,9 @@ pub async fn prepare(ctx: &Context, ns: &str, views: &[EmployeeView<'_>]) -> Res
         .collect();
     let stale: Vec<(String, BTreeSet<String>)> = {
         let mut held = ctx.passwords.held();
-        held.retain(|(held_ns, name), _| held_ns != ns || referred.contains(name) || wanted.contains_key(name));
+        held.retain(|(held_ns, name), _| {
+            held_ns != ns || referred.contains(name) || wanted.contains_key(name)
+        });
         wanted
             .into_iter()
             .filter(|(name, keys)| {
@@ -130,7 +146,9 @@ pub async fn prepare(ctx: &Context, ns: &str, views: &[EmployeeView<'_>]) -> Res
                         held.remove(&(ns.to_owned(), name.clone()));
                         false
                     }
-                    (Some(h), Some(seen)) => !current(&h.version, &seen) || !keys.iter().all(|k| h.keys.contains_key(k)),
+                    (Some(h), Some(seen)) => {
+                        !current(&h.version, &seen) || !keys.iter().all(|k| h.keys.contains_key(k))
+                    }
                     (None, Some(_)) => true,
                 }
             })

@@ -101,7 +101,10 @@ pub async fn apply_entry(
     }
     let api: Api<Employee> = Api::namespaced(ctx.client.clone(), &e.namespace().ok_or(Error::Unnamed)?);
     let manager = pass_manager(system);
-    let written = match api.patch_status(&e.name_any(), &PatchParams::apply(&manager).force(), &Patch::Apply(&body)).await {
+    let written = match api
+        .patch_status(&e.name_any(), &PatchParams::apply(&manager).force(), &Patch::Apply(&body))
+        .await
+    {
         Ok(written) => written,
         Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Written::Stale),
         Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Written::Done),
@@ -131,7 +134,12 @@ pub async fn apply_entry(
 }
 
 /// A JSON patch of the status; `None` when its test failed (the entry moved).
-async fn json_patch(api: &Api<Employee>, name: &str, manager: &str, ops: Vec<Value>) -> Result<Option<Employee>, Error> {
+async fn json_patch(
+    api: &Api<Employee>,
+    name: &str,
+    manager: &str,
+    ops: Vec<Value>,
+) -> Result<Option<Employee>, Error> {
     let patch: json_patch::Patch =
         serde_json::from_value(Value::Array(ops)).map_err(|e| Error::Encode(e.to_string()))?;
     let params = PatchParams { field_manager: Some(manager.to_owned()), ..PatchParams::default() };

@@ -26,7 +26,11 @@ pub fn pending(system: &PhoneSystem) -> &[PendingCreate] {
 }
 
 /// Records create intents: `pending` replaces the list, nothing else changes.
-pub async fn record_pending(ctx: &Context, system: &PhoneSystem, pending: Vec<PendingCreate>) -> Result<(), Error> {
+pub async fn record_pending(
+    ctx: &Context,
+    system: &PhoneSystem,
+    pending: Vec<PendingCreate>,
+) -> Result<(), Error> {
     let mut status = system.status.clone().unwrap_or_default();
     status.pending_creates = pending;
     apply(ctx, system, status).await

@@ -113,7 +113,8 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
             .collect();
         // Caught up with (or deleted): the watch's copy is the truth again.
         if seen < written.len() {
-            written.retain(|key, mine| self.store.get(key).is_some_and(|cached| newer(mine.as_ref(), &cached)));
+            written
+                .retain(|key, mine| self.store.get(key).is_some_and(|cached| newer(mine.as_ref(), &cached)));
         }
         fresh
     }
@@ -136,11 +137,19 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
     }
 }
 
+/// Which objects a subscriber hears of.
+pub trait Filter<K>: Send {
+    /// Whether to pass `object` on.
+    fn pass(&mut self, object: &K) -> bool;
+    /// `object` was deleted: whatever is remembered of it can go.
+    fn forget(&mut self, _object: &K) {}
+}
+
 /// A controller that hears of a kind's changes.
 pub struct Subscriber<K> {
     tx: mpsc::UnboundedSender<Arc<K>>,
-    /// Passes only the objects it returns true for.
-    filter: Option<Box<dyn FnMut(&K) -> bool + Send>>,
+    /// Passes only the objects it lets through.
+    filter: Option<Box<dyn Filter<K>>>,
     /// Also hears of deletions (the object as last seen).
     deletions: bool,
 }
@@ -150,11 +159,12 @@ impl<K: Send + Sync + 'static> Subscriber<K> {
     /// `Controller::for_shared_stream` or `watches_shared_stream`.
     pub fn new() -> (Self, impl Stream<Item = Arc<K>> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|o| (o, rx)) });
+        let stream =
+            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|o| (o, rx)) });
         (Subscriber { tx, filter: None, deletions: false }, stream)
     }
 
-    pub fn filtered(mut self, filter: impl FnMut(&K) -> bool + Send + 'static) -> Self {
+    pub fn filtered(mut self, filter: impl Filter<K> + 'static) -> Self {
         self.filter = Some(Box::new(filter));
         self
     }
@@ -165,7 +175,7 @@ impl<K: Send + Sync + 'static> Subscriber<K> {
     }
 
     fn send(&mut self, object: &Arc<K>) {
-        if self.filter.as_mut().is_none_or(|f| f(object)) {
+        if self.filter.as_mut().is_none_or(|f| f.pass(object)) {
             // A closed receiver is a controller that has stopped: nothing to tell it.
             let _ = self.tx.send(object.clone());
         }
@@ -175,16 +185,26 @@ impl<K: Send + Sync + 'static> Subscriber<K> {
 /// A filter that passes an object when `property` of it changed since it last passed (or
 /// it is new): kube's `predicate_filter` for a shared stream. Every object seen again
 /// after a relist with the same property is held back.
-pub fn changed<K: Resource<DynamicType = ()> + 'static, P: Hash>(
-    property: impl Fn(&K) -> P + Send + 'static,
-) -> impl FnMut(&K) -> bool + Send + 'static {
-    let mut seen: HashMap<ObjectRef<K>, u64> = HashMap::new();
-    move |object: &K| {
+pub struct Changed<K: Resource<DynamicType = ()>, F> {
+    property: F,
+    seen: HashMap<ObjectRef<K>, u64>,
+}
+
+pub fn changed<K: Resource<DynamicType = ()>, P: Hash, F: Fn(&K) -> P + Send>(property: F) -> Changed<K, F> {
+    Changed { property, seen: HashMap::new() }
+}
+
+impl<K: Resource<DynamicType = ()>, P: Hash, F: Fn(&K) -> P + Send> Filter<K> for Changed<K, F> {
+    fn pass(&mut self, object: &K) -> bool {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         object.meta().uid.hash(&mut hasher);
-        property(object).hash(&mut hasher);
+        (self.property)(object).hash(&mut hasher);
         let hash = hasher.finish();
-        seen.insert(ObjectRef::from(object), hash) != Some(hash)
+        self.seen.insert(ObjectRef::from(object), hash) != Some(hash)
+    }
+
+    fn forget(&mut self, object: &K) {
+        self.seen.remove(&ObjectRef::from(object));
     }
 }
 
@@ -219,8 +239,13 @@ pub async fn run<K>(
             }
             watcher::Event::Delete(object) => {
                 let object = Arc::new(object);
-                for s in subscribers.iter_mut().filter(|s| s.deletions) {
-                    s.send(&object);
+                for s in &mut subscribers {
+                    if s.deletions {
+                        s.send(&object);
+                    }
+                    if let Some(filter) = s.filter.as_mut() {
+                        filter.forget(&object);
+                    }
                 }
             }
             watcher::Event::InitDone => {
@@ -322,9 +347,11 @@ mod tests {
     #[test]
     fn a_changed_filter_passes_new_objects_and_changes_of_the_property_only() {
         let mut by_value = changed(|c: &ConfigMap| value(c).to_owned());
-        assert!(by_value(&config_map("a", "1", "x")), "new");
-        assert!(!by_value(&config_map("a", "2", "x")), "same property, another version");
-        assert!(by_value(&config_map("a", "3", "y")));
-        assert!(by_value(&config_map("b", "3", "y")), "another object");
+        assert!(by_value.pass(&config_map("a", "1", "x")), "new");
+        assert!(!by_value.pass(&config_map("a", "2", "x")), "same property, another version");
+        assert!(by_value.pass(&config_map("a", "3", "y")));
+        assert!(by_value.pass(&config_map("b", "3", "y")), "another object");
+        by_value.forget(&config_map("b", "3", "y"));
+        assert!(by_value.pass(&config_map("b", "4", "y")), "deleted and made again: new");
     }
 }

@@ -82,11 +82,13 @@ fn fields_of(e: &Employee, manager: &str) -> Value {
 async fn two_managers_own_one_entry_each_of_a_list_map_and_drop_only_their_own() {
     let (_server, api) = jan().await;
     apply(&api, "pass-a", true, status(json!({"phoneSystems": [entry("a", "Pending")]}))).await.unwrap();
-    let e = apply(&api, "pass-b", true, status(json!({"phoneSystems": [entry("b", "InSync")]}))).await.unwrap();
+    let e =
+        apply(&api, "pass-b", true, status(json!({"phoneSystems": [entry("b", "InSync")]}))).await.unwrap();
     assert_eq!(entries(&e), [("a".into(), "Pending".into()), ("b".into(), "InSync".into())]);
 
     // a's entry changes: b's stays.
-    let e = apply(&api, "pass-a", true, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
+    let e =
+        apply(&api, "pass-a", true, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
     assert_eq!(entries(&e), [("a".into(), "InSync".into()), ("b".into(), "InSync".into())]);
     assert_eq!(
         fields_of(&e, "pass-a"),
@@ -114,7 +116,12 @@ async fn changing_another_managers_field_is_a_conflict_unless_forced() {
         panic!("an apply over another manager's field must fail")
     };
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
-    assert!(e.message.contains("conflict with \"employees\"") && e.message.contains(".status.conditions[type=\"Ready\"].reason"), "{}", e.message);
+    assert!(
+        e.message.contains("conflict with \"employees\"")
+            && e.message.contains(".status.conditions[type=\"Ready\"].reason"),
+        "{}",
+        e.message
+    );
     assert_eq!(server.resource_version(), before, "nothing written");
 
     // Forced: the field changes hands.
@@ -135,7 +142,8 @@ async fn an_equal_value_is_shared_and_outlives_one_owners_apply_that_drops_it() 
     assert!(managers(&e).iter().any(|(_, op, sub)| op == "Update" && sub == "status"), "{:?}", managers(&e));
 
     // The same values applied: no conflict, both own them.
-    let e = apply(&api, "pass-a", false, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
+    let e =
+        apply(&api, "pass-a", false, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
     assert_eq!(entries(&e), [("a".into(), "InSync".into())]);
     // Dropped by the applier: still owned by the updater, so it stays.
     let e = apply(&api, "pass-a", true, nothing()).await.unwrap();
@@ -145,9 +153,11 @@ async fn an_equal_value_is_shared_and_outlives_one_owners_apply_that_drops_it() 
 #[tokio::test]
 async fn a_resource_version_in_an_apply_is_a_precondition_and_a_no_op_writes_nothing() {
     let (server, api) = jan().await;
-    let e = apply(&api, "pass-a", true, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
+    let e =
+        apply(&api, "pass-a", true, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
     let rv = e.resource_version().unwrap();
-    let again = apply(&api, "pass-a", true, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
+    let again =
+        apply(&api, "pass-a", true, status(json!({"phoneSystems": [entry("a", "InSync")]}))).await.unwrap();
     assert_eq!(again.resource_version().unwrap(), rv, "the same apply again is not a write");
     assert_eq!(server.resource_version().to_string(), rv);
 
@@ -190,7 +200,10 @@ async fn the_main_resource_and_its_status_are_owned_apart() {
     assert_eq!(managers(&created), [("manifests".into(), "Apply".into(), String::new())].into());
     let st = json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "PhoneSystem",
                     "metadata": {"name": "pbx", "namespace": NS}, "status": {"observedGeneration": 1}});
-    let written = api.patch_status("pbx", &PatchParams::apply("switchboard").force(), &Patch::Apply(&st)).await.unwrap();
+    let written = api
+        .patch_status("pbx", &PatchParams::apply("switchboard").force(), &Patch::Apply(&st))
+        .await
+        .unwrap();
     assert_eq!(written.status.unwrap().observed_generation, Some(1));
     // The manifests' next apply (without status) leaves the status alone.
     let again = api.patch("pbx", &PatchParams::apply("manifests"), &Patch::Apply(&system)).await.unwrap();

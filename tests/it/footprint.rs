@@ -26,8 +26,11 @@ use crate::{
 
 /// What a request is about, for the counts: `verb resource[/subresource]`.
 fn what(r: &RequestRecord) -> String {
-    let resource =
-        if r.subresource.is_empty() { r.resource.clone() } else { format!("{}/{}", r.resource, r.subresource) };
+    let resource = if r.subresource.is_empty() {
+        r.resource.clone()
+    } else {
+        format!("{}/{}", r.resource, r.subresource)
+    };
     match (&r.patch_type, &r.field_manager) {
         (Some(patch), Some(manager)) => format!("{} {resource} ({patch}, {manager})", r.verb),
         (Some(patch), None) => format!("{} {resource} ({patch})", r.verb),
@@ -51,7 +54,10 @@ fn metric(metrics: &Metrics, family: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// The open watches of `K` that `client` holds: (count, all metadata-only).
-fn watches_of<K: kube::Resource<DynamicType = ()>>(fake: &FakeApiServer, client: Option<&str>) -> (usize, bool) {
+fn watches_of<K: kube::Resource<DynamicType = ()>>(
+    fake: &FakeApiServer,
+    client: Option<&str>,
+) -> (usize, bool) {
     let open: Vec<bool> = fake
         .open_watches_of::<K>()
         .into_iter()
@@ -68,8 +74,11 @@ fn secret(ns: &str, name: &str, data: Vec<u8>) -> Secret {
             namespace: Some(ns.to_owned()),
             // `kubectl apply` keeps a copy of the whole Secret here.
             annotations: Some(
-                [(switchboard::controller::LAST_APPLIED.to_owned(), format!("{{\"data\":\"{}\"}}", data.len()))]
-                    .into(),
+                [(
+                    switchboard::controller::LAST_APPLIED.to_owned(),
+                    format!("{{\"data\":\"{}\"}}", data.len()),
+                )]
+                .into(),
             ),
             ..ObjectMeta::default()
         },
@@ -95,8 +104,10 @@ async fn one_watch_per_kind_and_only_referred_secrets_are_read() {
         fake.insert(&secret("elsewhere", &format!("helm-release-{i}"), vec![b'x'; 10_000]));
     }
     let mut ann = employee(&world.ns, "ann", "301", &["office-pbx"]);
-    ann.spec.password_secret_ref =
-        Some(switchboard::api::employee::SecretKeyRef { name: "ann-password".into(), key: "password".into() });
+    ann.spec.password_secret_ref = Some(switchboard::api::employee::SecretKeyRef {
+        name: "ann-password".into(),
+        key: "password".into(),
+    });
     world.create_employee(&ann).await;
     world.create_employee(&employee(&world.ns, "bob", "302", &["office-pbx"])).await;
     let metrics = Arc::new(Metrics::default());
@@ -123,7 +134,11 @@ async fn one_watch_per_kind_and_only_referred_secrets_are_read() {
     assert!(data_lists.is_empty(), "Secrets listed or watched with their data: {data_lists:?}");
     let got: BTreeSet<&str> =
         secret_reads.iter().filter(|r| r.verb == "get").filter_map(|r| r.name.as_deref()).collect();
-    assert_eq!(got, BTreeSet::from(["ann-password", "office-pbx-credentials"]), "only referred Secrets are read");
+    assert_eq!(
+        got,
+        BTreeSet::from(["ann-password", "office-pbx-credentials"]),
+        "only referred Secrets are read"
+    );
     assert_eq!(metric(&metrics, "switchboard_secrets_held", &[]), 2.0, "credentials and one password held");
 
     // Nobody refers to ann's password any more: it is let go at the next pass.
@@ -168,7 +183,14 @@ async fn three_hundred_employees_in_batches_of_a_hundred_cost_at_most_five_reque
     for batch in 0..3 {
         for i in 0..100 {
             let n = batch * 100 + i;
-            world.create_employee(&employee(&world.ns, &format!("p-{n:03}"), &(1000 + n).to_string(), &["office-pbx"])).await;
+            world
+                .create_employee(&employee(
+                    &world.ns,
+                    &format!("p-{n:03}"),
+                    &(1000 + n).to_string(),
+                    &["office-pbx"],
+                ))
+                .await;
         }
         // kubectl's next batch comes after this one's round trips.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -176,14 +198,19 @@ async fn three_hundred_employees_in_batches_of_a_hundred_cost_at_most_five_reque
     eventually("300 Employees Ready", || async {
         let list = world.api::<Employee>().list(&Default::default()).await.map_err(|e| e.to_string())?;
         let not_ready: Vec<_> = list.items.iter().filter(|e| ready(e).is_err()).collect();
-        if list.items.len() == 300 && not_ready.is_empty() { Ok(()) } else { Err(format!("{} not Ready", not_ready.len())) }
+        if list.items.len() == 300 && not_ready.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} not Ready", not_ready.len()))
+        }
     })
     .await;
     let converged = started.elapsed();
     assert_eq!(world.pbx("office-pbx").accounts().len(), 300);
     // Whatever the conditions and events still had to write.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let passes = metric(&metrics, "switchboard_syncs_total", &[("phone_system", "office-pbx")]) - passes_before;
+    let passes =
+        metric(&metrics, "switchboard_syncs_total", &[("phone_system", "office-pbx")]) - passes_before;
     eprintln!("footprint: 300 Employees in 3 batches Ready in {converged:?}, {passes} passes");
     assert!(passes <= 10.0, "{passes} passes of office-pbx");
     let Some(fake) = &world.fake else {
@@ -211,9 +238,18 @@ async fn every_edit_reaches_the_pbx_within_ten_seconds() {
     let mut world = World::new("edits").await;
     world.add_pbx("office-pbx", BackendKind::Mikopbx, json!({"resyncInterval": "5m"})).await;
     for i in 0..20 {
-        world.create_employee(&employee(&world.ns, &format!("e-{i:02}"), &(500 + i).to_string(), &["office-pbx"])).await;
+        world
+            .create_employee(&employee(
+                &world.ns,
+                &format!("e-{i:02}"),
+                &(500 + i).to_string(),
+                &["office-pbx"],
+            ))
+            .await;
     }
-    let controller = world.start_controller_as(CONTROLLER, |c| c.debounce = switchboard::controller::Config::default().debounce);
+    let controller = world.start_controller_as(CONTROLLER, |c| {
+        c.debounce = switchboard::controller::Config::default().debounce
+    });
     for i in 0..20 {
         world.ready(&format!("e-{i:02}")).await;
     }
@@ -254,7 +290,10 @@ async fn the_operator_process_keeps_no_unrelated_secret_and_few_requests() {
         return;
     };
     let knob = |name: &str, default: usize| {
-        std::env::var(format!("SWITCHBOARD_FOOTPRINT_{name}")).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+        std::env::var(format!("SWITCHBOARD_FOOTPRINT_{name}"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let kubeconfig = std::env::temp_dir().join(format!("switchboard-footprint-{}.yaml", std::process::id()));
     std::fs::write(&kubeconfig, fake_kubeconfig(&fake)).expect("write a kubeconfig");
@@ -290,7 +329,8 @@ async fn the_operator_process_keeps_no_unrelated_secret_and_few_requests() {
         Ok(_) => bench.add_unrelated_secrets(&mut out).await,
         Err(e) => Err(e),
     };
-    let operator_reads: Vec<RequestRecord> = fake.requests().into_iter().filter(|r| r.client.is_none()).collect();
+    let operator_reads: Vec<RequestRecord> =
+        fake.requests().into_iter().filter(|r| r.client.is_none()).collect();
     bench.clean_up().await.expect("clean up");
     let _ = std::fs::remove_file(&kubeconfig);
     let text = String::from_utf8_lossy(&out).into_owned();
@@ -310,7 +350,10 @@ async fn the_operator_process_keeps_no_unrelated_secret_and_few_requests() {
     );
     assert_eq!(watches, (1, 1, 1), "one watch per kind");
     for r in operator_reads.iter().filter(|r| r.resource == "secrets") {
-        assert!(r.metadata_only || !matches!(r.verb, "list" | "watch"), "Secrets read with their data: {r:?}");
+        assert!(
+            r.metadata_only || !matches!(r.verb, "list" | "watch"),
+            "Secrets read with their data: {r:?}"
+        );
         assert!(r.verb != "get" || !r.name.as_deref().unwrap_or("").starts_with("unrelated-"), "{r:?}");
     }
     assert!(per_employee <= 5.0, "{per_employee:.3} requests per Employee: {by_kind:#?}");

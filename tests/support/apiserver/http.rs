@@ -327,7 +327,9 @@ async fn watch(
         let started = selectors.and_then(|selectors| {
             let rv = query.get("resourceVersion").map(String::as_str);
             let (client, metadata_only) = (record.client.clone(), record.metadata_only);
-            store.watch(target.res, target.namespace.clone(), rv, client, metadata_only).map(|start| (selectors, start))
+            store
+                .watch(target.res, target.namespace.clone(), rv, client, metadata_only)
+                .map(|start| (selectors, start))
         });
         record.code = started.as_ref().map_or_else(|e| e.code, |_| 200);
         store.requests.push(record);

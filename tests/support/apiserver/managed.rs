@@ -265,7 +265,13 @@ fn is_empty_container(v: Option<&Value>) -> bool {
     }
 }
 
-fn walk_compare(lhs: Option<&Value>, rhs: Option<&Value>, shape: &Shape, path: &mut Path, out: &mut Comparison) {
+fn walk_compare(
+    lhs: Option<&Value>,
+    rhs: Option<&Value>,
+    shape: &Shape,
+    path: &mut Path,
+    out: &mut Comparison,
+) {
     let resolved = shape.resolve(rhs.or(lhs));
     let granular = matches!(
         (&resolved, rhs.or(lhs)),
@@ -421,10 +427,8 @@ fn remove_at(doc: &mut Value, path: &[Pe], shape: &Shape) {
                 remove_at(&mut items[i], rest, &item);
             }
         }
-        (pe @ Pe::Value(_), Value::Array(items)) => {
-            if rest.is_empty() {
-                items.retain(|v| set_key(v) != *pe);
-            }
+        (pe @ Pe::Value(_), Value::Array(items)) if rest.is_empty() => {
+            items.retain(|v| set_key(v) != *pe);
         }
         _ => {}
     }
@@ -686,4 +690,3 @@ pub(crate) fn scoped(obj: &Value, status_subresource: bool, subresource: &str) -
     }
     out
 }
-

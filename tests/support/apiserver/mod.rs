@@ -6,8 +6,8 @@
 //! `envtest` needs Go and downloads kube-apiserver and etcd.
 //!
 //! Resources are the one-line-each table [`RESOURCES`]: both switchboard CRDs, core
-//! `secrets`, `configmaps`, `events`, `events.k8s.io` `events` and `coordination.k8s.io`
-//! `leases`, namespaced and cluster-wide (`/apis/g/v/employees`).
+//! `secrets`, `configmaps`, `namespaces`, `events`, `events.k8s.io` `events` and
+//! `coordination.k8s.io` `leases`, namespaced and cluster-wide (`/apis/g/v/employees`).
 //!
 //! # Faithful
 //! - One global `resourceVersion` counter, as a string. Create answers 201 and sets
@@ -27,6 +27,17 @@
 //!   (`application/apply-patch+yaml`, `fieldManager` required, creates a missing
 //!   object with 201), on the resource and on `/status`. A `resourceVersion` in a
 //!   patch is a precondition.
+//! - Field ownership ([`managed`]), as structured-merge-diff keeps it: every write
+//!   records `metadata.managedFields` (manager from `fieldManager`, else the user agent
+//!   up to its first `/`; operation `Apply` or `Update`; subresource `status`) in the
+//!   `fieldsV1` format. Apply merges by the schema (the CRDs' own
+//!   `x-kubernetes-list-type`/`-map-keys`, `ObjectMeta`'s markers for built-ins: list
+//!   maps item by item, sets by value), prunes what its manager applied before and
+//!   not now unless another manager owns it, and answers 409 Conflict (naming each
+//!   field and manager) when it would change a field another manager owns, unless
+//!   `force=true`, which takes the field over; equal values are shared. Updates take
+//!   the fields they change; removed fields leave every manager. An apply or update
+//!   that changes neither the object nor any ownership is not written.
 //! - Delete: with finalizers it sets `deletionTimestamp` (once) and returns the object;
 //!   the update that removes the last finalizer deletes it; adding a finalizer to a
 //!   deleting object is 422; without finalizers it answers a success `Status`.
@@ -43,17 +54,17 @@
 //!   and before `timeoutSeconds` ends the stream, `sendInitialEvents` with the
 //!   `k8s.io/initial-events-end` bookmark, and an in-stream `ERROR` 410 Expired when
 //!   the `resourceVersion` is older than the kept history ([`Options::history_limit`]
-//!   changes, or [`FakeApiServer::compact`]).
+//!   changes, or [`FakeApiServer::compact`]). Open watches are counted per resource and
+//!   client ([`FakeApiServer::open_watches_of`]), as the real server's
+//!   `apiserver_longrunning_requests{verb="WATCH"}` gauge counts them.
 //! - Secret `stringData` is folded into `data`; `Accept: ...;as=PartialObjectMetadata`
-//!   is served (metadata watchers); discovery documents for `/version`, `/api`,
+//!   is served for gets, lists and watches (kube's `Api<PartialObjectMeta<K>>`), and
+//!   recorded ([`RequestRecord::metadata_only`]); discovery documents for `/version`, `/api`,
 //!   `/apis`, `/api/v1`, `/apis/{group}/{version}`.
 //!
 //! # Simplified
-//! - Server-side apply keeps no `managedFields` (never populated) and so never
-//!   answers a field-ownership 409; `force` is accepted and ignored. The applied
-//!   configuration is merged in: maps key by key, lists replaced whole (including
-//!   `x-kubernetes-list-type: map` lists such as `conditions`); fields a manager
-//!   applied before and omits now are removed, even when another manager changed them.
+//! - Field ownership knows the stored version only (no conversion), and untyped parts
+//!   of built-ins (Events, Leases) as granular maps and atomic lists.
 //! - Strategic merge patch is accepted for built-ins only, as a JSON merge patch (lists
 //!   replaced, not merged by key); CRDs answer 415 as the real server does.
 //! - No schema validation, defaulting, pruning or CEL rules; no admission; no RBAC or

@@ -126,7 +126,8 @@ impl ResourceDef {
 /// Everything the fake serves. Add a resource with one more line.
 pub const RESOURCES: &[ResourceDef] = &[
     ResourceDef::custom("switchboard.dev", "v1alpha1", "employees", "Employee").shape(employee_shape),
-    ResourceDef::custom("switchboard.dev", "v1alpha1", "phonesystems", "PhoneSystem").shape(phone_system_shape),
+    ResourceDef::custom("switchboard.dev", "v1alpha1", "phonesystems", "PhoneSystem")
+        .shape(phone_system_shape),
     ResourceDef::builtin("", "v1", "secrets", "Secret").normalize(secret_string_data).shape(secret_shape),
     ResourceDef::builtin("", "v1", "configmaps", "ConfigMap"),
     ResourceDef::builtin("", "v1", "namespaces", "Namespace").cluster_scoped(),
@@ -181,7 +182,9 @@ fn secret_shape() -> Shape {
     Shape::Struct(fields)
 }
 
-fn crd_shape(crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> Shape {
+fn crd_shape(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Shape {
     let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
     let schema = serde_json::to_value(schema).expect("a CRD schema serializes");
     managed::from_openapi(&schema)

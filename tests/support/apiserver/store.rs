@@ -371,8 +371,15 @@ impl Store {
 
     /// Records in `new.metadata.managedFields` who owns what once `writer` has written
     /// `new` over `old` (`{}` for a create).
-    fn set_managers(&self, def: &ResourceDef, old: &Value, new: &mut Value, writer: &Writer) -> Result<(), ApiError> {
-        let shape = &self.shapes[RESOURCES.iter().position(|r| std::ptr::eq(r, def)).expect("a resource of the table")];
+    fn set_managers(
+        &self,
+        def: &ResourceDef,
+        old: &Value,
+        new: &mut Value,
+        writer: &Writer,
+    ) -> Result<(), ApiError> {
+        let shape = &self.shapes
+            [RESOURCES.iter().position(|r| std::ptr::eq(r, def)).expect("a resource of the table")];
         let sub = writer.subresource;
         let before = managed::scoped(old, def.status_subresource, sub);
         let after = managed::scoped(new, def.status_subresource, sub);
@@ -412,6 +419,7 @@ impl Store {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn patch(
         &mut self,
         res: usize,
@@ -477,7 +485,8 @@ impl Store {
         let subresource = if status { "status" } else { "" };
         let shape = &self.shapes[res];
         let set = managed::field_set(&managed::scoped(&applied, def.status_subresource, subresource), shape);
-        let writer = Writer { manager: manager.to_owned(), subresource, op: Op::Apply { set: set.clone(), force } };
+        let writer =
+            Writer { manager: manager.to_owned(), subresource, op: Op::Apply { set: set.clone(), force } };
         let key = Self::key(res, namespace, name);
         let Some(old) = self.objects.get(&key).cloned() else {
             if status {
