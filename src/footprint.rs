@@ -235,28 +235,38 @@ impl Bench {
         self.apply_employees().await?;
         let started = Instant::now();
         let employees: Api<Employee> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let systems: Api<PhoneSystem> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let want = u32::try_from(self.config.employees).unwrap_or(u32::MAX);
         loop {
             if let Some(status) = self.operator.try_wait()? {
                 return Err(Error::Operator(format!("`switchboard run` exited: {status}")));
             }
-            let list = employees.list(&ListParams::default()).await?;
-            let ready = list
-                .items
-                .iter()
-                .filter(|e| {
-                    e.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
-                })
-                .count();
+            // The PhoneSystem's counts first (one small object); the Employees (a list of
+            // all of them, as heavy on the API server as it sounds) only once they match.
+            let counts = systems.get(SYSTEM).await?.status.and_then(|s| s.counts);
+            let ready = if counts.as_ref().is_some_and(|c| c.in_sync == want) {
+                let list = employees.list(&ListParams::default()).await?;
+                list.items
+                    .iter()
+                    .filter(|e| {
+                        e.status
+                            .as_ref()
+                            .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY))
+                    })
+                    .count()
+            } else {
+                0
+            };
             if ready == self.config.employees {
                 break;
             }
             if started.elapsed() > self.config.deadline {
                 return Err(Error::Timeout(format!(
-                    "{ready} of {} Employees Ready after {:?}",
+                    "{ready} of {} Employees Ready after {:?} (the PhoneSystem counts {counts:?})",
                     self.config.employees, self.config.deadline
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         self.report.converged_in = started.elapsed();
         writeln!(

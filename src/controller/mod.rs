@@ -260,6 +260,7 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     // controller only of what can change a pass (a new Employee, its spec, its deletion),
     // not of the status writes the passes and the Employee controller make.
     let (employees_store, employees_writer) = reflector::store();
+    let employees = Arc::new(Cache::new(employees_store.clone()));
     let (employee_events, for_employee_controller) = Subscriber::new();
     let (employee_triggers, for_system_controller) = Subscriber::new();
     let employee_triggers = employee_triggers.filtered(watches::changed(|e: &Employee| {
@@ -270,12 +271,14 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
             .default_backoff()
             .modify(watches::slim),
         employees_writer,
+        Some(employees.clone()),
         vec![employee_events, employee_triggers],
         "Employee",
     );
     // PhoneSystems: its own passes write its status; only the spec and the annotation
     // that allows deletions start one.
     let (systems_store, systems_writer) = reflector::store();
+    let systems = Arc::new(Cache::new(systems_store.clone()));
     let (system_triggers, system_events) = Subscriber::new();
     let system_triggers = system_triggers.filtered(watches::changed(|p: &PhoneSystem| {
         (p.metadata.generation, p.annotations().get(ALLOW_DELETIONS).cloned())
@@ -285,6 +288,7 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
             .default_backoff()
             .modify(watches::slim),
         systems_writer,
+        Some(systems.clone()),
         vec![system_triggers],
         "PhoneSystem",
     );
@@ -295,6 +299,7 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         // `Api<PartialObjectMeta<_>>` lists and watches as `PartialObjectMetadata`.
         watcher(api_for::<SecretMeta>(&client, ns), watch_config).default_backoff().modify(watches::slim),
         secrets_writer,
+        None,
         vec![secret_triggers.with_deletions()],
         "Secret",
     );
@@ -304,8 +309,6 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let (stopping_tx, stopping) = watch::channel(false);
     let metrics = config.metrics.clone();
     metrics.leader.set(i64::from(config.leader_election.is_none()));
-    let employees = Arc::new(Cache::new(employees_store.clone()));
-    let systems = Arc::new(Cache::new(systems_store.clone()));
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),

@@ -130,6 +130,21 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Cache<K> {
         object
     }
 
+    /// The watch delivered `cached`: our write of it is no longer needed if it was not
+    /// newer. Keeps the overlay to the writes still in flight (milliseconds' worth).
+    fn delivered(&self, cached: &K) {
+        let key = ObjectRef::from(cached);
+        let mut written = self.written();
+        if written.get(&key).is_some_and(|mine| !newer(mine.as_ref(), cached)) {
+            written.remove(&key);
+        }
+    }
+
+    /// The watch saw `object` deleted.
+    fn deleted(&self, object: &K) {
+        self.written().remove(&ObjectRef::from(object));
+    }
+
     /// How many of our writes the watch has not delivered yet.
     #[cfg(test)]
     fn pending(&self) -> usize {
@@ -214,6 +229,7 @@ impl<K: Resource<DynamicType = ()>, P: Hash, F: Fn(&K) -> P + Send> Filter<K> fo
 pub async fn run<K>(
     stream: impl Stream<Item = watcher::Result<watcher::Event<K>>>,
     mut writer: Writer<K>,
+    cache: Option<Arc<Cache<K>>>,
     mut subscribers: Vec<Subscriber<K>>,
     kind: &'static str,
 ) where
@@ -233,11 +249,17 @@ pub async fn run<K>(
         match event {
             watcher::Event::Apply(object) => {
                 let Some(stored) = store.get(&ObjectRef::from(&object)) else { continue };
+                if let Some(cache) = &cache {
+                    cache.delivered(&stored);
+                }
                 for s in &mut subscribers {
                     s.send(&stored);
                 }
             }
             watcher::Event::Delete(object) => {
+                if let Some(cache) = &cache {
+                    cache.deleted(&object);
+                }
                 let object = Arc::new(object);
                 for s in &mut subscribers {
                     if s.deletions {
@@ -249,6 +271,11 @@ pub async fn run<K>(
                 }
             }
             watcher::Event::InitDone => {
+                if let Some(cache) = &cache {
+                    for object in store.state() {
+                        cache.delivered(&object);
+                    }
+                }
                 for object in store.state() {
                     for s in &mut subscribers {
                         s.send(&object);

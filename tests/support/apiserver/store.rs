@@ -721,16 +721,17 @@ impl Store {
         }
     }
 
-    /// The objects of one resource as they were at `at`, rebuilt from the history.
-    fn snapshot(&self, res: usize, at: u64) -> Option<BTreeMap<(String, String), Value>> {
+    /// The objects of one resource as they were at `at`, rebuilt from the history;
+    /// borrowed, so that a page of a list of 10,000 objects copies only its page.
+    fn snapshot(&self, res: usize, at: u64) -> Option<BTreeMap<(String, String), &Value>> {
         if at < self.compacted_rv && at < self.rv {
             return None;
         }
-        let mut map: BTreeMap<(String, String), Value> = self
+        let mut map: BTreeMap<(String, String), &Value> = self
             .objects
-            .iter()
-            .filter(|(k, _)| k.0 == res)
-            .map(|(k, v)| ((k.1.clone(), k.2.clone()), v.clone()))
+            .range((res, String::new(), String::new())..)
+            .take_while(|(k, _)| k.0 == res)
+            .map(|(k, v)| ((k.1.clone(), k.2.clone()), v))
             .collect();
         for change in self.history.iter().rev().take_while(|c| c.rv > at).filter(|c| c.res == res) {
             let key = (change.namespace.clone(), str_at(&change.object, "/metadata/name").to_string());
@@ -739,7 +740,7 @@ impl Store {
                     map.remove(&key);
                 }
                 (_, Some(old)) => {
-                    map.insert(key, old.clone());
+                    map.insert(key, old);
                 }
                 (_, None) => unreachable!("modifications and deletions keep the old object"),
             }
@@ -781,7 +782,7 @@ impl Store {
                 ApiError::gone(format!("too old resource version: {at} ({})", self.compacted_rv))
             }
         })?;
-        let mut items: Vec<((String, String), Value)> = snapshot
+        let mut items: Vec<((String, String), &Value)> = snapshot
             .into_iter()
             .filter(|((ns, _), o)| {
                 namespace.is_none_or(|want| want == ns) && query.labels.matches(o) && query.fields.matches(o)
@@ -798,7 +799,8 @@ impl Store {
         }
         let items: Vec<Value> = items
             .into_iter()
-            .map(|(_, mut o)| {
+            .map(|(_, o)| {
+                let mut o = o.clone();
                 if def.builtin {
                     let o = o.as_object_mut().expect("stored objects are objects");
                     o.remove("apiVersion");
