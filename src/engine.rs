@@ -12,7 +12,7 @@ pub mod quota;
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
     time::Duration,
 };
@@ -180,6 +180,11 @@ fn unreadable_event(system: &str, unreadable: &[Unreadable]) -> Event {
     Event { owner: None, reason: "UnreadableRecords", message, warning: true }
 }
 
+/// Every field some Employee of the pass declares: what the listing must read.
+fn declared_fields(desired: &[Arc<Desired>]) -> BTreeSet<plan::Field> {
+    desired.iter().flat_map(|d| d.attributes.declared()).collect()
+}
+
 /// Salted fingerprint of a password: tells a changed Secret without keeping the password.
 pub fn fingerprint(owner: &Owner, password: &Secret) -> String {
     use std::fmt::Write;
@@ -259,7 +264,8 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     {
         return Err(Error::RateLimited { quota: quota::status_of(&q, &options.now), cost, wait });
     }
-    let listing = backend.list().await?;
+    let wanted = declared_fields(&desired);
+    let listing = backend.list_for(&wanted).await?;
     if !listing.unreadable.is_empty() {
         report.unreadable = listing.unreadable.len();
         report.events.push(unreadable_event(name, &listing.unreadable));
@@ -954,9 +960,11 @@ async fn resolve_created<B: Backend>(
     sent: Vec<(Owner, Applied, Option<String>)>,
 ) -> Vec<(Owner, Applied)> {
     let accepted = sent.iter().filter(|(_, a, _)| matches!(a, Applied::Accepted { .. })).count();
+    // Accounts are matched by extension and e-mail: no record needs its detail read.
+    let needed = BTreeSet::from([plan::Field::Email]);
     let listing = match accepted {
         0 => None,
-        _ => match backend.list().await {
+        _ => match backend.list_for(&needed).await {
             Ok(listing) => Some(listing),
             Err(e) => {
                 tracing::warn!(system = %name, error = %e, accepted, "could not list the accounts just created; the next pass will");

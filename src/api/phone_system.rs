@@ -77,6 +77,16 @@ pub struct PhoneSystemSpec {
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
     pub resync_interval: String,
 
+    /// How long switchboard trusts what it read of a record on its own, on systems whose
+    /// list lacks fields the Employees declare (MikoPBX: forwarding, recording, DTMF, and
+    /// the mobile on v3; APIO: mobile, language, time zone). A resync reads a record again
+    /// only when its list entry changed or its last read is older than this (each record
+    /// between half of it and all of it), so an edit made by hand to those fields alone is
+    /// corrected within it. `0s` reads them on every resync. A Go duration.
+    #[serde(default = "default_detail_refresh_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub detail_refresh_interval: String,
+
     /// The most requests per second switchboard sends to this system, and the burst above
     /// it. Unset: no limit beyond `maxConcurrency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,6 +111,9 @@ pub struct PhoneSystemSpec {
 
 fn default_resync_interval() -> String {
     "5m".to_owned()
+}
+fn default_detail_refresh_interval() -> String {
+    "1h".to_owned()
 }
 fn default_max_concurrency() -> u32 {
     4
@@ -338,6 +351,11 @@ impl PhoneSystemSpec {
     /// `resyncInterval` parsed.
     pub fn resync_interval(&self) -> Result<std::time::Duration, Error> {
         parse_duration("spec.resyncInterval", &self.resync_interval)
+    }
+
+    /// `detailRefreshInterval` parsed.
+    pub fn detail_refresh_interval(&self) -> Result<std::time::Duration, Error> {
+        parse_duration("spec.detailRefreshInterval", &self.detail_refresh_interval)
     }
 }
 

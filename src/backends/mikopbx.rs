@@ -59,6 +59,7 @@
 //! the generations (`Extensions.id` vs `Users.id`): switching a PhoneSystem's
 //! `apiGeneration` orphans the recorded claims.
 
+mod detail;
 mod legacy;
 mod legacy_list;
 mod legacy_session;
@@ -514,6 +515,14 @@ impl MikoPbxBackend {
             MikoPbxApiGeneration::V3 => MikoPbxBackend::V3(MikoPbxV3::new(block, credentials, settings)?),
         })
     }
+
+    /// How long a record's read stands for it (`detailRefreshInterval`).
+    pub fn with_detail_refresh(self, max_age: std::time::Duration) -> Self {
+        match self {
+            MikoPbxBackend::Legacy(b) => MikoPbxBackend::Legacy(b.with_detail_refresh(max_age)),
+            MikoPbxBackend::V3(b) => MikoPbxBackend::V3(b.with_detail_refresh(max_age)),
+        }
+    }
 }
 
 impl Backend for MikoPbxBackend {
@@ -543,6 +552,13 @@ impl Backend for MikoPbxBackend {
         match self {
             MikoPbxBackend::Legacy(b) => b.list().await,
             MikoPbxBackend::V3(b) => b.list().await,
+        }
+    }
+
+    async fn list_for(&self, declared: &BTreeSet<Field>) -> Result<Listing, Error> {
+        match self {
+            MikoPbxBackend::Legacy(b) => b.list_for(declared).await,
+            MikoPbxBackend::V3(b) => b.list_for(declared).await,
         }
     }
 
