@@ -58,7 +58,8 @@ pub struct Details<D> {
     entries: Mutex<HashMap<Box<str>, Entry<D>>>,
     /// How long a copy is trusted at most; zero: never.
     max_age: Duration,
-    /// When this was made: entries keep their age as seconds from it (4 bytes, not 16).
+    /// When this was made: entries keep their age as tenths of a second from it (4
+    /// bytes, not an `Instant`'s 16; 13 years).
     born: Instant,
     /// Listings begun: an entry read during the current one carries its number.
     epoch: AtomicU32,
@@ -70,7 +71,7 @@ struct Entry<D> {
     /// gave the detail but not the list entry (the next listing's is taken as current).
     list: Option<u64>,
     detail: D,
-    /// Seconds from `born` to when the detail was read.
+    /// Tenths of a second from `born` to when the detail was read.
     read_at: u32,
     /// The listing during (or after) which it was read.
     epoch: u32,
@@ -91,7 +92,7 @@ impl<D: Clone> Details<D> {
     }
 
     fn now(&self) -> u32 {
-        u32::try_from(self.born.elapsed().as_secs()).unwrap_or(u32::MAX)
+        u32::try_from(self.born.elapsed().as_millis() / 100).unwrap_or(u32::MAX)
     }
 
     /// A listing begins: what is read from now on is fresh for this pass.
@@ -117,7 +118,7 @@ impl<D: Clone> Details<D> {
         let now = self.now();
         let mut entries = self.entries();
         let entry = entries.get_mut(id)?;
-        let age = Duration::from_secs(u64::from(now.saturating_sub(entry.read_at)));
+        let age = Duration::from_millis(u64::from(now.saturating_sub(entry.read_at)) * 100);
         if age >= lifetime || entry.list.is_some_and(|seen| seen != list) {
             return None;
         }

@@ -391,7 +391,7 @@ impl Ringostat {
         let list = lenient::records(body.as_bytes(), &WRAPPERS).map_err(|e| {
             self.http.protocol(&format!("{LIST_STAFF}: {e}: {}", self.http.snippet(body.as_bytes())))
         })?;
-        let mut listing = Listing::whole(Vec::new());
+        let mut listing = Listing::whole(Vec::with_capacity(list.items.len()));
         let mut keys = Vec::with_capacity(list.items.len());
         let mut seen = Seen::default();
         for (key, raw) in &list.items {

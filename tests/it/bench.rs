@@ -96,7 +96,7 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
     // Every request of every scenario, exactly (N = 10, 1 account changed).
     const LIST: &str = switchboard::sim::ringostat::LIST_STAFF;
     const ADD: &str = switchboard::sim::ringostat::ADD_STAFF;
-    let expected: [Expected; 15] = [
+    let expected: [Expected; 18] = [
         // Legacy MikoPBX on 127.0.0.1 (trusted: no login): the admin page, empty from
         // 2024.1 on, then the admin table (remembered); one template for the defaults,
         // then one saveRecord per create.
@@ -110,6 +110,10 @@ async fn a_small_run_makes_exactly_the_requests_it_should() {
         ("mikopbx", Scenario::Steady, &[("getNewRecords", 1)]),
         // The changed row's record is read; the update is read-modify-write of it.
         ("mikopbx", Scenario::Drift, &[("getNewRecords", 1), ("getRecord", 2), ("saveRecord", 1)]),
+        // v3: creates answer the record; a PATCH of a record this pass read sends no GET.
+        ("mikopbx v3", Scenario::Cold, &[("getList", 1), ("create", 10)]),
+        ("mikopbx v3", Scenario::Steady, &[("getList", 1)]),
+        ("mikopbx v3", Scenario::Drift, &[("getList", 1), ("getRecord", 1), ("patch", 1)]),
         ("thulium", Scenario::Cold, &[("GET agents", 1), ("POST agents", 10)]),
         ("thulium", Scenario::Steady, &[("GET agents", 1)]),
         ("thulium", Scenario::Drift, &[("GET agents", 1)]),

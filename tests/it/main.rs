@@ -19,6 +19,7 @@ mod faults;
 mod hostile;
 mod probe;
 mod production;
+mod resync;
 mod schema;
 mod sim_apio;
 mod sim_common;

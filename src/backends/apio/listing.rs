@@ -457,7 +457,7 @@ impl Apio {
         self.details.begin();
         let scan = self.scan().await?;
         let listed = scan.users.len();
-        let mut accounts = Vec::new();
+        let mut accounts = Vec::with_capacity(listed);
         let mut to_read = Vec::new();
         for (id, row) in scan.users {
             match self.from_row(id, row, reading) {

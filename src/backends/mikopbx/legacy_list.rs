@@ -163,6 +163,7 @@ impl MikoPbxLegacy {
     /// is remembered of it ask for (the scan has read every record already).
     async fn read_rows(&self, lister: Lister, found: Found, reading: Reading) -> Result<Listing, Error> {
         let Found { rows, mut accounts, mut unreadable, complete, pages, mut dialect } = found;
+        accounts.reserve_exact(rows.len());
         let mut to_read = Vec::new();
         for row in rows {
             match self.from_row(row, reading) {

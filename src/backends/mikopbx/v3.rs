@@ -552,7 +552,7 @@ impl MikoPbxV3 {
         items: Vec<Item>,
         reading: Reading,
     ) -> Result<(Vec<Account>, Vec<Unreadable>, usize), Error> {
-        let mut accounts = Vec::new();
+        let mut accounts = Vec::with_capacity(items.len());
         let mut to_read = Vec::new();
         for item in items {
             match self.from_item(item, reading) {
