@@ -631,7 +631,7 @@ mod tests {
     #[test]
     fn settings_use_the_pbx_field_names_and_text_values() {
         let mut m = membership();
-        m.mikopbx = Some(MikoPbxSettings {
+        m.mikopbx = Some(Box::new(MikoPbxSettings {
             forwarding: Some(Forwarding {
                 on_no_answer: Some("+48600999888".into()),
                 on_busy: Some("202".into()),
@@ -640,7 +640,7 @@ mod tests {
             }),
             recording: Some(false),
             dtmf_mode: Some(DtmfMode::AutoInfo),
-        });
+        }));
         let legacy = desired(Generation::Legacy, &employee(), &m).unwrap();
         assert_eq!(legacy.mobile.as_deref(), Some("48600111222"));
         assert_eq!(legacy.settings[FWD_FORWARDING], "48600999888");
@@ -659,7 +659,7 @@ mod tests {
     #[test]
     fn unfit_employees_name_their_field() {
         let mut m = membership();
-        m.thulium = Some(ThuliumSettings::default());
+        m.thulium = Some(Box::new(ThuliumSettings::default()));
         let err = desired(Generation::V3, &employee(), &m).unwrap_err();
         assert!(
             matches!(&err, Error::Unfit { field, .. } if field == "spec.phoneSystems[office].thulium"),
@@ -667,10 +667,10 @@ mod tests {
         );
 
         let mut m = membership();
-        m.mikopbx = Some(MikoPbxSettings {
+        m.mikopbx = Some(Box::new(MikoPbxSettings {
             forwarding: Some(Forwarding { on_busy: Some("201".into()), ..Forwarding::default() }),
             ..MikoPbxSettings::default()
-        });
+        }));
         let err = desired(Generation::Legacy, &employee(), &m).unwrap_err();
         assert!(
             matches!(&err, Error::Unfit { field, .. } if field == "spec.phoneSystems[office].mikopbx.forwarding.onBusy"),

@@ -49,15 +49,15 @@ impl Listed {
     }
 
     /// The account as far as its list row tells: no mobile, language or time zone.
-    pub(super) fn account(&self, id: String, extension: String) -> Account {
-        let non_empty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    pub(super) fn account(self, id: String, extension: String) -> Account {
+        let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         Account {
             id,
             extension,
             attributes: Attributes {
-                given_name: non_empty(&self.first_name),
-                family_name: non_empty(&self.last_name),
-                email: non_empty(&self.email_address),
+                given_name: non_empty(self.first_name),
+                family_name: non_empty(self.last_name),
+                email: non_empty(self.email_address),
                 ..Attributes::default()
             },
             marker: None,

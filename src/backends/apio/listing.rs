@@ -459,10 +459,10 @@ impl Apio {
         let listed = scan.users.len();
         let mut accounts = Vec::with_capacity(listed);
         let mut to_read = Vec::new();
-        for (id, row) in scan.users {
-            match self.from_row(id, row, reading) {
-                Ok(account) => accounts.push(account),
-                Err(unread) => to_read.push(unread),
+        for (id, mut row) in scan.users {
+            match self.listed_account(&id, &mut row, reading) {
+                Some(account) => accounts.push(account),
+                None => to_read.push((id, row)),
             }
         }
         let records = to_read.len();
@@ -493,24 +493,21 @@ impl Apio {
     }
 
     /// The account of a listed user without reading its record, where the row and what
-    /// is remembered of the record hold every field the pass needs; else the row back.
-    fn from_row(&self, id: String, row: Row, reading: Reading) -> Result<Account, (String, Row)> {
-        let detail = match (reading, &row.listed) {
-            (Reading::Never, Some(_)) => None,
-            (Reading::WhenStale, Some(_)) => match self.details.lookup(&id, row.digest) {
-                Some(detail) => Some(detail),
-                None => return Err((id, row)),
-            },
-            _ => return Err((id, row)),
+    /// is remembered of the record hold every field the pass needs; `None`: its record
+    /// must be read.
+    fn listed_account(&self, id: &str, row: &mut Row, reading: Reading) -> Option<Account> {
+        // Taken either way: a row whose record is read needs no more of it.
+        let listed = row.listed.take()?;
+        let detail = match reading {
+            Reading::Never => None,
+            Reading::WhenStale => Some(self.details.lookup(id, row.digest)?),
+            Reading::Always => return None,
         };
-        let (Some(listed), Some(extension)) = (&row.listed, row.extension.as_ref()) else {
-            return Err((id, row));
-        };
-        let mut account = listed.account(id, extension.clone());
+        let mut account = listed.account(id.to_owned(), row.extension.clone()?);
         if let Some(detail) = detail {
             detail.fill(&mut account);
         }
-        Ok(account)
+        Some(account)
     }
 
     /// What this client has seen of the server, in words, for `switchboard probe`.

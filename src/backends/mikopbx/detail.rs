@@ -107,21 +107,21 @@ impl Listed {
 
     /// The account as far as its list row tells: no settings (and, on v3, no mobile).
     pub(super) fn account(
-        &self,
+        self,
         id: String,
         number: String,
         enabled: bool,
         generation: Generation,
     ) -> Account {
-        let non_empty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+        let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
         Account {
             id,
             extension: number,
             attributes: Attributes {
-                display_name: Some(self.username.clone().unwrap_or_default()),
-                email: non_empty(&self.email),
+                display_name: Some(self.username.unwrap_or_default()),
+                email: non_empty(self.email),
                 mobile: match generation {
-                    Generation::Legacy => non_empty(&self.mobile),
+                    Generation::Legacy => non_empty(self.mobile),
                     Generation::V3 => None,
                 },
                 enabled: Some(enabled),

@@ -165,10 +165,10 @@ impl MikoPbxLegacy {
         let Found { rows, mut accounts, mut unreadable, complete, pages, mut dialect } = found;
         accounts.reserve_exact(rows.len());
         let mut to_read = Vec::new();
-        for row in rows {
-            match self.from_row(row, reading) {
-                Ok(account) => accounts.push(account),
-                Err(row) => to_read.push(row),
+        for mut row in rows {
+            match self.listed_account(&mut row, reading) {
+                Some(account) => accounts.push(account),
+                None => to_read.push(row),
             }
         }
         let records = to_read.len();
@@ -191,22 +191,22 @@ impl MikoPbxLegacy {
     }
 
     /// The account of a row without reading its record, where the row and what is
-    /// remembered of the record hold every field the pass needs; else the row back.
-    fn from_row(&self, row: Row, reading: Reading) -> Result<Account, Row> {
-        let detail = match (reading, &row.listed) {
-            (Reading::Never, Some(_)) => None,
-            (Reading::WhenStale, Some(_)) => match self.details.lookup(&row.id, row.digest) {
-                Some(detail) => Some(detail),
-                None => return Err(row),
-            },
-            _ => return Err(row),
+    /// remembered of the record hold every field the pass needs (the row is then spent);
+    /// `None`: its record must be read.
+    fn listed_account(&self, row: &mut Row, reading: Reading) -> Option<Account> {
+        // Taken either way: a row whose record is read needs no more of it.
+        let listed = row.listed.take()?;
+        let detail = match reading {
+            Reading::Never => None,
+            Reading::WhenStale => Some(self.details.lookup(&row.id, row.digest)?),
+            Reading::Always => return None,
         };
-        let Some(listed) = &row.listed else { return Err(row) };
-        let mut account = listed.account(row.id, row.number, !row.disabled, Generation::Legacy);
+        let (id, number) = (std::mem::take(&mut row.id), std::mem::take(&mut row.number));
+        let mut account = listed.account(id, number, !row.disabled, Generation::Legacy);
         if let Some(detail) = detail {
             detail.fill(&mut account);
         }
-        Ok(account)
+        Some(account)
     }
 
     /// The full record of a listed row as an account (remembered with its row);

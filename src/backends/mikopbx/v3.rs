@@ -401,26 +401,23 @@ impl MikoPbxV3 {
     }
 
     /// The account of a listed item without reading its record, where the item and what
-    /// is remembered of the record hold every field the pass needs; else the item back.
-    fn from_item(&self, item: Item, reading: Reading) -> Result<Account, Item> {
-        let detail = match (reading, &item.listed) {
-            (Reading::Never, Some(_)) => None,
-            (Reading::WhenStale, Some(_)) => match self.details.lookup(&item.id, item.digest) {
-                Some(detail) => Some(detail),
-                None => return Err(item),
-            },
-            _ => return Err(item),
+    /// is remembered of the record hold every field the pass needs (the item is then
+    /// spent); `None`: its record must be read.
+    fn listed_account(&self, item: &mut Item, reading: Reading) -> Option<Account> {
+        // Taken either way: an item whose record is read needs no more of it.
+        let listed = item.listed.take()?;
+        let detail = match reading {
+            Reading::Never => None,
+            Reading::WhenStale => Some(self.details.lookup(&item.id, item.digest)?),
+            Reading::Always => return None,
         };
-        let (Some(listed), Some(number)) = (&item.listed, item.number.as_ref().filter(|n| !n.is_empty()))
-        else {
-            return Err(item);
-        };
+        let number = item.number.clone().filter(|n| !n.is_empty())?;
         let enabled = !item.disabled.unwrap_or(false);
-        let mut account = listed.account(item.id.clone(), number.clone(), enabled, Generation::V3);
+        let mut account = listed.account(std::mem::take(&mut item.id), number, enabled, Generation::V3);
         if let Some(detail) = detail {
             detail.fill(&mut account);
         }
-        Ok(account)
+        Some(account)
     }
 
     /// Remembers what `record` holds, with the list item it was listed with (`None`: a
@@ -554,10 +551,10 @@ impl MikoPbxV3 {
     ) -> Result<(Vec<Account>, Vec<Unreadable>, usize), Error> {
         let mut accounts = Vec::with_capacity(items.len());
         let mut to_read = Vec::new();
-        for item in items {
-            match self.from_item(item, reading) {
-                Ok(account) => accounts.push(account),
-                Err(item) => to_read.push(item),
+        for mut item in items {
+            match self.listed_account(&mut item, reading) {
+                Some(account) => accounts.push(account),
+                None => to_read.push(item),
             }
         }
         let records = to_read.len();
