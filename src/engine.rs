@@ -8,6 +8,7 @@
 //! The caller persists what changed; an entry whose content did not change keeps its
 //! `lastSync`, so a converged pass produces nothing to write.
 
+pub mod memory;
 pub mod quota;
 
 use std::{
@@ -523,6 +524,7 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
             warning: true,
         });
     }
+    memory::release_freed();
     Ok(report)
 }
 

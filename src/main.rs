@@ -10,12 +10,6 @@ use switchboard::{
     telemetry::{self, LogFormat},
 };
 
-/// mimalloc gives back to the system what a pass frees. glibc's malloc kept it: after the
-/// bench's passes over 10,000 accounts on five systems it held 150 MB for 54 MB in use,
-/// so every later pass started from that. (musl's, in the container image, is slow.)
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Keeps the user accounts of phone systems in line with Employee manifests.
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version, about)]
