@@ -38,7 +38,7 @@ use crate::{
         Backend, Credentials, Error, Listing, Probe, Secret, Unreadable,
         http::{self, Http, Reply, Retry},
         lenient,
-        paging::{self, Next, Pager},
+        paging::{Next, Pager},
     },
     plan::{Account, Attributes, Capabilities, Change, Desired},
 };
@@ -616,7 +616,6 @@ impl Backend for MikoPbxV3 {
         let dialect = vec![
             ("API generation", "v3 (2026.1)".to_owned()),
             ("list shape", shape),
-            ("paging", paging::describe(&pages)),
         ];
         Ok(Listing { accounts, complete, unreadable, pages, dialect })
     }
