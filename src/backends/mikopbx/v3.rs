@@ -613,10 +613,7 @@ impl Backend for MikoPbxV3 {
         let pages = pager.into_pages();
         let (accounts, more) = self.accounts(items).await?;
         unreadable.extend(more);
-        let dialect = vec![
-            ("API generation", "v3 (2026.1)".to_owned()),
-            ("list shape", shape),
-        ];
+        let dialect = vec![("API generation", "v3 (2026.1)".to_owned()), ("list shape", shape)];
         Ok(Listing { accounts, complete, unreadable, pages, dialect })
     }
 
