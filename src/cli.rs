@@ -142,20 +142,24 @@ pub async fn run(
     }
     let vault = ManifestVault::new(&manifests);
     let mut results = Vec::new();
+    // Changes `sync` planned for a `policy: observe` system and, by design, did not make.
+    let mut observed = false;
     for system in &manifests.systems {
         let (result, changed) = one_system(system, &manifests, &state, &vault, apply, env).await;
+        let writes = apply && system.spec.policy.writes();
+        observed |= apply && changed && !writes;
         if result.error.is_some() {
             verdict = Verdict::Errors;
         } else if changed && verdict == Verdict::InLine {
             verdict = Verdict::Changes;
         }
         if format == Format::Text {
-            print_text(out, &result, apply)?;
+            print_text(out, &result, writes)?;
         }
         results.push(result);
     }
     // `sync` applied what it planned: only errors leave it unfinished.
-    if apply && verdict == Verdict::Changes {
+    if apply && verdict == Verdict::Changes && !observed {
         verdict = Verdict::InLine;
     }
     if format == Format::Json {

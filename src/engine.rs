@@ -25,7 +25,7 @@ use crate::{
         AccountState, AccountStatus, EmployeeSpec, EmployeeStatus, PhoneSystemSpec,
         conditions::reason,
         employee::DeletionPolicy,
-        phone_system::{AccountCounts, RequestQuota},
+        phone_system::{AccountCounts, PendingChanges, RequestQuota},
     },
     backends::{self, Backend, Secret, Write},
     plan::{
@@ -103,6 +103,9 @@ pub struct Report {
     pub rate_limited: usize,
     /// How long until that reset, when writes wait for it.
     pub resumes_in: Option<Duration>,
+    /// What was planned and not written: the whole plan under `policy: observe`,
+    /// `suspend` or a dry run; otherwise the writes held for the quota.
+    pub pending: PendingChanges,
 }
 
 /// Something a person may want to know, as a Kubernetes event would say it.
@@ -277,7 +280,9 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
         guard: Guard { max_deletes },
     });
 
-    let suspended = spec.suspend || options.dry_run;
+    // `observe` plans as `sync` (the planner knows); here is where it writes nothing.
+    let observing = !spec.policy.writes();
+    let suspended = spec.suspend || options.dry_run || observing;
     let mut outcome = Outcome::default();
     if !suspended {
         let ticker = Ticker {
@@ -292,6 +297,23 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     report.drift_corrections = outcome.drift_corrections;
     for (_, operation, result) in &outcome.results {
         *report.applied.entry((operation, result.label())).or_default() += 1;
+        if matches!(result, Applied::RateLimited { .. }) {
+            let slot = match *operation {
+                "create" => &mut report.pending.create,
+                "update" => &mut report.pending.update,
+                "delete" => &mut report.pending.delete,
+                _ => &mut report.pending.adopt,
+            };
+            *slot = slot.saturating_add(1);
+        }
+    }
+    if suspended {
+        report.pending = PendingChanges {
+            create: to_u32(plan.creates.len()),
+            update: to_u32(plan.updates.len()),
+            delete: to_u32(plan.deletes.len()),
+            adopt: to_u32(plan.adoptions.len()),
+        };
     }
 
     // Status entries, from the plan and what applying it did.
@@ -436,7 +458,9 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
             }
         }
     }
-    if suspended {
+    if observing {
+        tell_observed(&mut entries, &mut report.events, &plan);
+    } else if suspended {
         for c in &plan.creates {
             entries.set(
                 &c.desired.owner,
@@ -551,6 +575,52 @@ impl Entries<'_> {
             status.extension = extension;
         }
         self.map.insert(owner.clone(), Some(status));
+    }
+}
+
+/// Under `policy: observe`: each Employee's entry says what a `sync` would do to its
+/// account, and an event says so too when that is news (the entry's message changed), so
+/// a resync of an unchanged plan posts nothing.
+fn tell_observed(entries: &mut Entries<'_>, events: &mut Vec<Event>, plan: &Plan) {
+    let name = entries.name;
+    let mut would = |owner: &Owner, reason: &'static str, what: String| {
+        let message = format!("{}: would {what} (policy: observe writes nothing)", reason::OBSERVING);
+        let news = entries.previous.get(owner).and_then(|e| e.message.as_deref()) != Some(message.as_str());
+        entries.set(owner, AccountState::Pending, Some(message), None, None);
+        if news {
+            events.push(Event {
+                owner: Some(owner.clone()),
+                reason,
+                message: format!("would {what} on {name} (policy: observe)"),
+                warning: false,
+            });
+        }
+    };
+    for c in &plan.creates {
+        would(
+            &c.desired.owner,
+            "WouldCreate",
+            format!("create an account on extension {}", c.desired.extension),
+        );
+    }
+    for u in &plan.updates {
+        let what = format!("update {} of account {}", describe_changes(&u.changes), u.account.id);
+        would(&u.desired.owner, "WouldUpdate", what);
+    }
+    for a in &plan.adoptions {
+        let why = match a.reason {
+            plan::AdoptReason::Policy => "adoption: adopt",
+            plan::AdoptReason::Marker => "it carries this Employee's ownership marker",
+            plan::AdoptReason::PendingCreate => "this Employee's create made it",
+        };
+        let mut what = format!("take over account {} ({why})", a.account.id);
+        if !a.changes.is_empty() {
+            what.push_str(&format!(" and update {}", describe_changes(&a.changes)));
+        }
+        would(&a.desired.owner, "WouldAdopt", what);
+    }
+    for d in &plan.deletes {
+        would(&d.owner, "WouldDelete", format!("delete account {}", d.account.id));
     }
 }
 

@@ -17,6 +17,7 @@ mod demo;
 mod deploy;
 mod faults;
 mod hostile;
+mod observe;
 mod probe;
 mod production;
 mod schema;
