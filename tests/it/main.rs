@@ -27,6 +27,7 @@ mod sim_mikopbx;
 mod sim_ringostat;
 mod sim_telphin;
 mod sim_thulium;
+mod tryit;
 
 // Test support (the fake API server) in `tests/support/`; not every helper is used yet.
 #[allow(dead_code)]
