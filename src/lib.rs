@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod plan;
 pub mod probe;
 pub mod rbac;
+pub mod release;
 pub mod sim;
 pub mod state;
 pub mod telemetry;

@@ -51,6 +51,9 @@ enum Command {
     Probe(ProbeArgs),
     /// Serve simulators of the five PBX APIs on loopback until interrupted.
     Sim(SimArgs),
+    /// For when the operator is gone: say what switchboard leaves on each PBX, then remove
+    /// its finalizers from Employees and PhoneSystems (nothing else is changed).
+    Release(ReleaseArgs),
     /// Measure switchboard against MikoPBX's own load-test script, on the simulators.
     Bench(BenchArgs),
     /// The simulators of `bench`, in their own process (so that switchboard's memory is
@@ -60,6 +63,27 @@ enum Command {
         #[arg(value_enum, required = true)]
         systems: Vec<SimKind>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct ReleaseArgs {
+    /// The namespace to release.
+    #[arg(short = 'n', long, required_unless_present = "all_namespaces", conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// Release every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Say what would be left and released; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Go on although the operator's Lease is held and fresh (the operator seems to run).
+    #[arg(long)]
+    force: bool,
+    /// The operator's leader-election Lease, checked to be stale.
+    #[arg(long, default_value = "switchboard")]
+    lease_name: String,
+    #[arg(long, default_value = "switchboard-system")]
+    lease_namespace: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -297,6 +321,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => serve_simulators(args).await,
+        Command::Release(args) => {
+            let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+            let options = switchboard::release::Options {
+                namespace: args.namespace,
+                dry_run: args.dry_run,
+                force: args.force,
+                lease: (args.lease_namespace, args.lease_name),
+                now: k8s_openapi::jiff::Timestamp::now(),
+            };
+            switchboard::release::run(client, &options, &mut std::io::stdout().lock()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo => {
             switchboard::demo::run(&mut std::io::stdout().lock()).await?;
             Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ mod hostile;
 mod observe;
 mod probe;
 mod production;
+mod release;
 mod schema;
 mod sim_apio;
 mod sim_common;
