@@ -162,6 +162,11 @@ struct FolderArgs {
     /// Where claims (which Employee owns which account) are kept between runs.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// `plan` only: the claims the operator keeps in a cluster, from `kubectl get employees
+    /// -A -o yaml` saved to a file, so the plan is the operator's (a pull-request check of
+    /// a GitOps repository). Read, never written.
+    #[arg(long, conflicts_with = "state")]
+    claims: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
@@ -371,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => folder(args, false).await,
         Command::Sync(args) => {
             anyhow::ensure!(args.state.is_some(), "sync needs --state FILE: claims must outlive the run");
+            anyhow::ensure!(args.claims.is_none(), "--claims is for plan: sync keeps its claims in --state");
             folder(args, true).await
         }
         Command::Import(args) => import(args).await,
@@ -450,16 +456,16 @@ async fn folder(args: FolderArgs, apply: bool) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => switchboard::cli::Format::Json,
     };
     let env = std::env::vars().collect();
-    let verdict = switchboard::cli::run(
-        &args.dir,
-        args.state.as_deref(),
-        apply,
-        format,
-        &env,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    )
-    .await?;
+    let (out, err) = (&mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    let verdict = match &args.claims {
+        Some(export) => {
+            let state = switchboard::state::State::from_cluster_export(export)?;
+            switchboard::cli::run_with(&args.dir, &state, apply, format, &env, out, err).await?
+        }
+        None => {
+            switchboard::cli::run(&args.dir, args.state.as_deref(), apply, format, &env, out, err).await?
+        }
+    };
     Ok(ExitCode::from(verdict.code()))
 }
 

@@ -16,6 +16,7 @@ mod crds;
 mod demo;
 mod deploy;
 mod faults;
+mod gitops;
 mod hostile;
 mod observe;
 mod probe;

@@ -11,7 +11,10 @@ use switchboard::{
     sim::Stats,
 };
 
-use crate::controller::{World, employee, entry, eventually, writes};
+use crate::{
+    controller::{World, employee, entry, eventually, writes},
+    gitops::{argo_health, flux_health},
+};
 
 /// The write requests in a simulator's stats, however answered.
 fn write_count(stats: &Stats) -> u64 {
@@ -83,6 +86,13 @@ async fn observe_writes_nothing_counts_the_plan_and_sync_then_makes_exactly_it()
         }
     })
     .await;
+    // docs/gitops.md: Argo CD shows an observing system as Suspended, its Employees as
+    // Progressing; Flux takes the system as current and waits for the Employees.
+    let object = serde_json::to_value(world.phone_system("office-pbx").await).expect("JSON");
+    assert_eq!(flux_health("PhoneSystem", &object), Some("current"));
+    if let Some((status, message)) = argo_health("PhoneSystem", &object) {
+        assert_eq!(status, "Suspended", "{message}");
+    }
     let said = [
         ("anna", "WouldCreate"),
         ("bob", "WouldCreate"),
@@ -101,6 +111,20 @@ async fn observe_writes_nothing_counts_the_plan_and_sync_then_makes_exactly_it()
         assert_eq!(entry.state, AccountState::Pending, "{name}: {entry:?}");
         let message = entry.message.unwrap_or_default();
         assert!(message.starts_with("Observing: would "), "{name}: {message}");
+        if name != "erin" {
+            eventually(&format!("{name}: in progress to Flux and Argo CD"), || async {
+                let e = world.employee(name).await.ok_or("gone")?;
+                let object = serde_json::to_value(&e).map_err(|e| e.to_string())?;
+                let flux = flux_health("Employee", &object);
+                let argo = argo_health("Employee", &object);
+                match (flux, &argo) {
+                    (Some("inProgress"), None) => Ok(()),
+                    (Some("inProgress"), Some((status, _))) if status == "Progressing" => Ok(()),
+                    _ => Err(format!("Flux {flux:?}, Argo CD {argo:?}")),
+                }
+            })
+            .await;
+        }
     }
     let carl = world.employee("carl").await.expect("carl");
     let carl_says = entry(&carl, "office-pbx").and_then(|e| e.message).unwrap_or_default();

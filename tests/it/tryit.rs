@@ -9,7 +9,7 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::PostParams;
+use kube::{ResourceExt, api::PostParams};
 use serde_json::Value;
 use switchboard::{
     api::{BackendKind, Employee, PhoneSystem},
@@ -17,7 +17,10 @@ use switchboard::{
     tryit::{self, Served},
 };
 
-use crate::controller::{World, eventually, ready};
+use crate::{
+    controller::{World, eventually, ready},
+    gitops::{argo_health, flux_health},
+};
 
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -301,5 +304,80 @@ async fn the_examples_turn_ready_on_the_printed_manifests() {
         list.items.iter().try_for_each(ready)
     })
     .await;
+
+    // docs/gitops.md: Argo CD and Flux take them for healthy.
+    let employees = world.api::<Employee>().list(&Default::default()).await.expect("list").items;
+    for e in &employees {
+        let object = serde_json::to_value(e).expect("JSON");
+        assert_eq!(flux_health("Employee", &object), Some("current"), "{}", e.name_any());
+        if let Some((status, message)) = argo_health("Employee", &object) {
+            assert_eq!(status, "Healthy", "{}: {message}", e.name_any());
+        }
+    }
+    eventually("every PhoneSystem healthy to Argo CD and Flux", || async {
+        let systems =
+            world.api::<PhoneSystem>().list(&Default::default()).await.map_err(|e| e.to_string())?;
+        for s in &systems.items {
+            let object = serde_json::to_value(s).map_err(|e| e.to_string())?;
+            let flux = flux_health("PhoneSystem", &object);
+            let argo = argo_health("PhoneSystem", &object);
+            if flux != Some("current") || argo.as_ref().is_some_and(|(status, _)| status != "Healthy") {
+                return Err(format!("{}: Flux {flux:?}, Argo CD {argo:?}", s.name_any()));
+            }
+        }
+        Ok(())
+    })
+    .await;
+
+    // docs/gitops.md: `plan --claims` over the repository judges as the operator: nothing
+    // to do; without the claims every account looks unowned.
+    let dir = std::env::temp_dir().join(format!("switchboard-tryit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("employees")).expect("a folder");
+    std::fs::write(dir.join("phone-systems.yaml"), &yaml).expect("write");
+    for e in &examples.employees {
+        let mut e = e.clone();
+        e.metadata.namespace = Some(world.ns.clone());
+        let text = serde_saphyr::to_string(&e).expect("YAML");
+        std::fs::write(dir.join("employees").join(format!("{}.yaml", e.name_any())), text).expect("write");
+    }
+    let export =
+        serde_saphyr::to_string(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": employees}))
+            .expect("YAML");
+    let claims = dir.with_extension("claims.yaml");
+    std::fs::write(&claims, export).expect("write");
+    let state = switchboard::state::State::from_cluster_export(&claims).expect("the export");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let env = Default::default();
+    let verdict = switchboard::cli::run_with(
+        &dir,
+        &state,
+        false,
+        switchboard::cli::Format::Text,
+        &env,
+        &mut out,
+        &mut err,
+    )
+    .await
+    .expect("plan");
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(verdict, switchboard::cli::Verdict::InLine, "{text}{}", String::from_utf8_lossy(&err));
+    assert_eq!(text.matches(": in line (").count(), 5, "{text}");
+    let blind = switchboard::state::State::in_memory();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let verdict = switchboard::cli::run_with(
+        &dir,
+        &blind,
+        false,
+        switchboard::cli::Format::Text,
+        &env,
+        &mut out,
+        &mut err,
+    )
+    .await
+    .expect("plan");
+    assert_ne!(verdict, switchboard::cli::Verdict::InLine, "{}", String::from_utf8_lossy(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&claims);
     world.finish(controller).await;
 }
