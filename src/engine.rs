@@ -9,6 +9,7 @@
 //! `lastSync`, so a converged pass produces nothing to write.
 
 pub mod memory;
+mod observe;
 pub mod quota;
 
 use std::{
@@ -26,7 +27,7 @@ use crate::{
         AccountState, AccountStatus, EmployeeSpec, EmployeeStatus, PhoneSystemSpec,
         conditions::reason,
         employee::DeletionPolicy,
-        phone_system::{AccountCounts, RequestQuota},
+        phone_system::{AccountCounts, PendingChanges, RequestQuota},
     },
     backends::{self, Backend, Secret, Write},
     plan::{
@@ -104,6 +105,9 @@ pub struct Report {
     pub rate_limited: usize,
     /// How long until that reset, when writes wait for it.
     pub resumes_in: Option<Duration>,
+    /// What was planned and not written: the whole plan under `policy: observe`,
+    /// `suspend` or a dry run; otherwise the writes held for the quota.
+    pub pending: PendingChanges,
 }
 
 /// Something a person may want to know, as a Kubernetes event would say it.
@@ -288,7 +292,9 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     // 10,000 accounts on five systems at once, they are tens of MB).
     drop((observed, claims, desired));
 
-    let suspended = spec.suspend || options.dry_run;
+    // `observe` plans as `sync` (the planner knows); here is where it writes nothing.
+    let observing = !spec.policy.writes();
+    let suspended = spec.suspend || options.dry_run || observing;
     let mut outcome = Outcome::default();
     if !suspended {
         let ticker = Ticker {
@@ -303,6 +309,23 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     report.drift_corrections = outcome.drift_corrections;
     for (_, operation, result) in &outcome.results {
         *report.applied.entry((operation, result.label())).or_default() += 1;
+        if matches!(result, Applied::RateLimited { .. }) {
+            let slot = match *operation {
+                "create" => &mut report.pending.create,
+                "update" => &mut report.pending.update,
+                "delete" => &mut report.pending.delete,
+                _ => &mut report.pending.adopt,
+            };
+            *slot = slot.saturating_add(1);
+        }
+    }
+    if suspended {
+        report.pending = PendingChanges {
+            create: to_u32(plan.creates.len()),
+            update: to_u32(plan.updates.len()),
+            delete: to_u32(plan.deletes.len()),
+            adopt: to_u32(plan.adoptions.len()),
+        };
     }
 
     // Status entries, from the plan and what applying it did.
@@ -447,7 +470,9 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
             }
         }
     }
-    if suspended {
+    if observing {
+        observe::tell(&mut entries, &mut report.events, &plan);
+    } else if suspended {
         for c in &plan.creates {
             entries.set(
                 &c.desired.owner,

@@ -25,6 +25,8 @@ pub enum Error {
     Parse { path: PathBuf, source: serde_json::Error },
     #[error("cannot write the state file {path}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not an export of Employees (`kubectl get employees -A -o yaml`): {message}")]
+    Export { path: PathBuf, message: String },
 }
 
 /// Every Employee's status, keyed by `namespace/name`. Each is shared with the passes
@@ -57,6 +59,33 @@ impl State {
             Err(source) => return Err(Error::Read { path: path.to_owned(), source }),
         };
         Ok(State { path: Some(path.to_owned()), snapshot: Mutex::new(snapshot) })
+    }
+
+    /// The claims the operator keeps in a cluster, from an export of its Employees
+    /// (`kubectl get employees -A -o yaml` or `-o json`: a List, or Employee documents):
+    /// what `plan` needs to judge a change as the operator would. Read-only: never saved.
+    pub fn from_cluster_export(path: &Path) -> Result<Self, Error> {
+        let export = |message: String| Error::Export { path: path.to_owned(), message };
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| export(e.to_string()))?;
+        let mut snapshot = Snapshot::default();
+        let items = docs.iter().flat_map(|doc| match doc.get("items").and_then(|i| i.as_array()) {
+            Some(items) => items.iter().collect::<Vec<_>>(),
+            None => vec![doc],
+        });
+        for item in items.filter(|i| i.get("kind").is_none_or(|k| k == "Employee") && !i.is_null()) {
+            let meta = &item["metadata"];
+            let (Some(ns), Some(name)) = (meta["namespace"].as_str(), meta["name"].as_str()) else {
+                return Err(export("an item without metadata.namespace and metadata.name".into()));
+            };
+            let Some(status) = item.get("status").filter(|s| !s.is_null()) else { continue };
+            let status: EmployeeStatus = serde_json::from_value(status.clone())
+                .map_err(|e| export(format!("{ns}/{name}: status: {e}")))?;
+            snapshot.employees.insert(format!("{ns}/{name}"), Arc::new(status));
+        }
+        Ok(State { path: None, snapshot: Mutex::new(snapshot) })
     }
 
     pub fn status(&self, owner: &Owner) -> Option<EmployeeStatus> {

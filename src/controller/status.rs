@@ -360,6 +360,16 @@ pub async fn system_synced(
             generation,
             &now,
         )
+    } else if !system.spec.policy.writes() && report.pending.total() > 0 {
+        // policy: observe (issue #16): planned, deliberately not written.
+        conditions::new(
+            SYNCED,
+            false,
+            reason::OBSERVING,
+            format!("policy observe: nothing written; a sync would make {}", report.pending),
+            generation,
+            &now,
+        )
     } else if report.failures > 0 {
         conditions::new(
             SYNCED,
@@ -375,6 +385,8 @@ pub async fn system_synced(
     conditions::set(&mut status.conditions, synced);
     status.backend = kind_of(system);
     status.counts = Some(report.counts.clone());
+    // policy: observe (issue #16): what the pass planned and did not write.
+    status.pending_changes = Some(report.pending);
     status.observed_generation = generation;
     // The quota goes with any other change, or alone once it moved by a tenth.
     if status != before || report.writes > 0 || quota_moved(before.quota.as_ref(), report.quota.as_ref()) {

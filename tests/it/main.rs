@@ -16,9 +16,12 @@ mod crds;
 mod demo;
 mod deploy;
 mod faults;
+mod gitops;
 mod hostile;
+mod observe;
 mod probe;
 mod production;
+mod release;
 mod resync;
 mod schema;
 mod sim_apio;
@@ -27,6 +30,7 @@ mod sim_mikopbx;
 mod sim_ringostat;
 mod sim_telphin;
 mod sim_thulium;
+mod tryit;
 
 // Test support (the fake API server) in `tests/support/`; not every helper is used yet.
 #[allow(dead_code)]

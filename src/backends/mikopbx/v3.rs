@@ -39,7 +39,7 @@ use crate::{
         Backend, Credentials, Error, Listing, Probe, Secret, Unreadable,
         http::{self, Http, Reply, Retry},
         lenient,
-        paging::{self, Next, Pager},
+        paging::{Next, Pager},
         resync::{self, Details, Reading},
     },
     plan::{Account, Attributes, Capabilities, Change, Desired, Field},
@@ -631,7 +631,6 @@ impl MikoPbxV3 {
         let dialect = vec![
             ("API generation", "v3 (2026.1)".to_owned()),
             ("list shape", shape),
-            ("paging", paging::describe(&pages)),
             ("records read", format!("{records} of {listed}")),
         ];
         Ok(Listing { accounts, complete, unreadable, pages, dialect })
