@@ -261,8 +261,14 @@ pub async fn run(config: &Config, out: &mut impl Write) -> Result<Vec<Measuremen
         if systems.len() > 1 {
             fleets.push(systems.clone());
         }
-        for kinds in &fleets {
-            let fleet = Fleet::start(kinds, config, None).await?;
+        let mut runs: Vec<(Vec<BackendKind>, bool)> =
+            fleets.into_iter().map(|kinds| (kinds, false)).collect();
+        if systems.contains(&BackendKind::Mikopbx) {
+            // MikoPBX's current API too: its list lacks other fields than the legacy one's.
+            runs.push((vec![BackendKind::Mikopbx], true));
+        }
+        for (kinds, v3) in &runs {
+            let fleet = Fleet::start(kinds, config, None, *v3).await?;
             for scenario in [Scenario::Cold, Scenario::Steady, Scenario::Drift] {
                 let mut m = fleet.scenario(scenario, &employees, config).await?;
                 m.vs_baseline =
@@ -274,7 +280,7 @@ pub async fn run(config: &Config, out: &mut impl Write) -> Result<Vec<Measuremen
         }
         if n <= config.rate_limited_max {
             for kind in &systems {
-                let fleet = Fleet::start(&[*kind], config, Some(config.rate_limit)).await?;
+                let fleet = Fleet::start(&[*kind], config, Some(config.rate_limit), false).await?;
                 let mut m = fleet.scenario(Scenario::RateLimited, &employees, config).await?;
                 m.vs_baseline =
                     base_rate.map(|b| m.accounts as f64 / m.wall.as_secs_f64().max(f64::EPSILON) / b);
@@ -521,16 +527,18 @@ fn simulator(kind: BackendKind) -> Arc<dyn Simulator> {
     }
 }
 
-/// The PhoneSystem of `kind` at `url`. MikoPBX speaks the legacy API, the seed's.
+/// The PhoneSystem of `kind` at `url`. MikoPBX speaks the legacy API, the seed's, unless
+/// `v3`.
 fn phone_system(
     kind: BackendKind,
     url: &str,
     concurrency: u32,
     rate: Option<u32>,
+    v3: bool,
 ) -> Result<PhoneSystemSpec, Error> {
     let mut block = sim::backend_block(kind, url);
     if kind == BackendKind::Mikopbx {
-        block["apiGeneration"] = json!("legacy");
+        block["apiGeneration"] = json!(if v3 { "v3" } else { "legacy" });
     }
     let mut spec = json!({
         kind.as_str(): block,
@@ -568,10 +576,17 @@ struct Fleet {
     latency_ms: u64,
     concurrency: u32,
     rate: Option<u32>,
+    /// MikoPBX through its v3 API.
+    v3: bool,
 }
 
 impl Fleet {
-    async fn start(kinds: &[BackendKind], config: &Config, rate: Option<u32>) -> Result<Fleet, Error> {
+    async fn start(
+        kinds: &[BackendKind],
+        config: &Config,
+        rate: Option<u32>,
+        v3: bool,
+    ) -> Result<Fleet, Error> {
         let sims = Simulators::start(&config.program, kinds).await?;
         let mut members = Vec::new();
         for server in &sims.sims {
@@ -583,7 +598,7 @@ impl Fleet {
                     ..FaultConfig::default()
                 })
                 .await?;
-            let spec = phone_system(kind, &server.url, config.concurrency, rate)?;
+            let spec = phone_system(kind, &server.url, config.concurrency, rate, v3)?;
             let credentials = Credentials::new(server.credentials.clone());
             let backend = backends::connect(&spec, &credentials, Settings::default().for_system(&spec))?;
             members.push(Member { kind, spec, backend });
@@ -595,11 +610,13 @@ impl Fleet {
             latency_ms: config.latency_ms,
             concurrency: config.concurrency,
             rate,
+            v3,
         })
     }
 
     fn label(&self) -> String {
         match self.members.as_slice() {
+            [one] if self.v3 => format!("{} v3", one.kind),
             [one] => one.kind.to_string(),
             many => format!("all {} at once", many.len()),
         }
@@ -607,13 +624,16 @@ impl Fleet {
 
     /// One pass over every member at once, as the controller would run them.
     async fn sync(&self, employees: &[BenchEmployee]) -> Result<Vec<Report>, Error> {
+        // The statuses are borrowed, as the controller borrows them from its cache.
+        let statuses: Vec<_> = employees.iter().map(|e| self.state.shared(&e.owner)).collect();
         let views: Vec<EmployeeView> = employees
             .iter()
+            .zip(&statuses)
             .enumerate()
-            .map(|(i, e)| EmployeeView {
+            .map(|(i, (e, status))| EmployeeView {
                 owner: e.owner.clone(),
                 spec: &e.spec,
-                status: self.state.status(&e.owner).map(Cow::Owned),
+                status: status.as_deref().map(Cow::Borrowed),
                 rank: i64::try_from(i).unwrap_or(i64::MAX),
                 deleting: false,
             })
@@ -632,6 +652,9 @@ impl Fleet {
             )
         }))
         .await?;
+        // Released first, so that recording changes the statuses in place.
+        drop(views);
+        drop(statuses);
         for (m, report) in self.members.iter().zip(&reports) {
             self.state.record(system_name(m.kind), report)?;
         }
@@ -1042,17 +1065,13 @@ fn verdicts(config: &Config, rows: &[Measurement]) -> Vec<String> {
     for m in rows.iter().filter(|m| m.scenario == Scenario::Steady) {
         let no_writes = writes_in(&m.stats) == 0 && m.writes == 0;
         let record_reads = record_reads_in(&m.stats);
-        let lists = match record_reads {
-            0 => "list requests only".to_owned(),
-            k => format!(
-                "{k} of them reads of single records, which the list lacks fields for (list-only MISSED)"
-            ),
-        };
         lines.push(format!(
-            "  steady state, N = {}, {}: {} requests, {lists}; {} writes ({})",
+            "  requests per resync (steady state), N = {}, {}: {} = {} to list + {record_reads} reads of single records (list only: {}); {} writes ({})",
             m.n,
             m.system,
             m.stats.requests,
+            m.stats.requests.saturating_sub(record_reads),
+            mark(record_reads == 0),
             m.writes,
             mark(no_writes)
         ));
@@ -1094,18 +1113,25 @@ pub fn writes_in(stats: &Stats) -> u64 {
         .sum()
 }
 
-/// Reads of one account's own record (MikoPBX `getRecord`, APIO `getUser`): what a
-/// listing adds where the list itself lacks fields switchboard compares.
+/// Reads of one account's own record (MikoPBX `getRecord`, legacy and v3; APIO
+/// `getUser`): what a listing adds where the list itself lacks fields switchboard
+/// compares and what it remembers of the record cannot stand for a read
+/// (`docs/resync.md`).
 pub fn record_reads_in(stats: &Stats) -> u64 {
     ["getRecord", "getUser"].iter().map(|op| stats.total(op)).sum()
 }
 
 /// Whether a simulator operation changes an account (the simulators' operation names:
-/// MikoPBX legacy, Thulium, APIO and Telphin, Ringostat).
+/// MikoPBX legacy and v3, Thulium, APIO and Telphin, Ringostat).
 pub fn is_write(op: &str) -> bool {
-    const WRITES: [&str; 10] = [
+    const WRITES: [&str; 14] = [
         "saveRecord",
         "deleteRecord",
+        // MikoPBX v3.
+        "create",
+        "patch",
+        "update",
+        "delete",
         "POST agents",
         "createUser",
         "updateUser",
@@ -1132,7 +1158,8 @@ pub fn markdown(config: &Config, rows: &[Measurement]) -> String {
         md,
         "# switchboard bench\n\n{} ms latency per request; maxConcurrency {}; rate-limited scenario: \
          the simulator allows {} requests/s and the PhoneSystem's rateLimit is {} (burst 1); \
-         drift: {}% of the accounts changed by hand. MikoPBX runs the legacy API (the seed's). \
+         drift: {}% of the accounts changed by hand. MikoPBX runs the legacy API (the seed's); \
+         \"mikopbx v3\" is the same simulator through its current API. \
          \"×baseline\": accounts per second over the seed script's at the same N. \
          \"time / limit\": wall time over the physical limit, writes × latency / maxConcurrency \
          when unthrottled, writes / R when rate-limited. Peak RSS: switchboard's process \

@@ -129,12 +129,26 @@ pub async fn run(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<Verdict, Error> {
-    let manifests =
-        Manifests::load_dir(dir).map_err(|source| Error::Read { path: dir.to_owned(), source })?;
     let state = match state_file {
         Some(path) => State::open(path)?,
         None => State::in_memory(),
     };
+    run_with(dir, &state, apply, format, env, out, err).await
+}
+
+/// [`run`] with claims from elsewhere: a [`State::from_cluster_export`] for a `plan` that
+/// judges as the operator of that cluster would.
+pub async fn run_with(
+    dir: &Path,
+    state: &State,
+    apply: bool,
+    format: Format,
+    env: &BTreeMap<String, String>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<Verdict, Error> {
+    let manifests =
+        Manifests::load_dir(dir).map_err(|source| Error::Read { path: dir.to_owned(), source })?;
     let mut verdict = Verdict::InLine;
     for problem in &manifests.problems {
         report_problem(err, problem)?;
@@ -142,20 +156,24 @@ pub async fn run(
     }
     let vault = ManifestVault::new(&manifests);
     let mut results = Vec::new();
+    // Changes `sync` planned for a `policy: observe` system and, by design, did not make.
+    let mut observed = false;
     for system in &manifests.systems {
-        let (result, changed) = one_system(system, &manifests, &state, &vault, apply, env).await;
+        let (result, changed) = one_system(system, &manifests, state, &vault, apply, env).await;
+        let writes = apply && system.spec.policy.writes();
+        observed |= apply && changed && !writes;
         if result.error.is_some() {
             verdict = Verdict::Errors;
         } else if changed && verdict == Verdict::InLine {
             verdict = Verdict::Changes;
         }
         if format == Format::Text {
-            print_text(out, &result, apply)?;
+            print_text(out, &result, writes)?;
         }
         results.push(result);
     }
     // `sync` applied what it planned: only errors leave it unfinished.
-    if apply && verdict == Verdict::Changes {
+    if apply && verdict == Verdict::Changes && !observed {
         verdict = Verdict::InLine;
     }
     if format == Format::Json {

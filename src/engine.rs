@@ -8,11 +8,13 @@
 //! The caller persists what changed; an entry whose content did not change keeps its
 //! `lastSync`, so a converged pass produces nothing to write.
 
+pub mod memory;
+mod observe;
 pub mod quota;
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
     time::Duration,
 };
@@ -25,7 +27,7 @@ use crate::{
         AccountState, AccountStatus, EmployeeSpec, EmployeeStatus, PhoneSystemSpec,
         conditions::reason,
         employee::DeletionPolicy,
-        phone_system::{AccountCounts, RequestQuota},
+        phone_system::{AccountCounts, PendingChanges, RequestQuota},
     },
     backends::{self, Backend, Secret, Write},
     plan::{
@@ -103,6 +105,9 @@ pub struct Report {
     pub rate_limited: usize,
     /// How long until that reset, when writes wait for it.
     pub resumes_in: Option<Duration>,
+    /// What was planned and not written: the whole plan under `policy: observe`,
+    /// `suspend` or a dry run; otherwise the writes held for the quota.
+    pub pending: PendingChanges,
 }
 
 /// Something a person may want to know, as a Kubernetes event would say it.
@@ -178,6 +183,11 @@ fn unreadable_event(system: &str, unreadable: &[Unreadable]) -> Event {
     }
     tracing::warn!(system, count = unreadable.len(), "{message}");
     Event { owner: None, reason: "UnreadableRecords", message, warning: true }
+}
+
+/// Every field some Employee of the pass declares: what the listing must read.
+fn declared_fields(desired: &[Arc<Desired>]) -> BTreeSet<plan::Field> {
+    desired.iter().flat_map(|d| d.attributes.declared()).collect()
 }
 
 /// Salted fingerprint of a password: tells a changed Secret without keeping the password.
@@ -259,7 +269,8 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     {
         return Err(Error::RateLimited { quota: quota::status_of(&q, &options.now), cost, wait });
     }
-    let listing = backend.list().await?;
+    let wanted = declared_fields(&desired);
+    let listing = backend.list_for(&wanted).await?;
     if !listing.unreadable.is_empty() {
         report.unreadable = listing.unreadable.len();
         report.events.push(unreadable_event(name, &listing.unreadable));
@@ -276,8 +287,14 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
         adoption: spec.adoption,
         guard: Guard { max_deletes },
     });
+    // The plan holds what applying it needs: the listing, the claims and the desired
+    // accounts it does not hold go now, before the writes and the status entries (at
+    // 10,000 accounts on five systems at once, they are tens of MB).
+    drop((observed, claims, desired));
 
-    let suspended = spec.suspend || options.dry_run;
+    // `observe` plans as `sync` (the planner knows); here is where it writes nothing.
+    let observing = !spec.policy.writes();
+    let suspended = spec.suspend || options.dry_run || observing;
     let mut outcome = Outcome::default();
     if !suspended {
         let ticker = Ticker {
@@ -292,6 +309,23 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     report.drift_corrections = outcome.drift_corrections;
     for (_, operation, result) in &outcome.results {
         *report.applied.entry((operation, result.label())).or_default() += 1;
+        if matches!(result, Applied::RateLimited { .. }) {
+            let slot = match *operation {
+                "create" => &mut report.pending.create,
+                "update" => &mut report.pending.update,
+                "delete" => &mut report.pending.delete,
+                _ => &mut report.pending.adopt,
+            };
+            *slot = slot.saturating_add(1);
+        }
+    }
+    if suspended {
+        report.pending = PendingChanges {
+            create: to_u32(plan.creates.len()),
+            update: to_u32(plan.updates.len()),
+            delete: to_u32(plan.deletes.len()),
+            adopt: to_u32(plan.adoptions.len()),
+        };
     }
 
     // Status entries, from the plan and what applying it did.
@@ -436,7 +470,9 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
             }
         }
     }
-    if suspended {
+    if observing {
+        observe::tell(&mut entries, &mut report.events, &plan);
+    } else if suspended {
         for c in &plan.creates {
             entries.set(
                 &c.desired.owner,
@@ -513,6 +549,7 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
             warning: true,
         });
     }
+    memory::release_freed();
     Ok(report)
 }
 
@@ -864,9 +901,10 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
         .collect();
     store.record_intents(name, &intents).await.map_err(Error::Intents)?;
     // Only the passwords outlive the recording: 10,000 status entries need not wait for
-    // 10,000 creates.
-    let generated: BTreeMap<Owner, Secret> =
-        intents.into_iter().filter_map(|i| Some((i.owner, i.generated?))).collect();
+    // 10,000 creates. Keyed by the plan's owners (intents are made in `sendable`'s order),
+    // not by copies of them.
+    let generated: HashMap<&Owner, Secret> =
+        sendable.iter().zip(intents).filter_map(|(c, i)| Some((&c.desired.owner, i.generated?))).collect();
     let generated = &generated;
 
     let creates = bounded(
@@ -954,9 +992,11 @@ async fn resolve_created<B: Backend>(
     sent: Vec<(Owner, Applied, Option<String>)>,
 ) -> Vec<(Owner, Applied)> {
     let accepted = sent.iter().filter(|(_, a, _)| matches!(a, Applied::Accepted { .. })).count();
+    // Accounts are matched by extension and e-mail: no record needs its detail read.
+    let needed = BTreeSet::from([plan::Field::Email]);
     let listing = match accepted {
         0 => None,
-        _ => match backend.list().await {
+        _ => match backend.list_for(&needed).await {
             Ok(listing) => Some(listing),
             Err(e) => {
                 tracing::warn!(system = %name, error = %e, accepted, "could not list the accounts just created; the next pass will");

@@ -14,9 +14,11 @@ pub mod manifests;
 pub mod plan;
 pub mod probe;
 pub mod rbac;
+pub mod release;
 pub mod sim;
 pub mod state;
 pub mod telemetry;
+pub mod tryit;
 
 /// An error and its sources, as one line: for messages that end up in a status or a
 /// report rather than in an `anyhow` chain.

@@ -51,6 +51,9 @@ enum Command {
     Probe(ProbeArgs),
     /// Serve simulators of the five PBX APIs on loopback until interrupted.
     Sim(SimArgs),
+    /// For when the operator is gone: say what switchboard leaves on each PBX, then remove
+    /// its finalizers from Employees and PhoneSystems (nothing else is changed).
+    Release(ReleaseArgs),
     /// Measure switchboard against MikoPBX's own load-test script, on the simulators.
     Bench(BenchArgs),
     /// The simulators of `bench`, in their own process (so that switchboard's memory is
@@ -60,6 +63,27 @@ enum Command {
         #[arg(value_enum, required = true)]
         systems: Vec<SimKind>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct ReleaseArgs {
+    /// The namespace to release.
+    #[arg(short = 'n', long, required_unless_present = "all_namespaces", conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// Release every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Say what would be left and released; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Go on although the operator's Lease is held and fresh (the operator seems to run).
+    #[arg(long)]
+    force: bool,
+    /// The operator's leader-election Lease, checked to be stale.
+    #[arg(long, default_value = "switchboard")]
+    lease_name: String,
+    #[arg(long, default_value = "switchboard-system")]
+    lease_namespace: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -138,6 +162,11 @@ struct FolderArgs {
     /// Where claims (which Employee owns which account) are kept between runs.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// `plan` only: the claims the operator keeps in a cluster, from `kubectl get employees
+    /// -A -o yaml` saved to a file, so the plan is the operator's (a pull-request check of
+    /// a GitOps repository). Read, never written.
+    #[arg(long, conflicts_with = "state")]
+    claims: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
@@ -162,6 +191,22 @@ struct SimArgs {
     /// First port; the systems take consecutive ports from it. 0: any free ports.
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Address to listen on: 127.0.0.1, or 0.0.0.0 in a pod behind a Service. MikoPBX
+    /// trusts only loopback callers without credentials, as the real one does.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// Print, as YAML, the PhoneSystems of examples/ and their credentials Secrets
+    /// pointing at the simulators `switchboard sim` serves with these arguments, and exit.
+    /// Needs --port.
+    #[arg(long)]
+    print_manifests: bool,
+    /// With --print-manifests: the namespace of the manifests (default: kubectl's).
+    #[arg(long, requires = "print_manifests")]
+    namespace: Option<String>,
+    /// With --print-manifests: reach the simulators at this scheme and host instead of
+    /// 127.0.0.1 (a Service in front of `switchboard sim --bind 0.0.0.0`), on the same ports.
+    #[arg(long, requires = "print_manifests")]
+    base_url: Option<String>,
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -297,6 +342,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(args) => serve_simulators(args).await,
+        Command::Release(args) => {
+            let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+            let options = switchboard::release::Options {
+                namespace: args.namespace,
+                dry_run: args.dry_run,
+                force: args.force,
+                lease: (args.lease_namespace, args.lease_name),
+                now: k8s_openapi::jiff::Timestamp::now(),
+            };
+            switchboard::release::run(client, &options, &mut std::io::stdout().lock()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo => {
             switchboard::demo::run(&mut std::io::stdout().lock()).await?;
             Ok(ExitCode::SUCCESS)
@@ -348,6 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => folder(args, false).await,
         Command::Sync(args) => {
             anyhow::ensure!(args.state.is_some(), "sync needs --state FILE: claims must outlive the run");
+            anyhow::ensure!(args.claims.is_none(), "--claims is for plan: sync keeps its claims in --state");
             folder(args, true).await
         }
         Command::Import(args) => import(args).await,
@@ -427,16 +485,16 @@ async fn folder(args: FolderArgs, apply: bool) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => switchboard::cli::Format::Json,
     };
     let env = std::env::vars().collect();
-    let verdict = switchboard::cli::run(
-        &args.dir,
-        args.state.as_deref(),
-        apply,
-        format,
-        &env,
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    )
-    .await?;
+    let (out, err) = (&mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    let verdict = match &args.claims {
+        Some(export) => {
+            let state = switchboard::state::State::from_cluster_export(export)?;
+            switchboard::cli::run_with(&args.dir, &state, apply, format, &env, out, err).await?
+        }
+        None => {
+            switchboard::cli::run(&args.dir, args.state.as_deref(), apply, format, &env, out, err).await?
+        }
+    };
     Ok(ExitCode::from(verdict.code()))
 }
 
@@ -524,6 +582,40 @@ fn dialect_patches(
     Ok(patches)
 }
 
+/// `switchboard sim --print-manifests`: where the same arguments would serve, as manifests.
+fn print_manifests(
+    args: &SimArgs,
+    kinds: &[BackendKind],
+    dialects: &BTreeMap<BackendKind, serde_json::Map<String, serde_json::Value>>,
+) -> anyhow::Result<ExitCode> {
+    let urls = switchboard::tryit::urls(args.port, kinds.len(), args.base_url.as_deref())?;
+    let mut served = Vec::new();
+    for (kind, url) in kinds.iter().zip(urls) {
+        // The simulator these arguments would start, asked for its credentials and for
+        // the API generation its dialect serves.
+        let simulator = sim::default_simulator(*kind);
+        if let Some(patch) = dialects.get(kind) {
+            simulator.set_dialect(patch).with_context(|| format!("--dialect for {kind}"))?;
+        }
+        let generation = simulator.dialect().get("generation").and_then(|g| g.as_str()).map(str::to_owned);
+        served.push(switchboard::tryit::Served {
+            kind: *kind,
+            url,
+            credentials: simulator.credentials(),
+            legacy: matches!(generation.as_deref(), Some("2023.2" | "2024.1")),
+        });
+    }
+    let mut command = format!("switchboard sim --port {}", args.port);
+    for kind in kinds.iter().filter(|_| !args.systems.is_empty()) {
+        command.push_str(&format!(" {kind}"));
+    }
+    for dialect in &args.dialects {
+        command.push_str(&format!(" --dialect {dialect}"));
+    }
+    print!("{}", switchboard::tryit::manifests(&served, args.namespace.as_deref(), &command)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {
     let kinds: Vec<BackendKind> = if args.systems.is_empty() {
         BackendKind::ALL.to_vec()
@@ -542,20 +634,24 @@ async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {
         ..FaultConfig::default()
     };
     let dialects = dialect_patches(&args.dialects, &kinds)?;
+    if args.print_manifests {
+        return print_manifests(&args, &kinds, &dialects);
+    }
     let mut running = Vec::new();
     for (i, kind) in kinds.into_iter().enumerate() {
         let port = match args.port {
             0 => 0,
-            base => base.checked_add(u16::try_from(i)?).context("port out of range")?,
+            first => switchboard::tryit::port_of(first, i)?,
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let server = sim::spawn(sim::default_simulator(kind), addr)
+        let addr = SocketAddr::new(args.bind, port);
+        let simulator = sim::default_simulator(kind);
+        if let Some(patch) = dialects.get(&kind) {
+            simulator.set_dialect(patch).with_context(|| format!("--dialect for {kind}"))?;
+        }
+        let server = sim::spawn(simulator, addr)
             .await
             .with_context(|| format!("starting the {kind} simulator on {addr}"))?;
         server.set_faults(faults.clone());
-        if let Some(patch) = dialects.get(&kind) {
-            server.sim.set_dialect(patch).with_context(|| format!("--dialect for {kind}"))?;
-        }
         println!("{kind:<10} {}", server.url);
         let dialect = server.sim.dialect();
         if dialect.as_object().is_some_and(|d| !d.is_empty()) {
@@ -569,7 +665,10 @@ async fn serve_simulators(args: SimArgs) -> anyhow::Result<ExitCode> {
     println!(
         "\nControl: GET <url>/_sim/accounts, GET <url>/_sim/stats, PUT <url>/_sim/faults. Ctrl-C stops."
     );
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    // SIGTERM too: in a pod the simulators are PID 1, which ignores a signal it has no
+    // handler for.
+    let signal = terminated().await.context("waiting for Ctrl-C or SIGTERM")?;
+    tracing::info!(signal, "simulators stopping");
     for server in running {
         server.shutdown().await;
     }

@@ -665,7 +665,7 @@ impl<'a> Planner<'a> {
             let id = account.id.as_str();
             // Ours from here on: no one else adopts it in this plan.
             self.owned.insert(id, claim);
-            if self.inputs.policy != Policy::Sync {
+            if !self.inputs.policy.deletes() {
                 // Released now, so the account is free for adoption in this same plan.
                 self.plan.releases.push(release(ReleaseReason::PolicyKeeps));
                 self.owned.remove(id);
@@ -697,7 +697,7 @@ impl<'a> Planner<'a> {
     }
 
     fn wants_updates(&self) -> bool {
-        self.inputs.policy != Policy::CreateOnly
+        self.inputs.policy.updates()
     }
 
     /// Fields that differ between `d` and `account`, among those the backend can read.

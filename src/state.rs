@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use serde::{Deserialize, Serialize};
@@ -25,12 +25,16 @@ pub enum Error {
     Parse { path: PathBuf, source: serde_json::Error },
     #[error("cannot write the state file {path}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not an export of Employees (`kubectl get employees -A -o yaml`): {message}")]
+    Export { path: PathBuf, message: String },
 }
 
-/// Every Employee's status, keyed by `namespace/name`.
+/// Every Employee's status, keyed by `namespace/name`. Each is shared with the passes
+/// that read it ([`State::shared`]): a pass over 10,000 Employees borrows their statuses
+/// instead of copying them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub employees: BTreeMap<String, EmployeeStatus>,
+    pub employees: BTreeMap<String, Arc<EmployeeStatus>>,
 }
 
 /// The claim store of the cluster-free commands.
@@ -57,7 +61,40 @@ impl State {
         Ok(State { path: Some(path.to_owned()), snapshot: Mutex::new(snapshot) })
     }
 
+    /// The claims the operator keeps in a cluster, from an export of its Employees
+    /// (`kubectl get employees -A -o yaml` or `-o json`: a List, or Employee documents):
+    /// what `plan` needs to judge a change as the operator would. Read-only: never saved.
+    pub fn from_cluster_export(path: &Path) -> Result<Self, Error> {
+        let export = |message: String| Error::Export { path: path.to_owned(), message };
+        let text =
+            std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).map_err(|e| export(e.to_string()))?;
+        let mut snapshot = Snapshot::default();
+        let items = docs.iter().flat_map(|doc| match doc.get("items").and_then(|i| i.as_array()) {
+            Some(items) => items.iter().collect::<Vec<_>>(),
+            None => vec![doc],
+        });
+        for item in items.filter(|i| i.get("kind").is_none_or(|k| k == "Employee") && !i.is_null()) {
+            let meta = &item["metadata"];
+            let (Some(ns), Some(name)) = (meta["namespace"].as_str(), meta["name"].as_str()) else {
+                return Err(export("an item without metadata.namespace and metadata.name".into()));
+            };
+            let Some(status) = item.get("status").filter(|s| !s.is_null()) else { continue };
+            let status: EmployeeStatus = serde_json::from_value(status.clone())
+                .map_err(|e| export(format!("{ns}/{name}: status: {e}")))?;
+            snapshot.employees.insert(format!("{ns}/{name}"), Arc::new(status));
+        }
+        Ok(State { path: None, snapshot: Mutex::new(snapshot) })
+    }
+
     pub fn status(&self, owner: &Owner) -> Option<EmployeeStatus> {
+        self.shared(owner).map(Arc::unwrap_or_clone)
+    }
+
+    /// The status of `owner`, shared rather than copied. A status written while this is
+    /// held is copied then (the holder keeps what it read).
+    pub fn shared(&self, owner: &Owner) -> Option<Arc<EmployeeStatus>> {
         self.lock().employees.get(&owner.to_string()).cloned()
     }
 
@@ -95,9 +132,20 @@ impl State {
 
 fn set_entry(snapshot: &mut Snapshot, owner: &Owner, system: &str, entry: Option<AccountStatus>) {
     let key = owner.to_string();
-    let status = snapshot.employees.entry(key.clone()).or_default();
+    let held = snapshot.employees.entry(key.clone()).or_default();
+    let current = held.phone_systems.iter().find(|s| s.name == system);
+    if current == entry.as_ref() {
+        // Unchanged (what a converged pass reports): no copy of a shared status.
+        if held.phone_systems.is_empty() {
+            snapshot.employees.remove(&key);
+        }
+        return;
+    }
+    let status = Arc::make_mut(held);
     status.phone_systems.retain(|s| s.name != system);
     if let Some(entry) = entry {
+        // Exactly as many as held: statuses are kept by the thousand.
+        status.phone_systems.reserve_exact(1);
         status.phone_systems.push(entry);
         status.phone_systems.sort_by(|a, b| a.name.cmp(&b.name));
     }

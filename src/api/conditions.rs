@@ -23,6 +23,9 @@ pub mod reason {
     pub const PHONE_SYSTEM_NOT_FOUND: &str = "PhoneSystemNotFound";
     pub const DELETION_GUARD: &str = "DeletionGuardTripped";
     pub const SUSPENDED: &str = "Suspended";
+    /// `policy: observe`: switchboard plans but writes nothing; the message says what a
+    /// `sync` would change.
+    pub const OBSERVING: &str = "Observing";
     /// The system listed records switchboard cannot read: no delete, and no create on
     /// their extensions, until they can be read.
     pub const UNREADABLE_RECORDS: &str = "UnreadableRecords";

@@ -114,21 +114,23 @@ pub struct Membership {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = EXTENSION_PATTERN))]
     pub extension: Option<String>,
+    // The blocks are boxed: an entry holds one at most, and an operator or a bench holds
+    // tens of thousands of entries (five unboxed blocks made an entry ~350 bytes).
     /// Settings for a MikoPBX system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mikopbx: Option<MikoPbxSettings>,
+    pub mikopbx: Option<Box<MikoPbxSettings>>,
     /// Settings for a Thulium system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thulium: Option<ThuliumSettings>,
+    pub thulium: Option<Box<ThuliumSettings>>,
     /// Settings for an APIO (BroadWorks) system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub apio: Option<ApioSettings>,
+    pub apio: Option<Box<ApioSettings>>,
     /// Settings for a Telphin system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub telphin: Option<TelphinSettings>,
+    pub telphin: Option<Box<TelphinSettings>>,
     /// Settings for a Ringostat system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ringostat: Option<RingostatSettings>,
+    pub ringostat: Option<Box<RingostatSettings>>,
 }
 
 /// Forward targets are extensions or external numbers.

@@ -24,8 +24,33 @@ use super::{BackendKind, Error};
     category = "switchboard",
     doc = "A PBX or cloud telephony account whose user accounts switchboard manages.",
     printcolumn(name = "Type", type_ = "string", json_path = ".status.backend"),
+    printcolumn(name = "Policy", type_ = "string", json_path = ".spec.policy"),
     printcolumn(name = "Declared", type_ = "integer", json_path = ".status.counts.declared"),
     printcolumn(name = "InSync", type_ = "integer", json_path = ".status.counts.inSync"),
+    printcolumn(
+        name = "Create",
+        type_ = "integer",
+        json_path = ".status.pendingChanges.create",
+        description = "accounts the last pass would create but did not (policy: observe, suspend, quota)"
+    ),
+    printcolumn(
+        name = "Update",
+        type_ = "integer",
+        json_path = ".status.pendingChanges.update",
+        description = "accounts the last pass would update but did not"
+    ),
+    printcolumn(
+        name = "Delete",
+        type_ = "integer",
+        json_path = ".status.pendingChanges.delete",
+        description = "accounts the last pass would delete but did not"
+    ),
+    printcolumn(
+        name = "Adopt",
+        type_ = "integer",
+        json_path = ".status.pendingChanges.adopt",
+        description = "unowned accounts the last pass would take over but did not"
+    ),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -62,7 +87,9 @@ pub struct PhoneSystemSpec {
     pub credentials_secret_ref: Option<SecretRef>,
 
     /// What switchboard may do to accounts it owns: `sync` creates, updates and deletes;
-    /// `upsert-only` never deletes; `create-only` never updates or deletes.
+    /// `upsert-only` never deletes; `create-only` never updates or deletes; `observe`
+    /// lists and plans as `sync` would but writes nothing to the system, and counts what
+    /// it would change in `status.pendingChanges` (an event per Employee says what).
     #[serde(default)]
     pub policy: Policy,
 
@@ -76,6 +103,16 @@ pub struct PhoneSystemSpec {
     #[serde(default = "default_resync_interval")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
     pub resync_interval: String,
+
+    /// How long switchboard trusts what it read of a record on its own, on systems whose
+    /// list lacks fields the Employees declare (MikoPBX: forwarding, recording, DTMF, and
+    /// the mobile on v3; APIO: mobile, language, time zone). A resync reads a record again
+    /// only when its list entry changed or its last read is older than this (each record
+    /// between half of it and all of it), so an edit made by hand to those fields alone is
+    /// corrected within it. `0s` reads them on every resync. A Go duration.
+    #[serde(default = "default_detail_refresh_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
+    pub detail_refresh_interval: String,
 
     /// The most requests per second switchboard sends to this system, and the burst above
     /// it. Unset: no limit beyond `maxConcurrency`.
@@ -101,6 +138,9 @@ pub struct PhoneSystemSpec {
 
 fn default_resync_interval() -> String {
     "5m".to_owned()
+}
+fn default_detail_refresh_interval() -> String {
+    "1h".to_owned()
 }
 fn default_max_concurrency() -> u32 {
     4
@@ -222,6 +262,28 @@ pub enum Policy {
     UpsertOnly,
     /// Create only: existing accounts are never changed or deleted.
     CreateOnly,
+    /// Plan as `sync` would, write nothing: what would change is counted in the status and
+    /// told per Employee (after Crossplane's Observe policy and external-dns `--dry-run`).
+    /// Switching to `sync` then makes exactly that plan.
+    Observe,
+}
+
+impl Policy {
+    /// Whether accounts an Employee no longer wants are deleted.
+    pub fn deletes(self) -> bool {
+        // Observe plans what sync would do; it is the engine that holds the writes back.
+        matches!(self, Policy::Sync | Policy::Observe)
+    }
+
+    /// Whether accounts that differ from their Employee are updated.
+    pub fn updates(self) -> bool {
+        self != Policy::CreateOnly
+    }
+
+    /// Whether a pass may write to the system at all.
+    pub fn writes(self) -> bool {
+        self != Policy::Observe
+    }
 }
 
 /// What to do with an unowned account that already has an Employee's extension.
@@ -272,6 +334,11 @@ pub struct PhoneSystemStatus {
     /// How long the last sync took, as a Go duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_duration: Option<String>,
+    /// What the last pass planned but did not write: every planned change under
+    /// `policy: observe` or `suspend: true` (so switching to `sync` makes exactly these),
+    /// otherwise the writes held for the request quota. Zero when nothing waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_changes: Option<PendingChanges>,
     /// The request quota the system announces (Telphin's hourly quota), as last seen.
     /// Refreshed whenever the status is written, and when it moved by a tenth of its
     /// limit; a pass that finds it spent waits for `resetTime`.
@@ -311,6 +378,36 @@ pub struct RequestQuota {
     /// When the window starts again, when announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_time: Option<Time>,
+}
+
+/// Changes a pass planned and did not make, by kind.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingChanges {
+    /// Accounts to create.
+    pub create: u32,
+    /// Accounts to update.
+    pub update: u32,
+    /// Accounts to delete.
+    pub delete: u32,
+    /// Unowned accounts to take over (and update, where they differ).
+    pub adopt: u32,
+}
+
+impl PendingChanges {
+    pub fn total(&self) -> u32 {
+        self.create.saturating_add(self.update).saturating_add(self.delete).saturating_add(self.adopt)
+    }
+}
+
+impl std::fmt::Display for PendingChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} create, {} update, {} delete, {} adopt",
+            self.create, self.update, self.delete, self.adopt
+        )
+    }
 }
 
 /// Account counts from one sync.
@@ -359,6 +456,11 @@ impl PhoneSystemSpec {
     /// `resyncInterval` parsed.
     pub fn resync_interval(&self) -> Result<std::time::Duration, Error> {
         parse_duration("spec.resyncInterval", &self.resync_interval)
+    }
+
+    /// `detailRefreshInterval` parsed.
+    pub fn detail_refresh_interval(&self) -> Result<std::time::Duration, Error> {
+        parse_duration("spec.detailRefreshInterval", &self.detail_refresh_interval)
     }
 }
 

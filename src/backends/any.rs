@@ -1,13 +1,15 @@
 //! Static dispatch over the five backends: the engine and the controller hold one
 //! `AnyBackend` per PhoneSystem, chosen by its backend block.
 
+use std::collections::BTreeSet;
+
 use super::{
     Backend, Credentials, Error, Listing, Probe, Quota, Secret, Write, apio::Apio, http::Settings,
     mikopbx::MikoPbxBackend, ringostat::Ringostat, telphin::Telphin, thulium::Thulium,
 };
 use crate::{
     api::{Backend as Block, BackendKind, EmployeeSpec, Membership, PhoneSystemSpec},
-    plan::{Account, Attributes, Capabilities, Change, Desired},
+    plan::{Account, Attributes, Capabilities, Change, Desired, Field},
 };
 
 /// One of the five backends.
@@ -26,10 +28,13 @@ pub fn connect(
     settings: Settings,
 ) -> Result<AnyBackend, Error> {
     let block = spec.backend().map_err(|e| Error::Config(e.to_string()))?;
+    let refresh = spec.detail_refresh_interval().map_err(|e| Error::Config(e.to_string()))?;
     Ok(match block {
-        Block::MikoPbx(b) => AnyBackend::MikoPbx(MikoPbxBackend::new(b, credentials, settings)?),
+        Block::MikoPbx(b) => {
+            AnyBackend::MikoPbx(MikoPbxBackend::new(b, credentials, settings)?.with_detail_refresh(refresh))
+        }
         Block::Thulium(b) => AnyBackend::Thulium(Thulium::new(b, credentials, settings)?),
-        Block::Apio(b) => AnyBackend::Apio(Apio::new(b, credentials, settings)?),
+        Block::Apio(b) => AnyBackend::Apio(Apio::new(b, credentials, settings)?.with_detail_refresh(refresh)),
         Block::Telphin(b) => AnyBackend::Telphin(Telphin::new(b, credentials, settings)?),
         Block::Ringostat(b) => AnyBackend::Ringostat(Ringostat::new(b, credentials, settings)?),
     })
@@ -67,6 +72,10 @@ impl Backend for AnyBackend {
 
     async fn list(&self) -> Result<Listing, Error> {
         each!(self, b => b.list().await)
+    }
+
+    async fn list_for(&self, declared: &BTreeSet<Field>) -> Result<Listing, Error> {
+        each!(self, b => b.list_for(declared).await)
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {

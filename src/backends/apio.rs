@@ -36,6 +36,7 @@
 //! | ownership marker | no | no free field on BroadWorks users; ownership is the Employee's claim only |
 
 mod auth;
+mod detail;
 mod listing;
 
 use std::{
@@ -52,6 +53,7 @@ use super::{
     extension_field,
     http::{Http, Retry, Settings},
     lenient,
+    resync::{self, Details, Reading},
 };
 use crate::{
     api::{BackendKind, EmployeeSpec, Membership, phone_system},
@@ -96,6 +98,8 @@ pub struct Apio {
     /// What the server's answers showed so far (where criteria go, ids without domain).
     seen: Seen,
     detail_ids: DetailIds,
+    /// What each user's record held that the list does not carry, by user id.
+    details: Details<detail::Detail>,
     /// The password form the server took (a [`PasswordForm`] as `u8`; 0: none yet).
     password_form: AtomicU8,
     /// Held while a create's answer teaches how the list writes ids of its domain.
@@ -172,6 +176,7 @@ impl Apio {
             concurrency,
             seen: Seen::default(),
             detail_ids: DetailIds::default(),
+            details: Details::new(resync::DEFAULT_REFRESH),
             password_form: AtomicU8::new(0),
             learning: tokio::sync::Mutex::new(()),
         })
@@ -181,6 +186,12 @@ impl Apio {
     /// extension (tests use a small one to exercise the split).
     pub fn with_page_size(mut self, page: usize) -> Self {
         self.page = page.max(1);
+        self
+    }
+
+    /// How long a user's record read stands for it (`detailRefreshInterval`).
+    pub fn with_detail_refresh(mut self, max_age: std::time::Duration) -> Self {
+        self.details = Details::new(max_age);
         self
     }
 
@@ -440,7 +451,11 @@ impl Backend for Apio {
     }
 
     async fn list(&self) -> Result<Listing, Error> {
-        self.listing().await
+        self.listing(Reading::Always).await
+    }
+
+    async fn list_for(&self, declared: &BTreeSet<Field>) -> Result<Listing, Error> {
+        self.listing(detail::reading(declared)).await
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
@@ -469,7 +484,11 @@ impl Backend for Apio {
         let secrets: Vec<&Secret> = password.into_iter().collect();
         let answer = self.call(Retry::Unsafe, &secrets, |c| c.post(&url).json(&body)).await?;
         if answer.reply.status.is_success() {
-            return self.created(&answer, desired).await;
+            let created = self.created(&answer, desired).await?;
+            if let Some(account) = &created {
+                self.details.store(&account.id, None, detail::Detail::created(account, desired));
+            }
+            return Ok(created);
         }
         if answer.reply.status == StatusCode::BAD_REQUEST
             && let Ok(Some(holder)) = self.find_on(&desired.extension).await
@@ -534,6 +553,8 @@ impl Backend for Apio {
                 None => PasswordForm::ALL.into_iter().map(Some).collect(),
             },
         };
+        // What the record holds after the PUT is read at the next listing.
+        self.details.forget(&account.id);
         let mut last = None;
         for form in forms.iter().copied() {
             let mut sent = body.clone();
@@ -564,6 +585,7 @@ impl Backend for Apio {
     }
 
     async fn delete(&self, account: &Account) -> Result<(), Error> {
+        self.details.forget(&account.id);
         let url = self.user_url(&account.id);
         let answer = self.call(Retry::Idempotent, &[], |c| c.delete(&url)).await?;
         if answer.reply.status == StatusCode::NOT_FOUND {
@@ -586,7 +608,7 @@ impl Backend for Apio {
     /// search criteria), and, when the listing could not tell, whether the server applies
     /// `responseSizeLimit`: all reads.
     async fn probe(&self) -> Result<Probe, Error> {
-        let mut listing = self.listing().await?;
+        let mut listing = self.listing(Reading::Always).await?;
         let sample = match listing.accounts.first() {
             Some(first) => Some(self.find_on(&first.extension).await),
             None => None,

@@ -159,6 +159,12 @@ pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error>
     d.deserialize_any(TextVisitor)
 }
 
+/// `deserialize_with` (with `#[serde(default)]`) for a field whose presence matters: a
+/// string or a number as text, `null` as `Some("")` (present, empty), absent as `None`.
+pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Some(d.deserialize_any(TextVisitor)?.unwrap_or_default()))
+}
+
 /// `deserialize_with` for a required `String` sent as a string or a number.
 pub fn text_required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     d.deserialize_any(TextVisitor)?.ok_or_else(|| de::Error::custom("is null"))

@@ -59,6 +59,7 @@
 //! the generations (`Extensions.id` vs `Users.id`): switching a PhoneSystem's
 //! `apiGeneration` orphans the recorded claims.
 
+mod detail;
 mod legacy;
 mod legacy_list;
 mod legacy_session;
@@ -514,6 +515,14 @@ impl MikoPbxBackend {
             MikoPbxApiGeneration::V3 => MikoPbxBackend::V3(MikoPbxV3::new(block, credentials, settings)?),
         })
     }
+
+    /// How long a record's read stands for it (`detailRefreshInterval`).
+    pub fn with_detail_refresh(self, max_age: std::time::Duration) -> Self {
+        match self {
+            MikoPbxBackend::Legacy(b) => MikoPbxBackend::Legacy(b.with_detail_refresh(max_age)),
+            MikoPbxBackend::V3(b) => MikoPbxBackend::V3(b.with_detail_refresh(max_age)),
+        }
+    }
 }
 
 impl Backend for MikoPbxBackend {
@@ -543,6 +552,13 @@ impl Backend for MikoPbxBackend {
         match self {
             MikoPbxBackend::Legacy(b) => b.list().await,
             MikoPbxBackend::V3(b) => b.list().await,
+        }
+    }
+
+    async fn list_for(&self, declared: &BTreeSet<Field>) -> Result<Listing, Error> {
+        match self {
+            MikoPbxBackend::Legacy(b) => b.list_for(declared).await,
+            MikoPbxBackend::V3(b) => b.list_for(declared).await,
         }
     }
 
@@ -615,7 +631,7 @@ mod tests {
     #[test]
     fn settings_use_the_pbx_field_names_and_text_values() {
         let mut m = membership();
-        m.mikopbx = Some(MikoPbxSettings {
+        m.mikopbx = Some(Box::new(MikoPbxSettings {
             forwarding: Some(Forwarding {
                 on_no_answer: Some("+48600999888".into()),
                 on_busy: Some("202".into()),
@@ -624,7 +640,7 @@ mod tests {
             }),
             recording: Some(false),
             dtmf_mode: Some(DtmfMode::AutoInfo),
-        });
+        }));
         let legacy = desired(Generation::Legacy, &employee(), &m).unwrap();
         assert_eq!(legacy.mobile.as_deref(), Some("48600111222"));
         assert_eq!(legacy.settings[FWD_FORWARDING], "48600999888");
@@ -643,7 +659,7 @@ mod tests {
     #[test]
     fn unfit_employees_name_their_field() {
         let mut m = membership();
-        m.thulium = Some(ThuliumSettings::default());
+        m.thulium = Some(Box::new(ThuliumSettings::default()));
         let err = desired(Generation::V3, &employee(), &m).unwrap_err();
         assert!(
             matches!(&err, Error::Unfit { field, .. } if field == "spec.phoneSystems[office].thulium"),
@@ -651,10 +667,10 @@ mod tests {
         );
 
         let mut m = membership();
-        m.mikopbx = Some(MikoPbxSettings {
+        m.mikopbx = Some(Box::new(MikoPbxSettings {
             forwarding: Some(Forwarding { on_busy: Some("201".into()), ..Forwarding::default() }),
             ..MikoPbxSettings::default()
-        });
+        }));
         let err = desired(Generation::Legacy, &employee(), &m).unwrap_err();
         assert!(
             matches!(&err, Error::Unfit { field, .. } if field == "spec.phoneSystems[office].mikopbx.forwarding.onBusy"),

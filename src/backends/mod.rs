@@ -12,17 +12,24 @@ pub mod http;
 pub mod lenient;
 pub mod mikopbx;
 pub mod paging;
+pub mod resync;
 pub mod ringostat;
 pub mod telphin;
 pub mod thulium;
 
 pub use any::{AnyBackend, connect};
 
-use std::{borrow::Cow, collections::BTreeMap, fmt, future::Future, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    future::Future,
+    time::Duration,
+};
 
 use crate::{
     api::{BackendKind, EmployeeSpec, Membership},
-    plan::{Account, Attributes, Capabilities, Change, Desired},
+    plan::{Account, Attributes, Capabilities, Change, Desired, Field},
 };
 
 pub use crate::plan::Unreadable;
@@ -195,8 +202,18 @@ pub trait Backend: Send + Sync {
     /// A password that meets this system's rules, for Employees without one.
     fn generate_password(&self) -> Secret;
 
-    /// Every account, all pages.
+    /// Every account, all pages, every field the backend can read.
     fn list(&self) -> impl Future<Output = Result<Listing, Error>> + Send;
+
+    /// Every account, all pages, as a pass needs it: `declared` holds every field the
+    /// pass's Employees declare, so a system whose list lacks some fields reads a
+    /// record's own detail only when one of them is declared and what it remembers of
+    /// that record is stale ([`resync`]). Fields no Employee declares may be missing
+    /// from the accounts. Systems whose list carries everything just list.
+    fn list_for(&self, declared: &BTreeSet<Field>) -> impl Future<Output = Result<Listing, Error>> + Send {
+        let _ = declared;
+        self.list()
+    }
 
     /// The account on `extension`, if any (the natural-key lookup behind safe creates).
     fn find(&self, extension: &str) -> impl Future<Output = Result<Option<Account>, Error>> + Send;

@@ -111,7 +111,7 @@ pub fn describe(pages: &[Page]) -> String {
     if let (Some(first), Some(n)) = (pages.first(), pages.first().and_then(|p| p.asked)) {
         if first.got > n {
             out.push_str("; the server sends more than asked");
-        } else if pages.len() > 1 && first.got < n && first.got > 0 {
+        } else if pages.iter().filter(|p| p.new > 0).count() > 1 && first.got < n {
             out.push_str(&format!("; the server caps pages at {}", first.got));
         }
     }
@@ -144,6 +144,14 @@ mod tests {
         assert_eq!(pager.distinct(), 7);
         let text = describe(&pager.into_pages());
         assert!(text.contains("7 records sent again"), "{text}");
+    }
+
+    #[test]
+    fn a_short_list_is_not_a_capped_server() {
+        let mut pager = Pager::new(Some(100));
+        assert_eq!(pager.page(keys(0..5)), Next::More);
+        assert_eq!(pager.page(keys(0..0)), Next::Done);
+        assert_eq!(describe(&pager.into_pages()), "2 pages of 100 asked: 5, 0");
     }
 
     #[test]

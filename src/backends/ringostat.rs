@@ -52,7 +52,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering},
 };
 
 use rand::{Rng, seq::SliceRandom};
@@ -113,7 +113,17 @@ pub struct Ringostat {
     fio_readable: AtomicBool,
     /// Indexed by (departments readable, fio readable).
     capabilities: [Capabilities; 4],
+    /// Whether a listing of this client has shown employees.
+    held_staff: AtomicBool,
+    /// "No employee" errors answered in a row since the project last showed employees.
+    empty_errors: AtomicU32,
 }
+
+/// How many "no employee" errors in a row a project that held employees must answer
+/// before it is believed empty. The error's code is not published, so an application
+/// error of another kind could read the same; taken at once, it would release every
+/// claim on the system as gone and send a create for each Employee.
+const EMPTY_CONFIRMATIONS: u32 = 3;
 
 /// How a JSON-RPC error code reads, by code alone.
 #[derive(Debug, PartialEq, Eq)]
@@ -154,6 +164,8 @@ impl Ringostat {
             add_path: AtomicU8::new(0),
             departments_readable: AtomicBool::new(true),
             fio_readable: AtomicBool::new(true),
+            held_staff: AtomicBool::new(false),
+            empty_errors: AtomicU32::new(0),
             capabilities: [
                 capabilities(false, false),
                 capabilities(false, true),
@@ -377,6 +389,16 @@ impl Ringostat {
                 let mut listing = Listing::whole(Vec::new());
                 listing.pages = one_page(&[]);
                 listing.dialect.push(("empty list", format!("an error object, code {}", e.code)));
+                let in_a_row = self.empty_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.held_staff.load(Ordering::Relaxed) && in_a_row < EMPTY_CONFIRMATIONS {
+                    listing.complete = false;
+                    listing.dialect.push((
+                        "empty list",
+                        format!(
+                            "the project held employees and now answers none ({in_a_row} of {EMPTY_CONFIRMATIONS} times in a row before that is believed): a partial listing"
+                        ),
+                    ));
+                }
                 return Ok(listing);
             }
             Answer::Rpc(Err(e)) => return Err(self.rpc_error(&self.http, e)),
@@ -391,7 +413,7 @@ impl Ringostat {
         let list = lenient::records(body.as_bytes(), &WRAPPERS).map_err(|e| {
             self.http.protocol(&format!("{LIST_STAFF}: {e}: {}", self.http.snippet(body.as_bytes())))
         })?;
-        let mut listing = Listing::whole(Vec::new());
+        let mut listing = Listing::whole(Vec::with_capacity(list.items.len()));
         let mut keys = Vec::with_capacity(list.items.len());
         let mut seen = Seen::default();
         for (key, raw) in &list.items {
@@ -418,6 +440,8 @@ impl Ringostat {
         let shape = if empty_object { "empty object".to_owned() } else { list.shape };
         listing.dialect.push(("list shape", shape));
         listing.dialect.extend(seen.describe(listing.accounts.len()));
+        self.empty_errors.store(0, Ordering::Relaxed);
+        self.held_staff.store(!list.items.is_empty(), Ordering::Relaxed);
         self.departments_readable.store(!seen.department_ids, Ordering::Relaxed);
         self.fio_readable.store(seen.without_fio == 0, Ordering::Relaxed);
         Ok(listing)
@@ -788,12 +812,13 @@ impl Backend for Ringostat {
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
         let listing = self.list_all().await?;
-        let hidden = listing.unreadable.iter().any(|u| u.extension.as_deref().is_none_or(|e| e == extension));
+        let hidden = !listing.complete
+            || listing.unreadable.iter().any(|u| u.extension.as_deref().is_none_or(|e| e == extension));
         match listing.accounts.into_iter().find(|a| a.extension == extension) {
             Some(account) => Ok(Some(account)),
             // "Not listed" may be "not read": an unclear answer, not an absent employee.
             None if hidden => Err(self.http.transient(&format!(
-                "an employee the list holds could not be read; it may have extension {extension}"
+                "the list was partial or held an employee that could not be read; it may have extension {extension}"
             ))),
             None => Ok(None),
         }

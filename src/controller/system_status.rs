@@ -184,6 +184,16 @@ pub async fn synced(
             generation,
             &now,
         )
+    } else if !system.spec.policy.writes() && report.pending.total() > 0 {
+        // policy: observe: planned, deliberately not written.
+        conditions::new(
+            SYNCED,
+            false,
+            reason::OBSERVING,
+            format!("policy observe: nothing written; a sync would make {}", report.pending),
+            generation,
+            &now,
+        )
     } else if report.failures > 0 {
         conditions::new(
             SYNCED,
@@ -199,6 +209,8 @@ pub async fn synced(
     conditions::set(&mut status.conditions, synced);
     status.backend = kind_of(system);
     status.counts = Some(report.counts.clone());
+    // policy: observe: what the pass planned and did not write.
+    status.pending_changes = Some(report.pending);
     status.observed_generation = generation;
     status.pending_creates = pending;
     // The quota goes with any other change, or alone once it moved by a tenth.

@@ -638,7 +638,9 @@ fn arb_world() -> impl Strategy<Value = World> {
     );
     let caps = (any::<bool>(), any::<bool>(), any::<bool>(), arb_fields(), arb_fields());
     let knobs = (
-        proptest::sample::select(&[Policy::Sync, Policy::UpsertOnly, Policy::CreateOnly][..]),
+        proptest::sample::select(
+            &[Policy::Sync, Policy::UpsertOnly, Policy::CreateOnly, Policy::Observe][..],
+        ),
         proptest::sample::select(&[Adoption::Adopt, Adoption::Refuse][..]),
         0u32..4,
         proptest::bool::weighted(0.8),
@@ -799,6 +801,17 @@ proptest! {
         }
     }
 
+    /// `observe` plans exactly what `sync` would: switching from one to the other makes
+    /// the plan an observing pass reported. (The engine, not the planner, holds back its
+    /// writes.)
+    #[test]
+    fn observe_plans_what_sync_would(mut w in arb_world()) {
+        w.policy = Policy::Observe;
+        let observed = w.plan();
+        w.policy = Policy::Sync;
+        prop_assert_eq!(observed, w.plan());
+    }
+
     /// Nothing is planned that the backend cannot do or the policy forbids.
     #[test]
     fn capabilities_and_policy_are_honoured(w in arb_world()) {
@@ -813,7 +826,7 @@ proptest! {
             prop_assert!(caps.readable.contains(&change.field) || change.field == Field::Password);
         }
         match w.policy {
-            Policy::Sync => {}
+            Policy::Sync | Policy::Observe => {}
             Policy::UpsertOnly => prop_assert!(p.deletes.is_empty() && p.held_deletes.is_empty()),
             Policy::CreateOnly => {
                 prop_assert!(p.deletes.is_empty() && p.held_deletes.is_empty() && p.updates.is_empty());

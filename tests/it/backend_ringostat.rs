@@ -753,6 +753,55 @@ async fn canned(result: Value) -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
+/// A project that showed employees and then answers "no employee" is believed only when
+/// it says so three times in a row: before that the listing is partial, so a glitch of
+/// the API cannot release every claim as gone and send a create per Employee.
+#[tokio::test]
+async fn a_project_that_suddenly_answers_none_is_believed_only_on_the_third_time() {
+    use std::sync::{Arc, atomic::AtomicUsize};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let app = axum::Router::new().route(
+        "/api/json-rpc",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                let answer = match n {
+                    0 | 3 => json!({"jsonrpc": "2.0", "id": body["id"], "result": {"231": {
+                        "staffId": 231, "fio": "Ivan Petrenko", "email": "i@example.com", "extensionNumber": "101"}}}),
+                    _ => json!({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32000, "message": "User does not exist"}}),
+                };
+                axum::Json(answer)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let b = Ringostat::new(
+        &phone_system::Ringostat { url, project_id: "123".into(), creator_id: "456".into() },
+        &Credentials::new([("authKey".into(), "k".into())]),
+        settings(),
+    )
+    .unwrap();
+    let first = b.list().await.unwrap();
+    assert!(first.complete && first.accounts.len() == 1);
+    for _ in 0..2 {
+        let glitch = b.list().await.unwrap();
+        assert!(!glitch.complete, "{:?}", glitch.dialect);
+        assert!(glitch.accounts.is_empty());
+    }
+    // The employees are back: the count starts again.
+    assert_eq!(b.list().await.unwrap().accounts.len(), 1);
+    for expected in [false, false, true] {
+        assert_eq!(b.list().await.unwrap().complete, expected);
+    }
+    assert!(b.find("101").await.is_ok(), "believed empty: the extension is free");
+    task.abort();
+}
+
 #[tokio::test]
 async fn a_record_that_cannot_be_read_fails_alone_and_names_its_field() {
     let (url, task) = canned(json!({

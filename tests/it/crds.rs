@@ -32,7 +32,13 @@ fn crds_carry_names_columns_and_status() {
             }
             _ => {
                 assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["pbx".to_owned()][..]));
-                assert_eq!(columns, ["Type", "Declared", "InSync", "Ready", "Age"]);
+                assert_eq!(
+                    columns,
+                    [
+                        "Type", "Policy", "Declared", "InSync", "Create", "Update", "Delete", "Adopt",
+                        "Ready", "Age"
+                    ]
+                );
             }
         }
     }

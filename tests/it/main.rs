@@ -18,9 +18,13 @@ mod demo;
 mod deploy;
 mod faults;
 mod footprint;
+mod gitops;
 mod hostile;
+mod observe;
 mod probe;
 mod production;
+mod release;
+mod resync;
 mod schema;
 mod sim_apio;
 mod sim_common;
@@ -28,6 +32,7 @@ mod sim_mikopbx;
 mod sim_ringostat;
 mod sim_telphin;
 mod sim_thulium;
+mod tryit;
 
 // Test support (the fake API server) in `tests/support/`; not every helper is used yet.
 #[allow(dead_code)]

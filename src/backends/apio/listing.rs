@@ -22,13 +22,15 @@ use super::{
         http::Retry,
         lenient,
         paging::{Page, Pager},
+        resync::{self, Reading},
     },
     Apio, EXTENSION_MAX, LANGUAGE, TIME_ZONE, Target,
+    detail::{Detail, Listed, Row},
 };
 use crate::plan::{Account, Attributes};
 
-/// One row of the group list: only the id and the extension are used (names and e-mail
-/// are read from the user's own record, with the rest).
+/// One row of the group list: its id and extension (names and e-mail, when the row shows
+/// them, are read apart: [`Listed`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListedUser {
@@ -92,8 +94,8 @@ impl Criterion {
 
 /// One list answer, record by record.
 struct Found {
-    /// `(userId, extension)` of every row that could be read.
-    users: Vec<(String, Option<String>)>,
+    /// The `userId` and the rest of every row that could be read.
+    users: Vec<(String, Row)>,
     unreadable: Vec<Unreadable>,
     /// The shape of the answer, in words.
     shape: String,
@@ -191,7 +193,7 @@ impl Seen {
 
 /// The ids a scan of the group found.
 struct Scan {
-    users: BTreeMap<String, Option<String>>,
+    users: BTreeMap<String, Row>,
     unreadable: Vec<Unreadable>,
     complete: bool,
     shape: String,
@@ -251,7 +253,8 @@ impl Apio {
                     } else {
                         self.seen.bare_ids.store(true, Ordering::Relaxed);
                     }
-                    found.users.push((id, extension));
+                    let row = Row { extension, listed: Listed::read(raw), digest: resync::digest(raw.get()) };
+                    found.users.push((id, row));
                 }
                 Ok(ListedUser { extension, .. }) => found.unreadable.push(Unreadable {
                     id: key,
@@ -284,19 +287,19 @@ impl Apio {
             }
             let found = self.read_list(&answer)?;
             let Some(c) = criterion else { return Ok(found) };
-            let stray = found.users.iter().find(|(_, e)| !c.fits(e.as_deref().unwrap_or("")));
+            let stray = found.users.iter().find(|(_, r)| !c.fits(r.extension.as_deref().unwrap_or("")));
             match stray {
                 None => return Ok(found),
                 Some(_) if !in_body => {
                     in_body = true;
                     self.seen.criteria_in_body.store(true, Ordering::Relaxed);
                 }
-                Some((id, e)) => {
+                Some((id, r)) => {
                     return Err(self.http.protocol(&format!(
                         "the user list ignored the criterion {}={:?} (got user {id} with extension {:?})",
                         c.name(),
                         c.value(),
-                        e.as_deref().unwrap_or("")
+                        r.extension.as_deref().unwrap_or("")
                     )));
                 }
             }
@@ -393,9 +396,24 @@ impl Apio {
         Ok(scan)
     }
 
-    /// One user's own record; `None` when it is gone. `listed` is the extension the list
-    /// gave, for an unreadable record's report.
-    async fn read_user(&self, id: &str, listed: Option<&str>) -> Result<Option<Read>, Error> {
+    /// One user's own record (remembered with the list row's digest, when listed);
+    /// `None` when it is gone. `listed` is the extension the list gave, for an unreadable
+    /// record's report.
+    async fn read_user(
+        &self,
+        id: &str,
+        listed: Option<&str>,
+        digest: Option<u64>,
+    ) -> Result<Option<Read>, Error> {
+        let read = self.read_record(id, listed).await;
+        match &read {
+            Ok(Some(Read::Account(account))) => self.details.store(id, digest, Detail::of(account)),
+            _ => self.details.forget(id),
+        }
+        read
+    }
+
+    async fn read_record(&self, id: &str, listed: Option<&str>) -> Result<Option<Read>, Error> {
         let url = self.user_read_url(id);
         let answer = self.call(Retry::Idempotent, &[], |c| c.get(&url)).await?;
         if answer.reply.status == StatusCode::NOT_FOUND {
@@ -432,19 +450,28 @@ impl Apio {
         Ok(Some(Read::Account(account(id.to_owned(), record, listed))))
     }
 
-    /// Every account in the group, each read from its own record (the list lacks language,
-    /// time zone and mobile); the reads run `maxConcurrency` at a time.
-    pub(super) async fn listing(&self) -> Result<Listing, Error> {
+    /// Every account in the group, each record read where `reading` and what is
+    /// remembered of it ask for (the list lacks language, time zone and mobile); the
+    /// reads run `maxConcurrency` at a time.
+    pub(super) async fn listing(&self, reading: Reading) -> Result<Listing, Error> {
+        self.details.begin();
         let scan = self.scan().await?;
-        let reads: Vec<Option<Read>> = stream::iter(
-            scan.users
-                .into_iter()
-                .map(|(id, extension)| async move { self.read_user(&id, extension.as_deref()).await }),
-        )
+        let listed = scan.users.len();
+        let mut accounts = Vec::with_capacity(listed);
+        let mut to_read = Vec::new();
+        for (id, mut row) in scan.users {
+            match self.listed_account(&id, &mut row, reading) {
+                Some(account) => accounts.push(account),
+                None => to_read.push((id, row)),
+            }
+        }
+        let records = to_read.len();
+        let reads: Vec<Option<Read>> = stream::iter(to_read.into_iter().map(|(id, row)| async move {
+            self.read_user(&id, row.extension.as_deref(), Some(row.digest)).await
+        }))
         .buffer_unordered(self.concurrency)
         .try_collect()
         .await?;
-        let mut accounts = Vec::new();
         let mut unreadable = scan.unreadable;
         // A user deleted between the list and its read is gone: not listed.
         for read in reads.into_iter().flatten() {
@@ -454,9 +481,33 @@ impl Apio {
             }
         }
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        if scan.complete {
+            let mut ids: HashSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+            ids.extend(unreadable.iter().filter_map(|u| u.id.as_deref()));
+            self.details.retain(&ids);
+        }
         let mut dialect = vec![("list shape", scan.shape)];
         dialect.extend(self.seen_dialect(scan.split));
+        dialect.push(("records read", format!("{records} of {listed}")));
         Ok(Listing { accounts, complete: scan.complete, unreadable, pages: scan.pages, dialect })
+    }
+
+    /// The account of a listed user without reading its record, where the row and what
+    /// is remembered of the record hold every field the pass needs; `None`: its record
+    /// must be read.
+    fn listed_account(&self, id: &str, row: &mut Row, reading: Reading) -> Option<Account> {
+        // Taken either way: a row whose record is read needs no more of it.
+        let listed = row.listed.take()?;
+        let detail = match reading {
+            Reading::Never => None,
+            Reading::WhenStale => Some(self.details.lookup(id, row.digest)?),
+            Reading::Always => return None,
+        };
+        let mut account = listed.account(id.to_owned(), row.extension.clone()?);
+        if let Some(detail) = detail {
+            detail.fill(&mut account);
+        }
+        Some(account)
     }
 
     /// What this client has seen of the server, in words, for `switchboard probe`.
@@ -531,11 +582,15 @@ impl Apio {
         {
             return Err(self.http.protocol(&format!("a user on extension {extension} cannot be read: {u}")));
         }
-        let mut ids: Vec<&String> =
-            found.users.iter().filter(|(_, e)| e.as_deref() == Some(extension)).map(|(id, _)| id).collect();
+        let mut ids: Vec<(&String, u64)> = found
+            .users
+            .iter()
+            .filter(|(_, r)| r.extension.as_deref() == Some(extension))
+            .map(|(id, r)| (id, r.digest))
+            .collect();
         ids.sort();
-        for id in ids {
-            match self.read_user(id, Some(extension)).await? {
+        for (id, digest) in ids {
+            match self.read_user(id, Some(extension), Some(digest)).await? {
                 None => {}
                 Some(Read::Account(a)) => return Ok(Some(a)),
                 Some(Read::Unreadable(u)) => {

@@ -12,7 +12,9 @@ use tokio::sync::{Mutex, OnceCell};
 use super::{
     DUPLICATE_KEY, FWD_FORWARDING, FWD_FORWARDING_ON_BUSY, FWD_FORWARDING_ON_UNAVAILABLE, Generation,
     SIP_ENABLE_RECORDING, TABLE_PAGE_SIZE, account_of, admin_login, capabilities, check_generation,
-    create_values, error_messages, id_text, joined,
+    create_values,
+    detail::Detail,
+    error_messages, id_text, joined,
     legacy_list::Lister,
     legacy_session::{Area, SessionState},
     parse, password, planned_values, strip_tags, trusted_loopback,
@@ -25,8 +27,9 @@ use crate::{
     backends::{
         Backend, Credentials, Error, Listing, Probe, Secret,
         http::{self, Http, Reply, Retry},
+        resync::{self, Details},
     },
-    plan::{Account, Attributes, Capabilities, Change, Desired},
+    plan::{Account, Attributes, Capabilities, Change, Desired, Field},
 };
 
 const GET_RECORD: &str = "/pbxcore/api/extensions/getRecord";
@@ -66,6 +69,8 @@ pub struct MikoPbxLegacy {
     template: OnceCell<Map<String, Value>>,
     /// The way of listing that worked last (see [`super::legacy_list`]).
     pub(super) lister: SyncMutex<Option<Lister>>,
+    /// What each record held that no list carries, by `Extensions.id`.
+    pub(super) details: Details<Detail>,
     caps: Capabilities,
     pub(super) page_size: usize,
     pub(super) concurrency: usize,
@@ -88,6 +93,7 @@ impl MikoPbxLegacy {
             session: Mutex::new(SessionState::default()),
             template: OnceCell::new(),
             lister: SyncMutex::new(None),
+            details: Details::new(resync::DEFAULT_REFRESH),
             caps: capabilities(),
             page_size: TABLE_PAGE_SIZE,
             concurrency,
@@ -98,6 +104,23 @@ impl MikoPbxLegacy {
     pub fn with_page_size(mut self, rows: usize) -> Self {
         self.page_size = rows.max(1);
         self
+    }
+
+    /// How long a record's read stands for it (`detailRefreshInterval`).
+    pub fn with_detail_refresh(mut self, max_age: std::time::Duration) -> Self {
+        self.details = Details::new(max_age);
+        self
+    }
+
+    /// Remembers what a saved record holds (saveRecord answers the record as
+    /// `getRecord` would [code: `Lib/Extensions/SaveRecord.php`, 2023.2.206;
+    /// `SaveRecordAction.php`, 2024.1.114]), or forgets the account when the answer is
+    /// not one.
+    fn remember_saved(&self, id: &str, saved: &Map<String, Value>) {
+        match account_of(id.to_owned(), saved, None) {
+            Ok(account) => self.details.store(id, None, Detail::of(&account, Generation::Legacy)),
+            Err(_) => self.details.forget(id),
+        }
     }
 
     // --- /pbxcore ----------------------------------------------------------------------
@@ -317,7 +340,11 @@ impl Backend for MikoPbxLegacy {
     }
 
     async fn list(&self) -> Result<Listing, Error> {
-        self.listing().await
+        self.listing(resync::Reading::Always).await
+    }
+
+    async fn list_for(&self, declared: &std::collections::BTreeSet<Field>) -> Result<Listing, Error> {
+        self.listing(super::detail::reading(Generation::Legacy, declared)).await
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
@@ -327,7 +354,7 @@ impl Backend for MikoPbxLegacy {
     /// Lists as a pass does, then reads the first account again by its id (not by its
     /// number: on a PBX listed by the id scan, a find would scan again).
     async fn probe(&self) -> Result<Probe, Error> {
-        let listing = self.listing().await?;
+        let listing = self.listing(resync::Reading::Always).await?;
         let sample = match listing.accounts.first() {
             Some(first) => Some(match self.get_record(&first.id).await {
                 Ok(Some(record)) => account_of(first.id.clone(), &record, first.attributes.enabled)
@@ -351,7 +378,9 @@ impl Backend for MikoPbxLegacy {
         let saved = self.save(Retry::Unsafe, &record, password).await?;
         let id = saved.get("id").and_then(id_text).unwrap_or_default();
         // New SIP peers are enabled; the record does not say.
-        account_of(id, &saved, Some(true)).map_err(|e| self.http.protocol(&e))
+        let account = account_of(id, &saved, Some(true)).map_err(|e| self.http.protocol(&e))?;
+        self.details.store(&account.id, None, Detail::of(&account, Generation::Legacy));
+        Ok(account)
     }
 
     async fn update(
@@ -389,12 +418,23 @@ impl Backend for MikoPbxLegacy {
             record.insert("sip_secret".into(), Value::String(password.expose().to_owned()));
         }
         // Repeating a save of the same full record changes nothing: safe to retry.
-        self.save(Retry::Idempotent, &record, password).await.map(|_| ())
+        match self.save(Retry::Idempotent, &record, password).await {
+            Ok(saved) => {
+                self.remember_saved(&account.id, &saved);
+                Ok(())
+            }
+            Err(e) => {
+                // What the record holds now is unknown: the next listing reads it.
+                self.details.forget(&account.id);
+                Err(e)
+            }
+        }
     }
 
     async fn delete(&self, account: &Account) -> Result<(), Error> {
         let url = self.http.url(DELETE_RECORD);
         let id = account.id.as_str();
+        self.details.forget(id);
         let reply =
             self.call(Area::Core, Retry::Idempotent, &[], |c| c.post(&url).form(&[("id", id)])).await?;
         let envelope = self.envelope(&reply)?;

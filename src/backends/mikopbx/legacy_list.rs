@@ -30,7 +30,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, value::RawValue};
 
 use super::{
-    MikoPbxLegacy, account_of,
+    Generation, MikoPbxLegacy, account_of,
+    detail::{Detail, Listed},
     legacy_session::{Area, XHR},
 };
 use crate::{
@@ -39,6 +40,7 @@ use crate::{
         http::{Reply, Retry},
         lenient,
         paging::{Next, Page, Pager},
+        resync::{self, Reading},
     },
     plan::Account,
 };
@@ -76,6 +78,10 @@ struct Row {
     id: String,
     number: String,
     disabled: bool,
+    /// The name, e-mail and mobile the row shows, when it shows them all.
+    listed: Option<Listed>,
+    /// The row as sent, digested: a changed row means a changed record.
+    digest: u64,
 }
 
 /// One cabinet list row as the lists send it (either list's field names).
@@ -104,10 +110,18 @@ struct Found {
 }
 
 impl MikoPbxLegacy {
-    /// Every employee, by the way that works on this PBX.
-    pub(super) async fn listing(&self) -> Result<Listing, Error> {
+    /// Every employee, by the way that works on this PBX, each record read as `reading`
+    /// says.
+    pub(super) async fn listing(&self, reading: Reading) -> Result<Listing, Error> {
+        self.details.begin();
         let (lister, found) = self.found(None).await?;
-        self.read_rows(lister, found).await
+        let listing = self.read_rows(lister, found, reading).await?;
+        if listing.complete {
+            let mut ids: HashSet<&str> = listing.accounts.iter().map(|a| a.id.as_str()).collect();
+            ids.extend(listing.unreadable.iter().filter_map(|u| u.id.as_deref()));
+            self.details.retain(&ids);
+        }
+        Ok(listing)
     }
 
     /// The employee on `extension`, if any.
@@ -115,7 +129,7 @@ impl MikoPbxLegacy {
         let (lister, mut found) = self.found(Some(extension)).await?;
         // The table's search also matches names, e-mails and parts of numbers.
         found.rows.retain(|r| r.number == extension);
-        let mut listing = self.read_rows(lister, found).await?;
+        let mut listing = self.read_rows(lister, found, Reading::Always).await?;
         Ok(listing
             .accounts
             .iter()
@@ -145,11 +159,24 @@ impl MikoPbxLegacy {
         Err(Error::Unsupported { system: self.http.system(), operation: "list employees" })
     }
 
-    /// Reads the record of every row (the scan has read them already) into a listing.
-    async fn read_rows(&self, lister: Lister, found: Found) -> Result<Listing, Error> {
+    /// Turns rows into accounts, reading a row's record only where `reading` and what
+    /// is remembered of it ask for (the scan has read every record already).
+    async fn read_rows(&self, lister: Lister, found: Found, reading: Reading) -> Result<Listing, Error> {
         let Found { rows, mut accounts, mut unreadable, complete, pages, mut dialect } = found;
-        let read: Vec<Option<Result<Account, Unreadable>>> =
-            stream::iter(rows).map(|row| self.account(row)).buffered(self.concurrency).try_collect().await?;
+        accounts.reserve_exact(rows.len());
+        let mut to_read = Vec::new();
+        for mut row in rows {
+            match self.listed_account(&mut row, reading) {
+                Some(account) => accounts.push(account),
+                None => to_read.push(row),
+            }
+        }
+        let records = to_read.len();
+        let read: Vec<Option<Result<Account, Unreadable>>> = stream::iter(to_read)
+            .map(|row| self.account(row))
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
         for entry in read.into_iter().flatten() {
             match entry {
                 Ok(account) => accounts.push(account),
@@ -157,15 +184,46 @@ impl MikoPbxLegacy {
             }
         }
         dialect.insert(0, ("API generation", format!("legacy, listed by {}", lister.describe())));
+        if lister != Lister::Scan {
+            dialect.push(("records read", format!("{records} of {}", accounts.len() + unreadable.len())));
+        }
         Ok(Listing { accounts, complete, unreadable, pages, dialect })
     }
 
-    /// The full record of a listed row as an account; `None` when it vanished meanwhile.
+    /// The account of a row without reading its record, where the row and what is
+    /// remembered of the record hold every field the pass needs (the row is then spent);
+    /// `None`: its record must be read.
+    fn listed_account(&self, row: &mut Row, reading: Reading) -> Option<Account> {
+        // Taken either way: a row whose record is read needs no more of it.
+        let listed = row.listed.take()?;
+        let detail = match reading {
+            Reading::Never => None,
+            Reading::WhenStale => Some(self.details.lookup(&row.id, row.digest)?),
+            Reading::Always => return None,
+        };
+        let (id, number) = (std::mem::take(&mut row.id), std::mem::take(&mut row.number));
+        let mut account = listed.account(id, number, !row.disabled, Generation::Legacy);
+        if let Some(detail) = detail {
+            detail.fill(&mut account);
+        }
+        Some(account)
+    }
+
+    /// The full record of a listed row as an account (remembered with its row);
+    /// `None` when it vanished meanwhile.
     async fn account(&self, row: Row) -> Result<Option<Result<Account, Unreadable>>, Error> {
         let Some(record) = self.get_record(&row.id).await? else {
+            self.details.forget(&row.id);
             return Ok(None);
         };
-        Ok(Some(account_of(row.id.clone(), &record, Some(!row.disabled)).map_err(|problem| Unreadable {
+        let account = account_of(row.id.clone(), &record, Some(!row.disabled));
+        match &account {
+            Ok(account) => {
+                self.details.store(&row.id, Some(row.digest), Detail::of(account, Generation::Legacy))
+            }
+            Err(_) => self.details.forget(&row.id),
+        }
+        Ok(Some(account.map_err(|problem| Unreadable {
             id: Some(row.id),
             extension: Some(row.number),
             problem,
@@ -501,7 +559,8 @@ fn row_of(raw: &RawValue) -> Result<Option<Row>, Unreadable> {
     match (row.id.filter(|i| !i.is_empty()), number) {
         (Some(id), Some(number)) => {
             let disabled = row.disabled.unwrap_or(false) || row.status.as_deref() == Some("disabled");
-            Ok(Some(Row { id, number, disabled }))
+            let listed = Listed::read(raw, Generation::Legacy);
+            Ok(Some(Row { id, number, disabled, listed, digest: resync::digest(raw.get()) }))
         }
         (None, None) => Ok(None),
         (id, number) => Err(Unreadable {

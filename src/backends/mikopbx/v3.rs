@@ -12,7 +12,7 @@
 //! nor the change has changed.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap, HashSet},
     hash::{DefaultHasher, Hash, Hasher},
     sync::Mutex as SyncMutex,
     time::{Duration, Instant},
@@ -26,8 +26,9 @@ use tokio::sync::Mutex;
 
 use super::{
     FWD_FORWARDING, FWD_RING_LENGTH, Generation, SIP_ENABLE_RECORDING, V3_PAGE_SIZE, account_of, admin_login,
-    capabilities, check_generation, create_values, error_messages, id_text, joined, parse, password,
-    planned_values, strip_tags, trusted_loopback,
+    capabilities, check_generation, create_values,
+    detail::{self, Detail, Listed},
+    error_messages, id_text, joined, parse, password, planned_values, strip_tags, trusted_loopback,
 };
 use crate::{
     api::{
@@ -38,9 +39,10 @@ use crate::{
         Backend, Credentials, Error, Listing, Probe, Secret, Unreadable,
         http::{self, Http, Reply, Retry},
         lenient,
-        paging::{self, Next, Pager},
+        paging::{Next, Pager},
+        resync::{self, Details, Reading},
     },
-    plan::{Account, Attributes, Capabilities, Change, Desired},
+    plan::{Account, Attributes, Capabilities, Change, Desired, Field},
 };
 
 const EMPLOYEES: &str = "/pbxcore/api/v3/employees";
@@ -81,8 +83,8 @@ enum Target<'a> {
     Record(&'a str),
 }
 
-/// A list item: `id` and `disabled` are all we take from it (the rest comes with the
-/// full record).
+/// A list item: its id, number and state, and what else it shows of the fields lists
+/// carry (the rest comes with the full record).
 #[derive(Deserialize)]
 struct Item {
     #[serde(deserialize_with = "lenient::text_required")]
@@ -91,9 +93,14 @@ struct Item {
     number: Option<String>,
     #[serde(default, deserialize_with = "lenient::flag")]
     disabled: Option<bool>,
+    #[serde(skip)]
+    listed: Option<Listed>,
+    /// The item as sent, digested: a changed item means a changed record.
+    #[serde(skip)]
+    digest: u64,
 }
 
-/// What the last listing saw of a stored record, for the checks before a PATCH.
+/// What a PATCH without a new password depends on of the stored record.
 #[derive(Clone, Debug)]
 struct Stored {
     /// A hash of the whole record: a PATCH refused for it is not sent again until it (or
@@ -101,6 +108,19 @@ struct Stored {
     fingerprint: u64,
     /// Why MikoPBX's own rule refuses the stored SIP password, if it does.
     weak_secret: Option<String>,
+    ring_length: Option<i64>,
+}
+
+impl Stored {
+    fn of(record: &Map<String, Value>) -> Stored {
+        let weak_secret = record
+            .get("sip_secret")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .and_then(password::refusal);
+        let ring_length = record.get(FWD_RING_LENGTH).and_then(id_text).and_then(|r| r.trim().parse().ok());
+        Stored { fingerprint: record_fingerprint(record), weak_secret, ring_length }
+    }
 }
 
 /// A PATCH the PBX refused, and the record and body it refused.
@@ -119,8 +139,8 @@ pub struct MikoPbxV3 {
     /// The JWT in use and when to renew it; the lock makes concurrent requests log in
     /// once.
     token: Mutex<Option<(Secret, Instant)>>,
-    /// By employee id, from the last listing.
-    stored: SyncMutex<HashMap<String, Stored>>,
+    /// What each record held that no list carries, by employee id.
+    details: Details<Detail>,
     /// By employee id.
     refused: SyncMutex<HashMap<String, Refused>>,
     caps: Capabilities,
@@ -143,7 +163,7 @@ impl MikoPbxV3 {
             http,
             auth,
             token: Mutex::new(None),
-            stored: SyncMutex::new(HashMap::new()),
+            details: Details::new(resync::DEFAULT_REFRESH),
             refused: SyncMutex::new(HashMap::new()),
             caps: capabilities(),
             page_size: V3_PAGE_SIZE,
@@ -154,6 +174,12 @@ impl MikoPbxV3 {
     /// Employees per list page (tests use small pages to cross page boundaries).
     pub fn with_page_size(mut self, rows: usize) -> Self {
         self.page_size = rows.max(1);
+        self
+    }
+
+    /// How long a record's read stands for it (`detailRefreshInterval`).
+    pub fn with_detail_refresh(mut self, max_age: Duration) -> Self {
+        self.details = Details::new(max_age);
         self
     }
 
@@ -332,8 +358,11 @@ impl MikoPbxV3 {
             .items
             .iter()
             .map(|(key, raw)| {
-                lenient::read::<Item>(raw)
-                    .map_err(|p| lenient::unreadable(raw, key.as_deref(), &["id"], &["number"], p))
+                let mut item = lenient::read::<Item>(raw)
+                    .map_err(|p| lenient::unreadable(raw, key.as_deref(), &["id"], &["number"], p))?;
+                item.listed = Listed::read(raw, Generation::V3);
+                item.digest = resync::digest(raw.get());
+                Ok(item)
             })
             .collect();
         Ok((items, total, records.shape))
@@ -355,13 +384,14 @@ impl MikoPbxV3 {
         }
     }
 
-    /// The record of a listed item as an account (and what is stored of it remembered);
+    /// The record of a listed item as an account (and what it holds remembered);
     /// `None` when it vanished meanwhile.
     async fn account(&self, item: Item) -> Result<Option<Result<Account, Unreadable>>, Error> {
         let Some(record) = self.get(&item.id).await? else {
+            self.details.forget(&item.id);
             return Ok(None);
         };
-        self.remember(&item.id, &record);
+        self.remember(&item.id, &record, Some(item.digest));
         let enabled = Some(!item.disabled.unwrap_or(false));
         Ok(Some(account_of(item.id.clone(), &record, enabled).map_err(|problem| Unreadable {
             id: Some(item.id),
@@ -370,14 +400,59 @@ impl MikoPbxV3 {
         })))
     }
 
-    fn remember(&self, id: &str, record: &Map<String, Value>) {
-        let weak_secret = record
-            .get("sip_secret")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .and_then(password::refusal);
-        let stored = Stored { fingerprint: record_fingerprint(record), weak_secret };
-        self.stored.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), stored);
+    /// The account of a listed item without reading its record, where the item and what
+    /// is remembered of the record hold every field the pass needs (the item is then
+    /// spent); `None`: its record must be read.
+    fn listed_account(&self, item: &mut Item, reading: Reading) -> Option<Account> {
+        // Taken either way: an item whose record is read needs no more of it.
+        let listed = item.listed.take()?;
+        let detail = match reading {
+            Reading::Never => None,
+            Reading::WhenStale => Some(self.details.lookup(&item.id, item.digest)?),
+            Reading::Always => return None,
+        };
+        let number = item.number.clone().filter(|n| !n.is_empty())?;
+        let enabled = !item.disabled.unwrap_or(false);
+        let mut account = listed.account(std::mem::take(&mut item.id), number, enabled, Generation::V3);
+        if let Some(detail) = detail {
+            detail.fill(&mut account);
+        }
+        Some(account)
+    }
+
+    /// Remembers what `record` holds, with the list item it was listed with (`None`: a
+    /// write's answer); a record that cannot be read is forgotten, so that its next
+    /// listing reads it again.
+    fn remember(&self, id: &str, record: &Map<String, Value>, listed: Option<u64>) {
+        match account_of(id.to_owned(), record, None) {
+            Ok(account) => {
+                let stored = Stored::of(record);
+                let mut detail = Detail::of(&account, Generation::V3);
+                detail.fingerprint = stored.fingerprint;
+                detail.weak_secret = stored.weak_secret.map(Into::into);
+                self.details.store(id, listed, detail);
+            }
+            Err(_) => self.details.forget(id),
+        }
+    }
+
+    /// What a PATCH of `id` depends on, as the PBX holds it now: read with this pass's
+    /// listing, or read now (a remembered copy may be older than a hand edit). `None`
+    /// when the employee is gone.
+    async fn stored(&self, id: &str) -> Result<Option<Stored>, Error> {
+        if let Some(detail) = self.details.read_this_pass(id) {
+            return Ok(Some(Stored {
+                fingerprint: detail.fingerprint,
+                weak_secret: detail.weak_secret.as_deref().map(str::to_owned),
+                ring_length: Some(detail.ring_length()),
+            }));
+        }
+        let Some(record) = self.get(id).await? else {
+            self.details.forget(id);
+            return Ok(None);
+        };
+        self.remember(id, &record, None);
+        Ok(Some(Stored::of(&record)))
     }
 
     /// Who holds `number` (`POST …/extensions:available`): `Some(holder)` when taken,
@@ -453,8 +528,8 @@ impl MikoPbxV3 {
             // A PATCH: the stored record was validated with it. Look at the stored password.
             match self.get(id).await {
                 Ok(Some(record)) => {
-                    self.remember(id, &record);
-                    if let Some(why) = self.weak_secret(id) {
+                    self.remember(id, &record, None);
+                    if let Some(why) = Stored::of(&record).weak_secret {
                         return weak_stored(&self.http, &why, &text);
                     }
                 }
@@ -467,18 +542,27 @@ impl MikoPbxV3 {
         self.http.validation(field.as_deref(), &text)
     }
 
-    fn weak_secret(&self, id: &str) -> Option<String> {
-        self.stored.lock().unwrap_or_else(|e| e.into_inner()).get(id).and_then(|s| s.weak_secret.clone())
-    }
-
-    /// Reads each listed item's record, `maxConcurrency` at a time.
-    async fn accounts(&self, items: Vec<Item>) -> Result<(Vec<Account>, Vec<Unreadable>), Error> {
-        let read: Vec<Option<Result<Account, Unreadable>>> = stream::iter(items)
+    /// Each listed item's account, reading its record where `reading` and what is
+    /// remembered of it ask for (`maxConcurrency` at a time); and how many were read.
+    async fn accounts(
+        &self,
+        items: Vec<Item>,
+        reading: Reading,
+    ) -> Result<(Vec<Account>, Vec<Unreadable>, usize), Error> {
+        let mut accounts = Vec::with_capacity(items.len());
+        let mut to_read = Vec::new();
+        for mut item in items {
+            match self.listed_account(&mut item, reading) {
+                Some(account) => accounts.push(account),
+                None => to_read.push(item),
+            }
+        }
+        let records = to_read.len();
+        let read: Vec<Option<Result<Account, Unreadable>>> = stream::iter(to_read)
             .map(|item| self.account(item))
             .buffered(self.concurrency)
             .try_collect()
             .await?;
-        let mut accounts = Vec::new();
         let mut unreadable = Vec::new();
         for entry in read.into_iter().flatten() {
             match entry {
@@ -486,7 +570,70 @@ impl MikoPbxV3 {
                 Err(u) => unreadable.push(u),
             }
         }
-        Ok((accounts, unreadable))
+        Ok((accounts, unreadable, records))
+    }
+
+    /// Pages ordered by number (unique; the default order, by name, can tie across pages),
+    /// read until a page brings nothing new or the announced total is reached; each
+    /// record read as `reading` says.
+    async fn listing(&self, reading: Reading) -> Result<Listing, Error> {
+        self.details.begin();
+        let limit = self.page_size.to_string();
+        let mut pager = Pager::new(Some(self.page_size));
+        let mut items = Vec::new();
+        let mut seen_here = HashSet::new();
+        let mut unreadable = Vec::new();
+        let mut offset = 0usize;
+        let mut shape = String::new();
+        let mut announced = None;
+        let mut next = Next::More;
+        while next == Next::More {
+            let at = offset.to_string();
+            let query = [("limit", limit.as_str()), ("offset", at.as_str()), ("order_by", "number")];
+            let (page, total, page_shape) = self.page(&query).await?;
+            shape = page_shape;
+            announced = total.or(announced);
+            offset += page.len();
+            let mut keys = Vec::with_capacity(page.len());
+            for entry in page {
+                match entry {
+                    Ok(item) => {
+                        keys.push(item.id.clone());
+                        if !pager.seen(&item.id) && seen_here.insert(item.id.clone()) {
+                            items.push(item);
+                        }
+                    }
+                    Err(u) => {
+                        let key = format!("unreadable {u}");
+                        if !pager.seen(&key) {
+                            unreadable.push(u);
+                        }
+                        keys.push(key);
+                    }
+                }
+            }
+            next = pager.page(keys);
+            if announced.is_some_and(|t| pager.distinct() >= t) {
+                break;
+            }
+        }
+        drop(seen_here);
+        let complete = next != Next::GaveUp && announced.is_none_or(|t| pager.distinct() >= t);
+        let pages = pager.into_pages();
+        let listed = items.len();
+        let (accounts, more, records) = self.accounts(items, reading).await?;
+        unreadable.extend(more);
+        if complete {
+            let mut ids: HashSet<&str> = accounts.iter().map(|a| a.id.as_str()).collect();
+            ids.extend(unreadable.iter().filter_map(|u| u.id.as_deref()));
+            self.details.retain(&ids);
+        }
+        let dialect = vec![
+            ("API generation", "v3 (2026.1)".to_owned()),
+            ("list shape", shape),
+            ("records read", format!("{records} of {listed}")),
+        ];
+        Ok(Listing { accounts, complete, unreadable, pages, dialect })
     }
 }
 
@@ -568,57 +715,12 @@ impl Backend for MikoPbxV3 {
         password::generate()
     }
 
-    /// Pages ordered by number (unique; the default order, by name, can tie across pages),
-    /// read until a page brings nothing new or the announced total is reached.
     async fn list(&self) -> Result<Listing, Error> {
-        let limit = self.page_size.to_string();
-        let mut pager = Pager::new(Some(self.page_size));
-        let mut items = Vec::new();
-        let mut unreadable = Vec::new();
-        let mut offset = 0usize;
-        let mut shape = String::new();
-        let mut announced = None;
-        let mut next = Next::More;
-        while next == Next::More {
-            let at = offset.to_string();
-            let query = [("limit", limit.as_str()), ("offset", at.as_str()), ("order_by", "number")];
-            let (page, total, page_shape) = self.page(&query).await?;
-            shape = page_shape;
-            announced = total.or(announced);
-            offset += page.len();
-            let mut keys = Vec::with_capacity(page.len());
-            for entry in page {
-                match entry {
-                    Ok(item) => {
-                        keys.push(item.id.clone());
-                        if !pager.seen(&item.id) && !items.iter().any(|i: &Item| i.id == item.id) {
-                            items.push(item);
-                        }
-                    }
-                    Err(u) => {
-                        let key = format!("unreadable {u}");
-                        if !pager.seen(&key) {
-                            unreadable.push(u);
-                        }
-                        keys.push(key);
-                    }
-                }
-            }
-            next = pager.page(keys);
-            if announced.is_some_and(|t| pager.distinct() >= t) {
-                break;
-            }
-        }
-        let complete = next != Next::GaveUp && announced.is_none_or(|t| pager.distinct() >= t);
-        let pages = pager.into_pages();
-        let (accounts, more) = self.accounts(items).await?;
-        unreadable.extend(more);
-        let dialect = vec![
-            ("API generation", "v3 (2026.1)".to_owned()),
-            ("list shape", shape),
-            ("paging", paging::describe(&pages)),
-        ];
-        Ok(Listing { accounts, complete, unreadable, pages, dialect })
+        self.listing(Reading::Always).await
+    }
+
+    async fn list_for(&self, declared: &BTreeSet<Field>) -> Result<Listing, Error> {
+        self.listing(detail::reading(Generation::V3, declared)).await
     }
 
     async fn find(&self, extension: &str) -> Result<Option<Account>, Error> {
@@ -638,7 +740,7 @@ impl Backend for MikoPbxV3 {
 
     /// Lists as a pass does, then reads the first account again by its id.
     async fn probe(&self) -> Result<Probe, Error> {
-        let listing = self.list().await?;
+        let listing = self.listing(Reading::Always).await?;
         let sample = match listing.accounts.first() {
             Some(first) => Some(match self.get(&first.id).await {
                 Ok(Some(record)) => account_of(first.id.clone(), &record, first.attributes.enabled)
@@ -673,7 +775,7 @@ impl Backend for MikoPbxV3 {
                     .get("id")
                     .and_then(id_text)
                     .ok_or_else(|| self.http.protocol("the saved employee has no id"))?;
-                self.remember(&id, &record);
+                self.remember(&id, &record, None);
                 account_of(id, &record, Some(true)).map_err(|e| self.http.protocol(&e))
             }
             Ok(_) => Err(self.http.protocol("the PBX reported success without the saved employee")),
@@ -699,49 +801,56 @@ impl Backend for MikoPbxV3 {
         if body.is_empty() {
             return Ok(());
         }
+        let id = account.id.as_str();
+        let Some(stored) = self.stored(id).await? else {
+            return Err(self.http.not_found(id));
+        };
         // PATCH merges into the stored record, except that a forwarding target sent
-        // without a ring length resets the ring length to 45: send the one we know.
+        // without a ring length resets the ring length to 45: send the one it holds.
         if body.contains_key(FWD_FORWARDING)
             && !body.contains_key(FWD_RING_LENGTH)
-            && let Some(ring) =
-                account.attributes.settings.get(FWD_RING_LENGTH).and_then(|r| r.parse::<i64>().ok())
+            && let Some(ring) = stored.ring_length
         {
             body.insert(FWD_RING_LENGTH.to_owned(), Value::from(ring));
         }
-        let id = account.id.as_str();
-        let stored = self.stored.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
         if !body.contains_key("sip_secret")
-            && let Some(why) = stored.as_ref().and_then(|s| s.weak_secret.as_deref())
+            && let Some(why) = stored.weak_secret.as_deref()
         {
             // The merged record keeps the stored password, which MikoPBX would refuse.
             return Err(weak_stored(&self.http, why, ""));
         }
         let body_hash = record_fingerprint(&body);
-        if let Some(stored) = &stored {
-            let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
-            if let Some(r) = refused.filter(|r| r.record == stored.fingerprint && r.body == body_hash) {
-                // Refused before, and neither the stored record nor the change differs.
-                return Err(r.error);
-            }
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        if let Some(r) = refused.filter(|r| r.record == stored.fingerprint && r.body == body_hash) {
+            // Refused before, and neither the stored record nor the change differs.
+            return Err(r.error);
         }
         let url = self.http.url(&format!("{EMPLOYEES}/{id}"));
         let secrets: Vec<&Secret> = password.into_iter().collect();
         // The same PATCH twice leaves the same record: safe to retry.
         let reply = self.call(Retry::Idempotent, &secrets, |c| c.patch(&url).json(&body)).await?;
-        match self.data(&reply, Target::Record(id))? {
-            Ok(_) => {
+        match self.data(&reply, Target::Record(id)) {
+            Ok(Ok(data)) => {
                 self.refused.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                // The PBX answers the record as saved [code: `PatchRecordAction.php`,
+                // through `SaveRecordAction::main`, 2026.1.223].
+                match data {
+                    Value::Object(record) => self.remember(id, &record, None),
+                    _ => self.details.forget(id),
+                }
                 Ok(())
             }
-            Err(refusal) => {
+            Ok(Err(refusal)) => {
                 let error = self.refusal(refusal, Some(id), &body).await;
-                let record =
-                    self.stored.lock().unwrap_or_else(|e| e.into_inner()).get(id).map(|s| s.fingerprint);
-                if let (Error::Validation { .. }, Some(record)) = (&error, record) {
-                    let entry = Refused { record, body: body_hash, error: error.clone() };
+                if let Error::Validation { .. } = &error {
+                    let entry = Refused { record: stored.fingerprint, body: body_hash, error: error.clone() };
                     self.refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_owned(), entry);
                 }
                 Err(error)
+            }
+            Err(e) => {
+                self.details.forget(id);
+                Err(e)
             }
         }
     }
@@ -751,6 +860,7 @@ impl Backend for MikoPbxV3 {
             // No such employee can exist (ids are `[0-9]+`); never put it in a path.
             return Ok(());
         }
+        self.details.forget(&account.id);
         let url = self.http.url(&format!("{EMPLOYEES}/{}", account.id));
         let reply = self.call(Retry::Idempotent, &[], |c| c.delete(&url)).await?;
         match self.data(&reply, Target::Record(&account.id)) {

@@ -152,7 +152,7 @@ async fn every_v3_dialect_converges_to_exactly_the_expected_accounts() {
                 assert_eq!(dialect_of(&listing, "API generation"), "v3 (2026.1)");
                 if max_limit == 2 {
                     assert!(
-                        dialect_of(&listing, "paging").contains("caps pages at 2"),
+                        switchboard::backends::paging::describe(&listing.pages).contains("caps pages at 2"),
                         "{what}: {listing:?}"
                     );
                 }
