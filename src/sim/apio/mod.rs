@@ -109,6 +109,7 @@ use super::{OpName, SimError, Simulator, lock};
 mod auth;
 pub mod dialect;
 mod list;
+mod table;
 mod ui;
 mod users;
 
@@ -337,7 +338,7 @@ fn department_view(m: &mut Map<String, Value>, dialect: &ApioDialect) {
 }
 
 struct Inner {
-    users: BTreeMap<String, User>,
+    users: table::Users,
     tokens: HashMap<String, Token>,
     rng: StdRng,
 }
@@ -436,7 +437,7 @@ impl ApioSim {
         let rng = StdRng::seed_from_u64(cfg.seed);
         Arc::new(ApioSim {
             cfg,
-            inner: Mutex::new(Inner { users: BTreeMap::new(), tokens: HashMap::new(), rng }),
+            inner: Mutex::new(Inner { users: table::Users::default(), tokens: HashMap::new(), rng }),
             dialect: Mutex::new(ApioDialect::default()),
         })
     }
@@ -559,26 +560,34 @@ impl Simulator for ApioSim {
 
     fn tamper(&self, id: &str, patch: &Map<String, Value>) -> Result<(), SimError> {
         let mut inner = lock(&self.inner);
-        let user = inner.users.get_mut(id).ok_or_else(|| SimError::NotFound(id.to_string()))?;
+        // Checked before any change: a refused tamper leaves the user as it was.
         for (k, v) in patch {
             match (k.as_str(), v) {
                 ("userId" | "tenantId" | "groupId", _) => {
                     return Err(SimError::Invalid(format!("{k} cannot be tampered with")));
                 }
-                ("password", Value::String(p)) => user.password = p.clone(),
-                ("hidden", Value::Bool(b)) => user.hidden = *b,
+                ("password", Value::String(_)) | ("hidden", Value::Bool(_)) => {}
                 ("password" | "hidden", _) => {
                     return Err(SimError::Invalid(format!("bad value for {k}")));
                 }
-                (k, Value::Null) => {
-                    user.fields.remove(k);
-                }
-                (k, v) => {
-                    user.fields.insert(k.to_string(), v.clone());
-                }
+                _ => {}
             }
         }
-        Ok(())
+        let edited = inner.users.edit(id, |user| {
+            for (k, v) in patch {
+                match (k.as_str(), v) {
+                    ("password", Value::String(p)) => user.password = p.clone(),
+                    ("hidden", Value::Bool(b)) => user.hidden = *b,
+                    (k, Value::Null) => {
+                        user.fields.remove(k);
+                    }
+                    (k, v) => {
+                        user.fields.insert(k.to_string(), v.clone());
+                    }
+                }
+            }
+        });
+        edited.ok_or_else(|| SimError::NotFound(id.to_string()))
     }
 
     fn remove(&self, id: &str) -> Result<(), SimError> {

@@ -2,6 +2,7 @@
 
 use super::{
     dialect::{CreateAnswer, PasswordChange, UnknownFields},
+    table::Key,
     *,
 };
 
@@ -22,7 +23,6 @@ const STRING_FIELDS: &[&str] = &[
 ];
 const OBJECT_FIELDS: &[&str] = &["department", "trunkEndpoint", "accessDeviceEndpoint"];
 const REQUIRED_FIELDS: &[&str] = &["firstName", "lastName", "cliFirstName", "cliLastName"];
-const UNIQUE_IN_SYSTEM: &[&str] = &["phoneNumber"];
 
 impl ApioSim {
     fn render_user_id(
@@ -220,32 +220,18 @@ impl ApioSim {
 
     fn check_unique(inner: &Inner, user: &User, exclude: Option<&str>) -> Result<(), ApiErr> {
         let id = user.str_field("userId");
-        for (other_id, other) in &inner.users {
-            if Some(other_id.as_str()) == exclude {
-                continue;
+        if Some(id) != exclude && inner.users.get(id).is_some() {
+            return Err(ApiErr::conflict(format!("User {id} already exists")));
+        }
+        match inner.users.taken(user, exclude) {
+            None => Ok(()),
+            Some(Key::Extension { extension, group, .. }) => {
+                Err(ApiErr::conflict(format!("Extension {extension} is already assigned in group {group}")))
             }
-            if other_id == id {
-                return Err(ApiErr::conflict(format!("User {id} already exists")));
-            }
-            let ext = user.str_field("extension");
-            if !ext.is_empty()
-                && other.tenant == user.tenant
-                && other.group == user.group
-                && other.str_field("extension") == ext
-            {
-                return Err(ApiErr::conflict(format!(
-                    "Extension {ext} is already assigned in group {}",
-                    user.group
-                )));
-            }
-            for k in UNIQUE_IN_SYSTEM {
-                let v = user.str_field(k);
-                if !v.is_empty() && other.str_field(k) == v {
-                    return Err(ApiErr::conflict(format!("Phone number {v} is already assigned")));
-                }
+            Some(Key::System { value, .. }) => {
+                Err(ApiErr::conflict(format!("Phone number {value} is already assigned")))
             }
         }
-        Ok(())
     }
 
     fn cross_checks(fields: &Map<String, Value>) -> Result<(), ApiErr> {

@@ -146,7 +146,7 @@ impl MikoPbxSim {
                 // extension of no user (a queue, a system number) keeps its row.
                 store.touched();
                 if let Some(number) = store.exts.get(&ext_id).map(|e| e.number.clone()) {
-                    store.fwds.retain(|_, f| f.extension != number);
+                    store.fwds.retain(|f| f.extension != number);
                 }
                 Ok(json!({"id": id}))
             }

@@ -62,6 +62,7 @@ mod legacy;
 mod reply;
 mod session;
 mod store;
+mod table;
 mod util;
 mod v3;
 mod v3_fields;

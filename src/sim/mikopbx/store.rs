@@ -1,6 +1,9 @@
 //! The relational store behind both generations: the tables and the joins that read them.
 
-use super::*;
+use super::{
+    table::{Indexed, Table},
+    *,
+};
 
 // ---------------------------------------------------------------------------------------
 // The store
@@ -84,10 +87,10 @@ pub(super) struct FwdRow {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Store {
     pub(super) users: BTreeMap<u64, UserRow>,
-    pub(super) exts: BTreeMap<u64, ExtRow>,
-    pub(super) sips: BTreeMap<u64, SipRow>,
-    pub(super) phones: BTreeMap<u64, PhoneRow>,
-    pub(super) fwds: BTreeMap<u64, FwdRow>,
+    pub(super) exts: Table<ExtRow>,
+    pub(super) sips: Table<SipRow>,
+    pub(super) phones: Table<PhoneRow>,
+    pub(super) fwds: Table<FwdRow>,
     pub(super) next_user: u64,
     pub(super) next_ext: u64,
     pub(super) next_row: u64,
@@ -95,6 +98,38 @@ pub(super) struct Store {
     /// record right after the table: with them, each read no longer scans the tables).
     /// Every `&mut self` method that changes rows drops them first.
     pub(super) joins: std::sync::OnceLock<Arc<Joins>>,
+}
+
+impl Indexed for ExtRow {
+    fn keys(&self) -> Vec<String> {
+        let mut keys = vec![format!("number:{}", self.number)];
+        match (self.userid, self.kind) {
+            (Some(uid), ExtKind::Sip) if self.is_general_user_number == "1" => {
+                keys.push(format!("sip:{uid}"))
+            }
+            (Some(uid), ExtKind::External) => keys.push(format!("mobile:{uid}")),
+            _ => {}
+        }
+        keys
+    }
+}
+
+impl Indexed for SipRow {
+    fn keys(&self) -> Vec<String> {
+        vec![format!("extension:{}", self.extension), format!("uniqid:{}", self.uniqid)]
+    }
+}
+
+impl Indexed for PhoneRow {
+    fn keys(&self) -> Vec<String> {
+        vec![format!("extension:{}", self.extension), format!("uniqid:{}", self.uniqid)]
+    }
+}
+
+impl Indexed for FwdRow {
+    fn keys(&self) -> Vec<String> {
+        vec![format!("extension:{}", self.extension)]
+    }
 }
 
 /// One employee as the joins show it.
@@ -229,7 +264,7 @@ impl Joins {
             phone_for: HashMap::new(),
             records: std::sync::OnceLock::new(),
         };
-        for (id, e) in &s.exts {
+        for (id, e) in s.exts.iter() {
             let Some(uid) = e.userid else { continue };
             if e.kind == ExtKind::Sip && e.is_general_user_number == "1" {
                 j.sip_ext_of_user.entry(uid).or_insert(*id);
@@ -238,13 +273,13 @@ impl Joins {
                 j.mobile_ext_of_user.entry(uid).or_insert(*id);
             }
         }
-        for (id, r) in &s.sips {
+        for (id, r) in s.sips.iter() {
             j.sip_for.entry(r.extension.clone()).or_insert(*id);
         }
-        for (id, r) in &s.fwds {
+        for (id, r) in s.fwds.iter() {
             j.fwd_for.entry(r.extension.clone()).or_insert(*id);
         }
-        for (id, r) in &s.phones {
+        for (id, r) in s.phones.iter() {
             j.phone_for.entry(r.extension.clone()).or_insert(*id);
         }
         j
@@ -311,41 +346,35 @@ impl Store {
     }
 
     pub(super) fn sip_ext_of_user(&self, uid: u64) -> Option<u64> {
-        self.exts
-            .iter()
-            .find(|(_, e)| e.userid == Some(uid) && e.kind == ExtKind::Sip && e.is_general_user_number == "1")
-            .map(|(id, _)| *id)
+        self.exts.find(&format!("sip:{uid}"))
     }
 
     pub(super) fn mobile_ext_of_user(&self, uid: u64) -> Option<u64> {
-        self.exts
-            .iter()
-            .find(|(_, e)| e.userid == Some(uid) && e.kind == ExtKind::External)
-            .map(|(id, _)| *id)
+        self.exts.find(&format!("mobile:{uid}"))
     }
 
     pub(super) fn ext_with_number(&self, number: &str, except: Option<u64>) -> Option<u64> {
-        self.exts.iter().find(|(id, e)| e.number == number && Some(**id) != except).map(|(id, _)| *id)
+        self.exts.find_except(&format!("number:{number}"), except)
     }
 
     pub(super) fn sip_for(&self, number: &str) -> Option<u64> {
-        self.sips.iter().find(|(_, s)| s.extension == number).map(|(id, _)| *id)
+        self.sips.find(&format!("extension:{number}"))
     }
 
     pub(super) fn sip_by_uniqid(&self, uniqid: &str) -> Option<u64> {
-        self.sips.iter().find(|(_, s)| s.uniqid == uniqid).map(|(id, _)| *id)
+        self.sips.find(&format!("uniqid:{uniqid}"))
     }
 
     pub(super) fn phone_for(&self, number: &str) -> Option<u64> {
-        self.phones.iter().find(|(_, p)| p.extension == number).map(|(id, _)| *id)
+        self.phones.find(&format!("extension:{number}"))
     }
 
     pub(super) fn phone_by_uniqid(&self, uniqid: &str) -> Option<u64> {
-        self.phones.iter().find(|(_, p)| p.uniqid == uniqid).map(|(id, _)| *id)
+        self.phones.find(&format!("uniqid:{uniqid}"))
     }
 
     pub(super) fn fwd_for(&self, number: &str) -> Option<u64> {
-        self.fwds.iter().find(|(_, f)| f.extension == number).map(|(id, _)| *id)
+        self.fwds.find(&format!("extension:{number}"))
     }
 
     pub(super) fn represent(&self, ext_id: u64) -> String {
@@ -485,20 +514,14 @@ impl Store {
     pub(super) fn delete_ext(&mut self, ext_id: u64) {
         self.touched();
         if let Some(e) = self.exts.remove(&ext_id) {
-            self.sips.retain(|_, s| s.extension != e.number);
-            self.phones.retain(|_, p| p.extension != e.number);
+            self.sips.retain(|s| s.extension != e.number);
+            self.phones.retain(|p| p.extension != e.number);
         }
     }
 
     pub(super) fn delete_mobile(&mut self, uid: u64) {
         self.touched();
-        let ids: Vec<u64> = self
-            .exts
-            .iter()
-            .filter(|(_, e)| e.userid == Some(uid) && e.kind == ExtKind::External)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
+        while let Some(id) = self.mobile_ext_of_user(uid) {
             self.delete_ext(id);
         }
     }
@@ -529,7 +552,7 @@ impl Store {
     pub(super) fn delete_user(&mut self, uid: u64) {
         self.touched();
         let own = self.numbers_of_user(uid);
-        self.fwds.retain(|_, f| !own.contains(&f.extension));
+        self.fwds.retain(|f| !own.contains(&f.extension));
         let ids: Vec<u64> =
             self.exts.iter().filter(|(_, e)| e.userid == Some(uid)).map(|(id, _)| *id).collect();
         for id in ids {

@@ -45,8 +45,7 @@ impl Store {
             Ok(u) if self.users.contains_key(&u) => u,
             _ => self.next_user,
         };
-        let taken =
-            |n: &str, own: Option<u64>| self.exts.iter().any(|(id, e)| e.number == n && Some(*id) != own);
+        let taken = |n: &str, own: Option<u64>| self.ext_with_number(n, own).is_some();
         let mobile = digits(get("mobile_number"));
         taken(number, self.sip_ext_of_user(uid))
             || (!mobile.is_empty() && (mobile == number || taken(&mobile, self.mobile_ext_of_user(uid))))
@@ -202,7 +201,40 @@ impl Store {
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
         self.touched();
-        let mut st = self.clone();
+        if self.v3_may_clash(uid, f) {
+            // It may be refused half-way: work on a copy, so a refusal changes nothing.
+            let mut st = self.clone();
+            let uid = st.v3_save_rows(uid, f, cfg, language, rng)?;
+            *self = st;
+            Ok(uid)
+        } else {
+            // It cannot be refused: no O(N) copy of the store per save.
+            self.v3_save_rows(uid, f, cfg, language, rng)
+        }
+    }
+
+    /// Whether [`Store::v3_save`] could be refused: its number or mobile held by a row
+    /// other than the employee's own. Conservative: `false` means it cannot be refused.
+    fn v3_may_clash(&self, uid: Option<u64>, f: &V3Fields) -> bool {
+        let number = f.number.as_deref().unwrap_or_default();
+        let own = |of: fn(&Self, u64) -> Option<u64>| uid.and_then(|u| of(self, u));
+        let mobile = f.mobile_number.as_deref().unwrap_or_default();
+        self.ext_with_number(number, own(Self::sip_ext_of_user)).is_some()
+            || (!mobile.is_empty()
+                && (mobile == number
+                    || self.ext_with_number(mobile, own(Self::mobile_ext_of_user)).is_some()))
+    }
+
+    /// The row writes of [`Store::v3_save`].
+    fn v3_save_rows(
+        &mut self,
+        uid: Option<u64>,
+        f: &V3Fields,
+        cfg: &MikoPbxConfig,
+        language: Language,
+        rng: &mut StdRng,
+    ) -> Result<u64, Vec<String>> {
+        let st = self;
         let uid = match uid {
             Some(u) => u,
             None => st.alloc_user(),
@@ -235,18 +267,25 @@ impl Store {
                 st.duplicate(other, Some(language))
             )]);
         }
-        let ext = st.exts.entry(ext_id).or_insert_with(|| ExtRow {
-            number: String::new(),
-            kind: ExtKind::Sip,
-            userid: Some(uid),
-            callerid: String::new(),
-            show_in_phonebook: "1".into(),
-            public_access: "1".into(),
-            is_general_user_number: "1".into(),
-            app_type: String::new(),
+        if !st.exts.contains_key(&ext_id) {
+            st.exts.insert(
+                ext_id,
+                ExtRow {
+                    number: String::new(),
+                    kind: ExtKind::Sip,
+                    userid: Some(uid),
+                    callerid: String::new(),
+                    show_in_phonebook: "1".into(),
+                    public_access: "1".into(),
+                    is_general_user_number: "1".into(),
+                    app_type: String::new(),
+                },
+            );
+        }
+        st.exts.update(&ext_id, |ext| {
+            ext.number = number.clone();
+            ext.callerid = username.clone();
         });
-        ext.number = number.clone();
-        ext.callerid = username.clone();
 
         let old = old_number.unwrap_or_else(|| number.clone());
         let row = match st.sip_for(&old) {
@@ -274,7 +313,7 @@ impl Store {
                 r
             }
         };
-        if let Some(sip) = st.sips.get_mut(&row) {
+        if let Some(mut sip) = st.sips.get_mut(&row) {
             sip.extension = number.clone();
             sip.description = username.clone();
             set(&mut sip.secret, &f.sip_secret);
@@ -295,7 +334,7 @@ impl Store {
                 r
             }
         };
-        if let Some(fwd) = st.fwds.get_mut(&row) {
+        if let Some(mut fwd) = st.fwds.get_mut(&row) {
             fwd.extension = number.clone();
             if let Some(r) = f.fwd_ringlength {
                 fwd.ringlength = r;
@@ -348,14 +387,13 @@ impl Store {
                         r
                     }
                 };
-                if let Some(p) = st.phones.get_mut(&row) {
+                if let Some(mut p) = st.phones.get_mut(&row) {
                     p.extension = mobile.to_string();
                     p.description = username;
                     set(&mut p.dialstring, &f.mobile_dialstring);
                 }
             }
         }
-        *self = st;
         Ok(uid)
     }
 
@@ -384,19 +422,15 @@ impl Store {
                     if let Some(other) = self.ext_with_number(&v, Some(ext_id)) {
                         return Err(self.duplicate(other, None));
                     }
-                    for s in self.sips.values_mut().filter(|s| s.extension == number) {
-                        s.extension = v.clone();
-                    }
-                    for f in self.fwds.values_mut().filter(|f| f.extension == number) {
-                        f.extension = v.clone();
-                    }
-                    if let Some(e) = self.exts.get_mut(&ext_id) {
+                    self.sips.update_where(|s| s.extension == number, |s| s.extension = v.clone());
+                    self.fwds.update_where(|f| f.extension == number, |f| f.extension = v.clone());
+                    if let Some(mut e) = self.exts.get_mut(&ext_id) {
                         e.number = v.clone();
                     }
                     number = v;
                 }
                 "show_in_phonebook" | "public_access" => {
-                    if let Some(e) = self.exts.get_mut(&ext_id) {
+                    if let Some(mut e) = self.exts.get_mut(&ext_id) {
                         if key == "show_in_phonebook" {
                             e.show_in_phonebook = v;
                         } else {
@@ -405,7 +439,7 @@ impl Store {
                     }
                 }
                 k if k.starts_with("sip_") && k != "sip_uniqid" => {
-                    let s = sip_row
+                    let mut s = sip_row
                         .and_then(|r| self.sips.get_mut(&r))
                         .ok_or_else(|| format!("extension {ext_id} has no Sip row"))?;
                     match k {
@@ -427,7 +461,7 @@ impl Store {
                         Some(r) => r,
                         None => return Err(format!("extension {ext_id} has no forwarding row")),
                     };
-                    let f = self
+                    let mut f = self
                         .fwds
                         .get_mut(&row)
                         .ok_or_else(|| format!("extension {ext_id} has no forwarding row"))?;
@@ -470,7 +504,7 @@ impl Store {
                     let old = self.exts.get(&mext).map(|e| e.number.clone()).unwrap_or_default();
                     match self.phone_for(&old).filter(|_| !old.is_empty()) {
                         Some(r) => {
-                            if let Some(p) = self.phones.get_mut(&r) {
+                            if let Some(mut p) = self.phones.get_mut(&r) {
                                 p.extension = v.clone();
                             }
                         }
@@ -488,7 +522,7 @@ impl Store {
                             );
                         }
                     }
-                    if let Some(e) = self.exts.get_mut(&mext) {
+                    if let Some(mut e) = self.exts.get_mut(&mext) {
                         e.number = v;
                     }
                 }
@@ -500,7 +534,7 @@ impl Store {
                         .ok_or_else(|| format!("extension {ext_id} has no mobile"))?;
                     let row =
                         self.phone_for(&mobile).ok_or_else(|| format!("extension {ext_id} has no mobile"))?;
-                    if let Some(p) = self.phones.get_mut(&row) {
+                    if let Some(mut p) = self.phones.get_mut(&row) {
                         p.dialstring = v;
                     }
                 }
