@@ -76,6 +76,14 @@ pub struct Intent {
 pub trait Vault: Sync {
     /// The Employee's own password (from `passwordSecretRef`), if any.
     fn password(&self, owner: &Owner) -> Option<Secret>;
+
+    /// Why the password the Employee refers to cannot be had (its Secret or key does
+    /// not exist yet), naming them; `None` when it has one or refers to none. Such an
+    /// Employee gets no account until it can: a generated password in its place could
+    /// never be replaced on a system that cannot update.
+    fn missing(&self, _owner: &Owner) -> Option<String> {
+        None
+    }
 }
 
 /// What one pass decided and did.
@@ -246,6 +254,19 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
             entries.insert(e.owner.clone(), None);
         }
         let Some(membership) = membership else { continue };
+        // Waits for its password only while it has no account: one it claims is kept in
+        // line without it (no password change is planned without a fingerprint).
+        if let Some(why) = vault.missing(&e.owner)
+            && entry.is_none_or(|entry| claim_of(&e.owner, entry).is_none())
+        {
+            let message =
+                format!("{}: {why}; no account is created until it exists", reason::PASSWORD_SECRET_MISSING);
+            let mut waiting = entry_with(entry, name, AccountState::Pending, Some(message));
+            // A pending entry with an extension is a claim on a create: this is none.
+            waiting.extension = None;
+            entries.insert(e.owner.clone(), Some(waiting));
+            continue;
+        }
         match backend.desired(e.spec, membership) {
             Ok(attributes) => desired.push(Arc::new(Desired {
                 owner: e.owner.clone(),

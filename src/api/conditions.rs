@@ -32,6 +32,9 @@ pub mod reason {
     /// The system's request quota is spent: the work waits for its reset (the message
     /// says when).
     pub const RATE_LIMITED: &str = "RateLimited";
+    /// The Employee's `passwordSecretRef` names a Secret or key that does not exist
+    /// (yet): no account until it does (the message names both).
+    pub const PASSWORD_SECRET_MISSING: &str = "PasswordSecretMissing";
 }
 
 /// Builds a condition for `generation`.
