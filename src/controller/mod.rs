@@ -32,6 +32,7 @@ mod pass;
 mod secrets;
 mod status;
 mod system_status;
+mod teardown;
 mod watches;
 
 use std::{
@@ -109,6 +110,9 @@ pub struct Config {
     pub leader_election: Option<lease::LeaseConfig>,
     /// How long the passes in flight at shutdown may take before they are abandoned.
     pub shutdown_timeout: Duration,
+    /// How long a namespace teardown may wait for a PhoneSystem's accounts to be deleted
+    /// before it lets the PhoneSystem go and reports what is left ([`teardown`]).
+    pub teardown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -122,6 +126,8 @@ impl Default for Config {
             health: Arc::default(),
             leader_election: None,
             shutdown_timeout: Duration::from_secs(20),
+            // With the namespace controller's own rechecks (8 s), well within a minute.
+            teardown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -147,6 +153,8 @@ struct Context {
     backends: Mutex<HashMap<ObjectRef<PhoneSystem>, CachedBackend>>,
     /// Employees waiting for a first pass, and since when ([`employee`]).
     waits: Mutex<employee::Waits>,
+    /// PhoneSystems in a namespace teardown, since when this process saw it.
+    teardowns: Mutex<HashMap<ObjectRef<PhoneSystem>, Instant>>,
     /// Whether this instance may write (always, without leader election).
     leading: watch::Receiver<bool>,
     /// Set at shutdown: no pass starts any more.
@@ -222,6 +230,10 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|key, _| self.employees.store().get(key).is_some());
+        self.teardowns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| self.systems.store().get(key).is_some());
         let (passwords, _) = self.passwords.held_counts();
         self.config.metrics.secrets_held.set(i64::try_from(backends + passwords).unwrap_or(i64::MAX));
     }
@@ -281,7 +293,11 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let systems = Arc::new(Cache::new(systems_store.clone()));
     let (system_triggers, system_events) = Subscriber::new();
     let system_triggers = system_triggers.filtered(watches::changed(|p: &PhoneSystem| {
-        (p.metadata.generation, p.annotations().get(ALLOW_DELETIONS).cloned())
+        (
+            p.metadata.generation,
+            p.annotations().get(ALLOW_DELETIONS).cloned(),
+            p.metadata.deletion_timestamp.is_some(),
+        )
     }));
     let systems_watch = watches::run(
         watcher(api_for::<PhoneSystem>(&client, ns), watch_config.clone())
@@ -319,6 +335,7 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         recorder: Recorder::new(client.clone(), reporter),
         backends: Mutex::new(HashMap::new()),
         waits: Mutex::default(),
+        teardowns: Mutex::default(),
         leading,
         stopping: stopping.clone(),
     });

@@ -186,6 +186,7 @@ fn problems(e: &Employee, existing: &BTreeSet<String>) -> (Vec<Problem>, usize) 
             Some(p) if p.state == AccountState::InSync => in_sync += 1,
             Some(p) => {
                 let why = match p.state {
+                    AccountState::Released => reason::PHONE_SYSTEM_NOT_FOUND,
                     AccountState::Conflict => reason::EXTENSION_TAKEN,
                     AccountState::ManualActionRequired => {
                         if p.message.as_deref().is_some_and(|m| m.starts_with(reason::DELETE_UNSUPPORTED)) {
@@ -197,6 +198,13 @@ fn problems(e: &Employee, existing: &BTreeSet<String>) -> (Vec<Problem>, usize) 
                     AccountState::Failed => reason_in(p.message.as_deref()),
                     _ if p.message.as_deref().is_some_and(|m| m.starts_with(reason::RATE_LIMITED)) => {
                         reason::RATE_LIMITED
+                    }
+                    _ if p
+                        .message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(reason::PASSWORD_SECRET_MISSING)) =>
+                    {
+                        reason::PASSWORD_SECRET_MISSING
                     }
                     _ => reason::PENDING,
                 };

@@ -20,6 +20,7 @@ mod faults;
 mod footprint;
 mod gitops;
 mod hostile;
+mod late_secrets;
 mod observe;
 mod probe;
 mod production;
@@ -32,6 +33,7 @@ mod sim_mikopbx;
 mod sim_ringostat;
 mod sim_telphin;
 mod sim_thulium;
+mod teardown;
 mod tryit;
 
 // Test support (the fake API server) in `tests/support/`; not every helper is used yet.
