@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod apiserver_apply;
+mod apiserver_namespaces;
 mod backend_apio;
 mod backend_apio_dialects;
 mod backend_mikopbx;

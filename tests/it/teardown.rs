@@ -140,6 +140,7 @@ async fn namespace_teardown(scenario: &str, order: &[&str]) {
     }
     assert_eq!(world.pbx("call-tracking").emails(), ["rita@example.com"], "Ringostat cannot delete");
     let notes = accounts_left(&world, &world.ns).await;
+    eprintln!("teardown ({scenario}): AccountsLeft: {notes:?}");
     assert!(
         notes
             .iter()
