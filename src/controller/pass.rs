@@ -258,12 +258,10 @@ async fn pass(
         .collect();
     secrets::prepare(&ctx, &ns, &views).await?;
 
-    // A namespace teardown deletes what its Employees' policies say, however many: the
-    // guard is for passes that would delete accounts of Employees that stay.
-    let allow_deletions = match teardown {
-        true => Some(u32::MAX),
-        false => system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok()),
-    };
+    // The guard holds in a namespace teardown too: a namespace deleted by mistake is the
+    // mass deletion it is there for. What it holds is reported as left (`teardown`).
+    let allow_deletions =
+        system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
     let options = Options { dry_run: false, allow_deletions, now: ctx.now(), progress: None };
     let vault = secrets::HeldVault { ctx: &ctx, namespace: &ns };
     let intents = Intents {

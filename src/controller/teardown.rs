@@ -9,7 +9,9 @@
 //!   built from the credentials last read, so a credentials Secret deleted first does not
 //!   stop them. The wait is bounded ([`super::Config::teardown_timeout`], and at once
 //!   when nothing can change: no credentials were ever read by this process, or only
-//!   accounts the system cannot delete are left): what is left then is reported, in the
+//!   accounts the system cannot delete, or that the deletion guard holds, are left; the
+//!   guard holds here as anywhere, since a namespace deleted by mistake is the mass
+//!   deletion it is for): what is left then is reported, in the
 //!   log and in an event on the Namespace (nothing can be created in a terminating
 //!   namespace, events included), and the PhoneSystem is let go.
 //! - **The PhoneSystem alone is deleted** (its namespace stays, and so do its
@@ -133,8 +135,15 @@ impl std::fmt::Display for Left {
             (None, Some(ext)) => write!(f, "a create on extension {ext}")?,
             (None, None) => write!(f, "an account")?,
         }
+        let says = |why: &str| self.entry.message.as_deref().is_some_and(|m| m.starts_with(why));
         if self.entry.state == AccountState::ManualActionRequired {
             write!(f, ", which the system cannot delete through its API")?;
+        } else if says(reason::DELETION_GUARD) {
+            write!(
+                f,
+                ", held by the deletion guard (more deletions than maxDeletionsPerSync; the annotation {} lets them through)",
+                super::ALLOW_DELETIONS
+            )?;
         }
         Ok(())
     }
@@ -180,17 +189,21 @@ pub async fn after_pass(
         let_go(ctx, system).await?;
         return Ok(Ended::Gone);
     }
-    // What the pass just found it cannot delete: no later pass can either.
-    let undeletable = left.iter().all(|l| {
-        l.entry.state == AccountState::ManualActionRequired
-            && l.entry.message.as_deref().is_some_and(|m| m.starts_with(reason::DELETE_UNSUPPORTED))
-    });
+    // What the pass just found it cannot delete without a person (no delete API, or
+    // held by the deletion guard): no later pass can either.
+    let says = |l: &Left, why: &str| l.entry.message.as_deref().is_some_and(|m| m.starts_with(why));
+    let unsupported =
+        |l: &Left| l.entry.state == AccountState::ManualActionRequired && says(l, reason::DELETE_UNSUPPORTED);
+    let guarded = |l: &Left| l.entry.state == AccountState::Pending && says(l, reason::DELETION_GUARD);
+    let undeletable = left.iter().all(|l| unsupported(l) || guarded(l));
     let timed_out = since.elapsed() >= ctx.config.teardown_timeout;
     if !(hopeless || undeletable || timed_out) {
         return Ok(Ended::Waiting);
     }
     let why = if hopeless {
         "no credentials for it were read before its Secret went"
+    } else if undeletable && left.iter().any(guarded) {
+        "switchboard may not delete them: each says why"
     } else if undeletable {
         "the system cannot delete them through its API"
     } else {
