@@ -574,6 +574,18 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     Ok(report)
 }
 
+/// A write that failed, its message led by the reason the Employee's conditions give
+/// it: one the PBX is retried past (`PbxUnreachable`), or one only a person can mend.
+fn failed(what: &str, e: &backends::Error) -> Applied {
+    let why = match e {
+        backends::Error::Transient { .. } | backends::Error::Protocol { .. } => reason::PBX_UNREACHABLE,
+        backends::Error::Auth { .. } => reason::AUTH_FAILED,
+        backends::Error::Conflict { .. } => reason::EXTENSION_TAKEN,
+        _ => reason::VALIDATION_FAILED,
+    };
+    Applied::Failed { message: format!("{why}: {what} failed: {e}") }
+}
+
 /// What an Employee whose write waits for the quota's reset is told.
 fn rate_limited_note<B: Backend>(backend: &B, name: &str, what: &str, now: &Time) -> String {
     let reset = backend.quota().and_then(|q| q.reset_at).map(|at| quota::wall(now, at).0.to_string());
@@ -774,8 +786,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     Ok(()) => Applied::Gone {
                         event: ("Deleted", format!("deleted account {} on {name}", d.account.id)),
                     },
-                    Err(e) => held("delete", &e)
-                        .unwrap_or_else(|| Applied::Failed { message: format!("delete failed: {e}") }),
+                    Err(e) => held("delete", &e).unwrap_or_else(|| failed("delete", &e)),
                 };
                 (d.owner.clone(), result)
             }
@@ -807,8 +818,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                         fingerprint: password.as_ref().map(|p| fingerprint(&u.desired.owner, p)),
                         event: ("Updated", format!("updated {} on {name}", describe_changes(&u.changes))),
                     },
-                    Err(e) => held("update", &e)
-                        .unwrap_or_else(|| Applied::Failed { message: format!("update failed: {e}") }),
+                    Err(e) => held("update", &e).unwrap_or_else(|| failed("update", &e)),
                 };
                 (u.desired.owner.clone(), result)
             }
@@ -865,9 +875,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                             format!("took over account {} on {name} ({:?})", a.account.id, a.reason),
                         ),
                     },
-                    Err(e) => held("adoption", &e).unwrap_or_else(|| Applied::Failed {
-                        message: format!("adopting account {} failed: {e}", a.account.id),
-                    }),
+                    Err(e) => held("adoption", &e)
+                        .unwrap_or_else(|| failed(&format!("adopting account {}", a.account.id), &e)),
                 };
                 (a.desired.owner.clone(), result)
             }
@@ -967,9 +976,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                             ),
                         }
                     }
-                    Err(e) => Applied::Failed {
-                        message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
-                    },
+                    Err(e) => failed("create", &e),
                 };
                 (c.desired.owner.clone(), result, fingerprint)
             }

@@ -314,6 +314,9 @@ async fn pass(
         Err(e) => return Err(e.into()),
     };
     ctx.config.metrics.record_report(&ns, &name, &report);
+    // Before the entries are written: the Employee controller, woken by their writes,
+    // must find this pass's plan on record.
+    ctx.planned_from(&name, seen.values().map(|s| s.object.as_ref()));
 
     // Entries: each Employee whose stored entry is not what the pass found gets its own.
     let recorded = intents.recorded.into_inner().unwrap_or_else(|e| e.into_inner());

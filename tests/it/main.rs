@@ -21,6 +21,7 @@ mod faults;
 mod footprint;
 mod gitops;
 mod hostile;
+mod kstatus;
 mod late_secrets;
 mod observe;
 mod probe;
