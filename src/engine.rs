@@ -76,6 +76,14 @@ pub struct Intent {
 pub trait Vault: Sync {
     /// The Employee's own password (from `passwordSecretRef`), if any.
     fn password(&self, owner: &Owner) -> Option<Secret>;
+
+    /// Why the password the Employee refers to cannot be had (its Secret or key does
+    /// not exist yet), naming them; `None` when it has one or refers to none. Such an
+    /// Employee gets no account until it can: a generated password in its place could
+    /// never be replaced on a system that cannot update.
+    fn missing(&self, _owner: &Owner) -> Option<String> {
+        None
+    }
 }
 
 /// What one pass decided and did.
@@ -246,6 +254,19 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
             entries.insert(e.owner.clone(), None);
         }
         let Some(membership) = membership else { continue };
+        // Waits for its password only while it has no account: one it claims is kept in
+        // line without it (no password change is planned without a fingerprint).
+        if let Some(why) = vault.missing(&e.owner)
+            && entry.is_none_or(|entry| claim_of(&e.owner, entry).is_none())
+        {
+            let message =
+                format!("{}: {why}; no account is created until it exists", reason::PASSWORD_SECRET_MISSING);
+            let mut waiting = entry_with(entry, name, AccountState::Pending, Some(message));
+            // A pending entry with an extension is a claim on a create: this is none.
+            waiting.extension = None;
+            entries.insert(e.owner.clone(), Some(waiting));
+            continue;
+        }
         match backend.desired(e.spec, membership) {
             Ok(attributes) => desired.push(Arc::new(Desired {
                 owner: e.owner.clone(),
@@ -553,6 +574,18 @@ pub async fn sync<B: Backend, S: IntentStore, V: Vault>(
     Ok(report)
 }
 
+/// A write that failed, its message led by the reason the Employee's conditions give
+/// it: one the PBX is retried past (`PbxUnreachable`), or one only a person can mend.
+fn failed(what: &str, e: &backends::Error) -> Applied {
+    let why = match e {
+        backends::Error::Transient { .. } | backends::Error::Protocol { .. } => reason::PBX_UNREACHABLE,
+        backends::Error::Auth { .. } => reason::AUTH_FAILED,
+        backends::Error::Conflict { .. } => reason::EXTENSION_TAKEN,
+        _ => reason::VALIDATION_FAILED,
+    };
+    Applied::Failed { message: format!("{why}: {what} failed: {e}") }
+}
+
 /// What an Employee whose write waits for the quota's reset is told.
 fn rate_limited_note<B: Backend>(backend: &B, name: &str, what: &str, now: &Time) -> String {
     let reset = backend.quota().and_then(|q| q.reset_at).map(|at| quota::wall(now, at).0.to_string());
@@ -753,8 +786,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                     Ok(()) => Applied::Gone {
                         event: ("Deleted", format!("deleted account {} on {name}", d.account.id)),
                     },
-                    Err(e) => held("delete", &e)
-                        .unwrap_or_else(|| Applied::Failed { message: format!("delete failed: {e}") }),
+                    Err(e) => held("delete", &e).unwrap_or_else(|| failed("delete", &e)),
                 };
                 (d.owner.clone(), result)
             }
@@ -786,8 +818,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                         fingerprint: password.as_ref().map(|p| fingerprint(&u.desired.owner, p)),
                         event: ("Updated", format!("updated {} on {name}", describe_changes(&u.changes))),
                     },
-                    Err(e) => held("update", &e)
-                        .unwrap_or_else(|| Applied::Failed { message: format!("update failed: {e}") }),
+                    Err(e) => held("update", &e).unwrap_or_else(|| failed("update", &e)),
                 };
                 (u.desired.owner.clone(), result)
             }
@@ -844,9 +875,8 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                             format!("took over account {} on {name} ({:?})", a.account.id, a.reason),
                         ),
                     },
-                    Err(e) => held("adoption", &e).unwrap_or_else(|| Applied::Failed {
-                        message: format!("adopting account {} failed: {e}", a.account.id),
-                    }),
+                    Err(e) => held("adoption", &e)
+                        .unwrap_or_else(|| failed(&format!("adopting account {}", a.account.id), &e)),
                 };
                 (a.desired.owner.clone(), result)
             }
@@ -946,9 +976,7 @@ async fn apply<B: Backend, S: IntentStore, V: Vault>(
                             ),
                         }
                     }
-                    Err(e) => Applied::Failed {
-                        message: format!("{}: create refused: {e}", reason::VALIDATION_FAILED),
-                    },
+                    Err(e) => failed("create", &e),
                 };
                 (c.desired.owner.clone(), result, fingerprint)
             }

@@ -58,8 +58,8 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         group: "switchboard.dev",
         resource: "phonesystems",
-        verbs: &["list", "watch"],
-        why: "the unit of work",
+        verbs: &["list", "watch", "patch"],
+        why: "the unit of work; its finalizer (added and removed with a JSON patch) holds it until its accounts are handled",
         scope: Scope::Watched,
     },
     Permission {
@@ -74,6 +74,13 @@ pub const PERMISSIONS: &[Permission] = &[
         resource: "secrets",
         verbs: &["get", "list", "watch", "create", "patch"],
         why: "metadata watched (list, watch); the data of referred credentials and passwords read with a GET; generated passwords (create, patch)",
+        scope: Scope::Watched,
+    },
+    Permission {
+        group: "",
+        resource: "namespaces",
+        verbs: &["get"],
+        why: "a deleted PhoneSystem: is its namespace being deleted (accounts deleted) or not (accounts released)",
         scope: Scope::Watched,
     },
     Permission {

@@ -84,6 +84,9 @@ pub struct Metrics {
     /// the Secrets of Employees' `passwordSecretRef`s (of every other Secret, only
     /// metadata).
     pub secrets_held: Gauge,
+    /// Accounts left on a phone system when its namespace was deleted (each also named
+    /// in the log and an `AccountsLeft` event).
+    pub accounts_left: Counter,
     registry: Registry,
 }
 
@@ -106,6 +109,7 @@ impl Default for Metrics {
             guard_trips: Family::default(),
             leader: Gauge::default(),
             secrets_held: Gauge::default(),
+            accounts_left: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -142,6 +146,11 @@ impl Default for Metrics {
             "secrets_held",
             "Secrets whose data is held in memory (referred credentials and passwords; of others only metadata)",
             m.secrets_held.clone(),
+        );
+        registry.register(
+            "accounts_left",
+            "Accounts left on a phone system by a namespace teardown (see the AccountsLeft events)",
+            m.accounts_left.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -354,6 +354,10 @@ pub enum AccountState {
     /// The system's API cannot make the change (e.g. no update on Thulium); a person
     /// must make it by hand.
     ManualActionRequired,
+    /// The PhoneSystem was deleted on its own (its namespace stays): the account is left
+    /// on the system, still claimed here, and taken back if the PhoneSystem is created
+    /// again.
+    Released,
 }
 
 impl EmployeeSpec {

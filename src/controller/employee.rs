@@ -3,12 +3,23 @@
 //! per-system entries the passes write.
 //!
 //! Conditions are applied only when they change, and not while the only news would be
-//! that a system's first pass has not reached the Employee yet ("not synced yet"): that
-//! state normally lasts the few seconds until the pass writes the Employee's entry, and
-//! writing it would cost every new Employee one more write. If it lasts past
-//! [`FIRST_PASS_GRACE`], it is written.
+//! that a system's first pass has not reached the Employee yet ("not synced yet"), nor
+//! while a pass of one of its systems has yet to plan from its generation: those states
+//! normally last the few seconds until the pass, and writing them would cost every new
+//! or edited Employee one more write. Meanwhile `status.observedGeneration` stays behind
+//! `metadata.generation`, which kstatus (and the health checks in `docs/gitops.md`) read
+//! as in progress: the status never claims a generation no pass has planned from. If the
+//! wait lasts past [`FIRST_PASS_GRACE`] (a system that cannot be listed), it is written,
+//! as `Reconciling` with reason `PassPending`.
+//!
+//! Which generation each system's last pass planned an Employee from is kept in memory
+//! ([`Planned`]); a pass reports to this controller the Employees it planned from a
+//! generation their status does not record yet, as its entry write would not when the
+//! entry stayed the same (an edit the account already matched, a field that system does
+//! not keep).
 
 use std::{
+    collections::{BTreeSet, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -79,12 +90,13 @@ async fn conditions(ctx: &Context, e: &Arc<Employee>) -> Result<Action, Error> {
     let e = ctx.employees.fresh(e.clone());
     let key = ObjectRef::from(e.as_ref());
     let existing = status::systems_in(ctx, &e);
-    let wanted = status::conditions_of(&e, &existing, &ctx.now());
+    let behind = if status::generation_pending(&e) { ctx.behind(&e, &existing) } else { BTreeSet::new() };
+    let wanted = status::conditions_of(&e, &existing, &behind, &ctx.now());
     if status::owned_by_conditions(e.status.as_ref()) == wanted {
         ctx.forget_wait(&key);
         return Ok(Action::await_change());
     }
-    if status::awaiting_first_pass(&e, &existing) {
+    if !behind.is_empty() || status::awaiting_first_pass(&e, &existing) {
         let waited = ctx.waiting_since(&key, e.metadata.generation).elapsed();
         if waited < FIRST_PASS_GRACE {
             return Ok(Action::requeue(FIRST_PASS_GRACE - waited));
@@ -104,4 +116,8 @@ pub fn error_policy(_e: Arc<Employee>, error: &Error, _ctx: Arc<Context>) -> Act
 }
 
 /// When this process first saw an Employee (at a generation) waiting for a first pass.
-pub type Waits = std::collections::HashMap<ObjectRef<Employee>, (Option<i64>, Instant)>;
+pub type Waits = HashMap<ObjectRef<Employee>, (Option<i64>, Instant)>;
+
+/// The generation each system's last pass planned each Employee from: by Employee, by
+/// system name.
+pub type Planned = HashMap<ObjectRef<Employee>, HashMap<String, Option<i64>>>;

@@ -9,8 +9,9 @@
 //!   apply` of 700 Employees is a handful of passes; requeued every `resyncInterval` for
 //!   drift correction.
 //! - The Employee controller ([`employee`]) keeps the finalizer (an Employee leaves only
-//!   once its accounts are deleted or released) and the Employee's `Ready`/`Synced`
-//!   conditions, computed from the per-system entries the passes write.
+//!   once its accounts are deleted or released) and the Employee's conditions (`Ready`,
+//!   `Synced`, and kstatus's `Reconciling`/`Stalled`), computed from the per-system
+//!   entries the passes write and from which generation each pass planned from.
 //!
 //! Status is written by server-side apply, one field manager per writer ([`status`],
 //! [`system_status`]); nothing is read before it is written, and writes are made only
@@ -32,6 +33,7 @@ mod pass;
 mod secrets;
 mod status;
 mod system_status;
+mod teardown;
 mod watches;
 
 use std::{
@@ -109,6 +111,9 @@ pub struct Config {
     pub leader_election: Option<lease::LeaseConfig>,
     /// How long the passes in flight at shutdown may take before they are abandoned.
     pub shutdown_timeout: Duration,
+    /// How long a namespace teardown may wait for a PhoneSystem's accounts to be deleted
+    /// before it lets the PhoneSystem go and reports what is left ([`teardown`]).
+    pub teardown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -122,6 +127,8 @@ impl Default for Config {
             health: Arc::default(),
             leader_election: None,
             shutdown_timeout: Duration::from_secs(20),
+            // With the namespace controller's own rechecks (8 s), well within a minute.
+            teardown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -147,6 +154,13 @@ struct Context {
     backends: Mutex<HashMap<ObjectRef<PhoneSystem>, CachedBackend>>,
     /// Employees waiting for a first pass, and since when ([`employee`]).
     waits: Mutex<employee::Waits>,
+    /// The generation each system's last pass planned each Employee from ([`employee`]).
+    planned: Mutex<employee::Planned>,
+    /// Employees a pass planned from a generation their status does not record yet: the
+    /// Employee controller looks at them again.
+    replan: tokio::sync::mpsc::UnboundedSender<ObjectRef<Employee>>,
+    /// PhoneSystems in a namespace teardown, since when this process saw it.
+    teardowns: Mutex<HashMap<ObjectRef<PhoneSystem>, Instant>>,
     /// Whether this instance may write (always, without leader election).
     leading: watch::Receiver<bool>,
     /// Set at shutdown: no pass starts any more.
@@ -208,6 +222,35 @@ impl Context {
         self.waits.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
+    /// Records that a pass of `system` planned from these Employees, and hands the
+    /// Employee controller those whose status does not record that generation yet.
+    fn planned_from<'a>(&self, system: &str, employees: impl Iterator<Item = &'a Employee>) {
+        let mut planned = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        for e in employees {
+            let key = ObjectRef::from(e);
+            planned.entry(key.clone()).or_default().insert(system.to_owned(), e.metadata.generation);
+            if status::generation_pending(e) {
+                // Only fails once the Employee controller is gone (shutdown).
+                let _ = self.replan.send(key);
+            }
+        }
+    }
+
+    /// The systems, of those the Employee concerns, whose last pass in this process did
+    /// not plan from its generation.
+    fn behind(
+        &self,
+        e: &Employee,
+        existing: &std::collections::BTreeSet<String>,
+    ) -> std::collections::BTreeSet<String> {
+        let planned = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        let by_system = planned.get(&ObjectRef::from(e));
+        status::concerned(e, existing)
+            .into_iter()
+            .filter(|system| by_system.and_then(|p| p.get(system)).is_none_or(|g| *g < e.metadata.generation))
+            .collect()
+    }
+
     /// After a pass: lets go of what belongs to objects that are gone (the backend of a
     /// deleted PhoneSystem holds its credentials; a deleted Employee's password), and
     /// updates the gauge of Secrets whose data is held.
@@ -222,6 +265,14 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|key, _| self.employees.store().get(key).is_some());
+        self.planned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| self.employees.store().get(key).is_some());
+        self.teardowns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| self.systems.store().get(key).is_some());
         let (passwords, _) = self.passwords.held_counts();
         self.config.metrics.secrets_held.set(i64::try_from(backends + passwords).unwrap_or(i64::MAX));
     }
@@ -281,7 +332,11 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let systems = Arc::new(Cache::new(systems_store.clone()));
     let (system_triggers, system_events) = Subscriber::new();
     let system_triggers = system_triggers.filtered(watches::changed(|p: &PhoneSystem| {
-        (p.metadata.generation, p.annotations().get(ALLOW_DELETIONS).cloned())
+        (
+            p.metadata.generation,
+            p.annotations().get(ALLOW_DELETIONS).cloned(),
+            p.metadata.deletion_timestamp.is_some(),
+        )
     }));
     let systems_watch = watches::run(
         watcher(api_for::<PhoneSystem>(&client, ns), watch_config.clone())
@@ -309,6 +364,8 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let (stopping_tx, stopping) = watch::channel(false);
     let metrics = config.metrics.clone();
     metrics.leader.set(i64::from(config.leader_election.is_none()));
+    let (replan_tx, mut replan_rx) = tokio::sync::mpsc::unbounded_channel();
+    let replans = futures_util::stream::poll_fn(move |cx| replan_rx.poll_recv(cx));
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
@@ -319,6 +376,9 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         recorder: Recorder::new(client.clone(), reporter),
         backends: Mutex::new(HashMap::new()),
         waits: Mutex::default(),
+        planned: Mutex::default(),
+        replan: replan_tx,
+        teardowns: Mutex::default(),
         leading,
         stopping: stopping.clone(),
     });
@@ -350,6 +410,7 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
     let employees_controller =
         Controller::for_shared_stream(for_employee_controller, employees_store.clone())
             .with_config(controller::Config::default().debounce(Duration::from_millis(200)))
+            .reconcile_on(replans)
             .graceful_shutdown_on(stopped(stopping))
             .run(employee::reconcile, employee::error_policy, ctx)
             .for_each(|result| async move {

@@ -38,6 +38,7 @@ use super::{
     ALLOW_DELETIONS, Admission, CachedBackend, Context, Error, secrets,
     status::{self, Written},
     system_status,
+    teardown::{self, Ended},
 };
 use crate::{
     api::{
@@ -125,7 +126,11 @@ struct Seen {
 }
 
 /// The entry that stands for a create intent recorded in the system's status.
-fn intent_entry(system: &str, pending: &PendingCreate, stored: Option<&AccountStatus>) -> AccountStatus {
+pub(super) fn intent_entry(
+    system: &str,
+    pending: &PendingCreate,
+    stored: Option<&AccountStatus>,
+) -> AccountStatus {
     AccountStatus {
         name: system.to_owned(),
         external_id: None,
@@ -137,6 +142,9 @@ fn intent_entry(system: &str, pending: &PendingCreate, stored: Option<&AccountSt
     }
 }
 
+/// How soon a namespace teardown looks again at accounts still being deleted.
+const TEARDOWN_RETRY: Duration = Duration::from_secs(1);
+
 async fn sync_system(
     system: Arc<PhoneSystem>,
     ctx: Arc<Context>,
@@ -144,10 +152,57 @@ async fn sync_system(
     name: String,
 ) -> Result<(Outcome, Action), Error> {
     let system = ctx.systems.fresh(system);
+    if system.metadata.deletion_timestamp.is_some() {
+        return deleted(system, ctx, ns, name).await;
+    }
+    let system = teardown::hold(&ctx, system).await?;
+    pass(system, ctx, ns, name, false).await
+}
+
+/// A deleted PhoneSystem ([`teardown`]): in a namespace teardown, passes go on until
+/// nothing is claimed on it (or the wait is over); deleted alone, its accounts are
+/// released.
+async fn deleted(
+    system: Arc<PhoneSystem>,
+    ctx: Arc<Context>,
+    ns: String,
+    name: String,
+) -> Result<(Outcome, Action), Error> {
+    if !teardown::held(&system) {
+        return Ok(("deleted", Action::await_change()));
+    }
+    if !teardown::namespace_terminating(&ctx, &ns).await? {
+        teardown::release(&ctx, &system, &ns, &name).await?;
+        return Ok(("released", Action::await_change()));
+    }
+    let since = teardown::since(&ctx, &ObjectRef::from(system.as_ref()));
+    let (outcome, _) = match pass(system.clone(), ctx.clone(), ns.clone(), name.clone(), true).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(error = %e, "teardown pass failed");
+            ("error", Action::requeue(TEARDOWN_RETRY))
+        }
+    };
+    // Without credentials (none were read before the Secret went), nothing can change.
+    let hopeless = outcome == "unready";
+    let system = ctx.systems.fresh(system);
+    match teardown::after_pass(&ctx, &system, &ns, &name, since, hopeless).await? {
+        Ended::Gone => Ok(("teardown", Action::await_change())),
+        Ended::Waiting => Ok(("teardown", Action::requeue(TEARDOWN_RETRY))),
+    }
+}
+
+async fn pass(
+    system: Arc<PhoneSystem>,
+    ctx: Arc<Context>,
+    ns: String,
+    name: String,
+    teardown: bool,
+) -> Result<(Outcome, Action), Error> {
     let resync = system.spec.resync_interval().unwrap_or(Duration::from_secs(300));
     let started = std::time::Instant::now();
 
-    let backend = match backend_for(&ctx, &system, &ns).await? {
+    let backend = match backend_for(&ctx, &system, &ns, teardown).await? {
         Ok(backend) => backend,
         Err((reason, message)) => {
             system_status::unready(&ctx, &system, reason, &message).await?;
@@ -191,7 +246,10 @@ async fn sync_system(
             let e = &seen.get(&owner)?.object;
             Some(EmployeeView {
                 rank: e.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()).unwrap_or(0),
-                deleting: e.metadata.deletion_timestamp.is_some(),
+                // In a namespace teardown every Employee goes: its account is handled
+                // now, as its deletionPolicy says, not once the namespace controller
+                // reaches it.
+                deleting: teardown || e.metadata.deletion_timestamp.is_some(),
                 spec: &e.spec,
                 status,
                 owner,
@@ -200,6 +258,8 @@ async fn sync_system(
         .collect();
     secrets::prepare(&ctx, &ns, &views).await?;
 
+    // The guard holds in a namespace teardown too: a namespace deleted by mistake is the
+    // mass deletion it is there for. What it holds is reported as left (`teardown`).
     let allow_deletions =
         system.annotations().get(ALLOW_DELETIONS).and_then(|v| v.trim().parse::<u32>().ok());
     let options = Options { dry_run: false, allow_deletions, now: ctx.now(), progress: None };
@@ -254,6 +314,9 @@ async fn sync_system(
         Err(e) => return Err(e.into()),
     };
     ctx.config.metrics.record_report(&ns, &name, &report);
+    // Before the entries are written: the Employee controller, woken by their writes,
+    // must find this pass's plan on record.
+    ctx.planned_from(&name, seen.values().map(|s| s.object.as_ref()));
 
     // Entries: each Employee whose stored entry is not what the pass found gets its own.
     let recorded = intents.recorded.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -444,12 +507,24 @@ fn unchanged(ctx: &Context, seen: &Seen, system: &str) -> Option<Arc<Employee>> 
 /// The backend of `system`, reusing the cached one while its spec and the version of
 /// its credentials Secret hold; the Secret is read (one GET) only to build a new one.
 /// `Ok(Err(_))`: the system cannot be used as it is (the reason and message say why).
+///
+/// `teardown`: the namespace is being deleted, and its credentials Secret may be gone
+/// before the PhoneSystem: the backend built from the credentials last read serves on.
 async fn backend_for(
     ctx: &Context,
     system: &PhoneSystem,
     ns: &str,
+    teardown: bool,
 ) -> Result<Result<Arc<AnyBackend>, (&'static str, String)>, Error> {
-    let missing = |name: &str| Err((reason::CREDENTIALS_MISSING, format!("Secret {ns}/{name} not found")));
+    let key = ObjectRef::from(system);
+    let last = || {
+        let cache = ctx.backends.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(&key).map(|cached| cached.backend.clone())
+    };
+    let missing = |name: &str| match last().filter(|_| teardown) {
+        Some(backend) => Ok(backend),
+        None => Err((reason::CREDENTIALS_MISSING, format!("Secret {ns}/{name} not found"))),
+    };
     let secret = system.spec.credentials_secret_ref.as_ref().map(|r| r.name.as_str());
     let seen = match secret {
         Some(name) => match secrets::version_of(ctx, ns, name) {
@@ -458,7 +533,6 @@ async fn backend_for(
         },
         None => None,
     };
-    let key = ObjectRef::from(system);
     {
         let cache = ctx.backends.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cached) = cache.get(&key)
@@ -527,7 +601,7 @@ async fn publish(ctx: &Context, system: &PhoneSystem, event: &engine::Event) {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
     }

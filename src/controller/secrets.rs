@@ -197,6 +197,20 @@ impl Vault for HeldVault<'_> {
         let r = e.spec.password_secret_ref.as_ref()?;
         self.ctx.passwords.password(self.namespace, &r.name, &r.key)
     }
+
+    fn missing(&self, owner: &Owner) -> Option<String> {
+        let e = self.ctx.employees.get(&ObjectRef::<Employee>::new(&owner.name).within(self.namespace))?;
+        let r = e.spec.password_secret_ref.as_ref()?;
+        let ns = self.namespace;
+        let held = self.ctx.passwords.held();
+        match held.get(&(ns.to_owned(), r.name.clone())) {
+            None => Some(format!("Secret {ns}/{} (key {}) not found", r.name, r.key)),
+            Some(h) if !matches!(h.keys.get(&r.key), Some(Some(_))) => {
+                Some(format!("Secret {ns}/{} has no key {} (or it is empty)", r.name, r.key))
+            }
+            Some(_) => None,
+        }
+    }
 }
 
 /// The PhoneSystems a Secret matters to: by credentials, or by an Employee's password.

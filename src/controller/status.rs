@@ -36,7 +36,7 @@ use super::{Context, Error, MANAGER};
 use crate::{
     api::{
         AccountState, AccountStatus, Employee, EmployeeStatus,
-        conditions::{self, READY, SYNCED, reason},
+        conditions::{self, Abnormal, READY, SYNCED, reason},
     },
     backends::Secret as Password,
     plan::Owner,
@@ -186,6 +186,7 @@ fn problems(e: &Employee, existing: &BTreeSet<String>) -> (Vec<Problem>, usize) 
             Some(p) if p.state == AccountState::InSync => in_sync += 1,
             Some(p) => {
                 let why = match p.state {
+                    AccountState::Released => reason::PHONE_SYSTEM_NOT_FOUND,
                     AccountState::Conflict => reason::EXTENSION_TAKEN,
                     AccountState::ManualActionRequired => {
                         if p.message.as_deref().is_some_and(|m| m.starts_with(reason::DELETE_UNSUPPORTED)) {
@@ -195,10 +196,17 @@ fn problems(e: &Employee, existing: &BTreeSet<String>) -> (Vec<Problem>, usize) 
                         }
                     }
                     AccountState::Failed => reason_in(p.message.as_deref()),
-                    _ if p.message.as_deref().is_some_and(|m| m.starts_with(reason::RATE_LIMITED)) => {
-                        reason::RATE_LIMITED
-                    }
-                    _ => reason::PENDING,
+                    // Pending: the reasons its message starts with that a person may act
+                    // on or wait for; any other wait is `Pending`.
+                    _ => [
+                        reason::RATE_LIMITED,
+                        reason::PASSWORD_SECRET_MISSING,
+                        reason::DELETION_GUARD,
+                        reason::UNREADABLE_RECORDS,
+                    ]
+                    .into_iter()
+                    .find(|r| p.message.as_deref().is_some_and(|m| m.starts_with(r)))
+                    .unwrap_or(reason::PENDING),
                 };
                 let message = format!("{}: {}", m.name, p.message.as_deref().unwrap_or("pending"));
                 problems.push(problem(why, message, false));
@@ -215,9 +223,41 @@ pub fn awaiting_first_pass(e: &Employee, existing: &BTreeSet<String>) -> bool {
     !problems.is_empty() && problems.iter().all(|p| p.first_pass)
 }
 
+/// Whether the Employee's generation is still being waited for: not yet recorded in its
+/// status, or recorded as waiting for a pass ([`reason::PASS_PENDING`]). Only then do
+/// the passes' plans count ([`conditions_of`]'s `behind`): a status that recorded this
+/// generation as handled stays so, even in a process that has seen no pass yet.
+pub fn generation_pending(e: &Employee) -> bool {
+    let status = e.status.as_ref();
+    status.and_then(|s| s.observed_generation) != e.metadata.generation
+        || status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == conditions::RECONCILING && c.reason == reason::PASS_PENDING)
+        })
+}
+
+/// The existing systems whose passes the Employee's conditions wait for: those it lists
+/// or holds an entry on (a removed membership is a delete or release to come).
+pub fn concerned(e: &Employee, existing: &BTreeSet<String>) -> BTreeSet<String> {
+    let listed = e.spec.phone_systems.iter().map(|m| &m.name);
+    let held = e.status.iter().flat_map(|s| s.phone_systems.iter().map(|p| &p.name));
+    listed.chain(held).filter(|n| existing.contains(*n)).cloned().collect()
+}
+
 /// An Employee's conditions and summary, from its entries: the fields the Employee
-/// controller owns (entries are left out). Pure; `now` stamps a transition.
-pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> EmployeeStatus {
+/// controller owns (entries are left out). `behind`: the systems whose passes have not
+/// planned from this generation yet. Pure; `now` stamps a transition.
+///
+/// kstatus: `Reconciling` while anything settles by itself (an entry waiting, a pass
+/// due), else `Stalled` while a problem needs a person; neither when all is well
+/// ([`conditions::abnormal`] says which reason is which).
+pub fn conditions_of(
+    e: &Employee,
+    existing: &BTreeSet<String>,
+    behind: &BTreeSet<String>,
+    now: &Time,
+) -> EmployeeStatus {
     let current = e.status.clone().unwrap_or_default();
     let generation = e.metadata.generation;
     let (problems, in_sync) = problems(e, existing);
@@ -252,6 +292,32 @@ pub fn conditions_of(e: &Employee, existing: &BTreeSet<String>, now: &Time) -> E
     let mut conditions = current.conditions;
     conditions::set(&mut conditions, ready);
     conditions::set(&mut conditions, synced);
+    let of = |kind: Abnormal| {
+        problems
+            .iter()
+            .filter(|p| conditions::abnormal(p.reason) == kind)
+            .map(|p| (p.reason, p.message.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut reconciling = of(Abnormal::Reconciling);
+    if !behind.is_empty() {
+        let names = behind.iter().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let generation = generation.map(|g| format!(" {g}")).unwrap_or_default();
+        reconciling.push((
+            reason::PASS_PENDING,
+            format!("{names}: no pass has planned from generation{generation} yet"),
+        ));
+    }
+    let stalled = of(Abnormal::Stalled);
+    let join =
+        |found: &[(&str, String)]| found.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+    // While anything still moves on its own, the object is in progress, not stalled.
+    let abnormal = match (reconciling.first(), stalled.first()) {
+        (Some((why, _)), _) => Some((conditions::RECONCILING, *why, join(&reconciling))),
+        (None, Some((why, _))) => Some((conditions::STALLED, *why, join(&stalled))),
+        (None, None) => None,
+    };
+    conditions::set_abnormal(&mut conditions, abnormal, generation, now);
     EmployeeStatus {
         observed_generation: generation,
         conditions,
@@ -374,12 +440,110 @@ mod tests {
             )),
         )]);
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_900_000_000).unwrap());
-        let status = conditions_of(&e, &["cloud-pbx".to_owned()].into(), &now);
+        let status = conditions_of(&e, &["cloud-pbx".to_owned()].into(), &BTreeSet::new(), &now);
         let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason::RATE_LIMITED));
         assert!(ready.message.contains("2030-01-01T00:00:00Z"), "{}", ready.message);
         assert!(status.phone_systems.is_empty(), "entries belong to the passes");
         assert!(!awaiting_first_pass(&e, &["cloud-pbx".to_owned()].into()));
+    }
+
+    fn abnormal_of(status: &EmployeeStatus) -> Vec<(String, String)> {
+        status
+            .conditions
+            .iter()
+            .filter(|c| [conditions::RECONCILING, conditions::STALLED].contains(&c.type_.as_str()))
+            .map(|c| (c.type_.clone(), c.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn each_entry_state_sets_the_kstatus_condition_its_reason_means() {
+        let systems: BTreeSet<String> = ["cloud-pbx".to_owned()].into();
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_900_000_000).unwrap());
+        let msg = |r: &str| Some(format!("{r}: details"));
+        let cases = [
+            (entry(AccountState::InSync, None), None),
+            (entry(AccountState::Pending, Some(SENT_LIKE.into())), Some(("Reconciling", reason::PENDING))),
+            (
+                entry(AccountState::Pending, msg(reason::RATE_LIMITED)),
+                Some(("Reconciling", reason::RATE_LIMITED)),
+            ),
+            (
+                entry(AccountState::Pending, msg(reason::PASSWORD_SECRET_MISSING)),
+                Some(("Reconciling", reason::PASSWORD_SECRET_MISSING)),
+            ),
+            (
+                entry(AccountState::Failed, msg(reason::PBX_UNREACHABLE)),
+                Some(("Reconciling", reason::PBX_UNREACHABLE)),
+            ),
+            (
+                entry(AccountState::Conflict, msg(reason::EXTENSION_TAKEN)),
+                Some(("Stalled", reason::EXTENSION_TAKEN)),
+            ),
+            (
+                entry(AccountState::ManualActionRequired, msg(reason::UPDATE_UNSUPPORTED)),
+                Some(("Stalled", reason::UPDATE_UNSUPPORTED)),
+            ),
+            (
+                entry(AccountState::ManualActionRequired, msg(reason::DELETE_UNSUPPORTED)),
+                Some(("Stalled", reason::DELETE_UNSUPPORTED)),
+            ),
+            (entry(AccountState::Failed, msg(reason::AUTH_FAILED)), Some(("Stalled", reason::AUTH_FAILED))),
+            (
+                entry(AccountState::Failed, msg(reason::VALIDATION_FAILED)),
+                Some(("Stalled", reason::VALIDATION_FAILED)),
+            ),
+            (
+                entry(AccountState::Pending, msg(reason::DELETION_GUARD)),
+                Some(("Stalled", reason::DELETION_GUARD)),
+            ),
+            (
+                entry(AccountState::Pending, msg(reason::UNREADABLE_RECORDS)),
+                Some(("Stalled", reason::UNREADABLE_RECORDS)),
+            ),
+            (entry(AccountState::Released, None), Some(("Stalled", reason::PHONE_SYSTEM_NOT_FOUND))),
+        ];
+        for (entry, want) in cases {
+            let what = format!("{entry:?}");
+            let status = conditions_of(&anna(vec![entry]), &systems, &BTreeSet::new(), &now);
+            let want: Vec<(String, String)> =
+                want.into_iter().map(|(t, r)| (t.to_owned(), r.to_owned())).collect();
+            assert_eq!(abnormal_of(&status), want, "{what}");
+        }
+        // A system that does not exist needs a person too.
+        let status = conditions_of(&anna(vec![]), &BTreeSet::new(), &BTreeSet::new(), &now);
+        assert_eq!(abnormal_of(&status), [("Stalled".to_owned(), reason::PHONE_SYSTEM_NOT_FOUND.to_owned())]);
+    }
+
+    /// A message the engine gives a pending entry without a reason of its own.
+    const SENT_LIKE: &str = "create sent; its result is checked before any retry";
+
+    #[test]
+    fn a_pass_due_for_the_generation_keeps_it_reconciling_even_when_ready() {
+        let systems: BTreeSet<String> = ["cloud-pbx".to_owned()].into();
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_900_000_000).unwrap());
+        let mut e = anna(vec![entry(AccountState::InSync, None)]);
+        e.metadata.generation = Some(3);
+        let status = conditions_of(&e, &systems, &systems, &now);
+        assert_eq!(abnormal_of(&status), [("Reconciling".to_owned(), reason::PASS_PENDING.to_owned())]);
+        let c = status.conditions.iter().find(|c| c.type_ == conditions::RECONCILING).unwrap();
+        assert!(c.message.contains("cloud-pbx") && c.message.contains("generation 3"), "{}", c.message);
+        // Something still moving outweighs something stuck: in progress, not failed.
+        let mut e = anna(vec![entry(AccountState::Conflict, Some("ExtensionTaken: x".into()))]);
+        e.spec.phone_systems.push(serde_json::from_value(serde_json::json!({"name": "office-pbx"})).unwrap());
+        let both: BTreeSet<String> = ["cloud-pbx".to_owned(), "office-pbx".to_owned()].into();
+        let status = conditions_of(&e, &both, &BTreeSet::new(), &now);
+        assert_eq!(abnormal_of(&status), [("Reconciling".to_owned(), reason::PENDING.to_owned())]);
+        // The status remembers the wait; a status that recorded the generation does not.
+        e.status.as_mut().unwrap().observed_generation = e.metadata.generation;
+        assert!(!generation_pending(&e));
+        let mut conditions = status.conditions;
+        conditions.iter_mut().filter(|c| c.type_ == conditions::RECONCILING).for_each(|c| {
+            c.reason = reason::PASS_PENDING.into();
+        });
+        e.status.as_mut().unwrap().conditions = conditions;
+        assert!(generation_pending(&e));
     }
 
     #[test]

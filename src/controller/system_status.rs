@@ -1,8 +1,18 @@
 //! PhoneSystem status: conditions, counts, quota and the pending creates, applied whole
 //! by the system's passes (its only writer). Each write happens only when it changes
 //! something a reader would see.
+//!
+//! kstatus's `Reconciling`/`Stalled` ride on these same writes ([`abnormal`]):
+//! `Reconciling` while a pass sends the creates it recorded (the intents' write, made
+//! before any create anyway) and while writes or the pass wait for the request quota;
+//! `Stalled` for what only a person mends (`AuthFailed`, `CredentialsMissing`,
+//! `InvalidSpec`, `DeletionGuardTripped`, `UnreadableRecords`); neither otherwise. A new
+//! generation needs no condition: `observedGeneration` is written only by the pass that
+//! planned from it, so until then kstatus reads the lag as in progress.
 
 use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use kube::{
     Api, Resource, ResourceExt,
@@ -14,7 +24,7 @@ use super::{Context, Error, MANAGER};
 use crate::{
     api::{
         BackendKind, PhoneSystem, PhoneSystemStatus,
-        conditions::{self, READY, SYNCED, reason},
+        conditions::{self, Abnormal, READY, SYNCED, reason},
         phone_system::{PendingCreate, RequestQuota},
     },
     engine::Report,
@@ -25,15 +35,42 @@ pub fn pending(system: &PhoneSystem) -> &[PendingCreate] {
     system.status.as_ref().map(|s| s.pending_creates.as_slice()).unwrap_or_default()
 }
 
-/// Records create intents: `pending` replaces the list, nothing else changes.
+/// Records create intents: `pending` replaces the list, and the system is
+/// `Reconciling` while they are sent (the pass's last write says how it ended).
 pub async fn record_pending(
     ctx: &Context,
     system: &PhoneSystem,
     pending: Vec<PendingCreate>,
 ) -> Result<(), Error> {
     let mut status = system.status.clone().unwrap_or_default();
+    if !pending.is_empty() {
+        let message = format!("sending {} create(s)", pending.len());
+        let generation = status.observed_generation;
+        let creating = Some((conditions::RECONCILING, reason::CREATING, message));
+        conditions::set_abnormal(&mut status.conditions, creating, generation, &ctx.now());
+    }
     status.pending_creates = pending;
     apply(ctx, system, status).await
+}
+
+/// kstatus's condition for the system's `Ready` and `Synced` as a pass leaves them: the
+/// first abnormal of the two. A PBX that is down is left to `Ready=False` (see
+/// [`conditions::abnormal`]); `Synced=False ValidationFailed` says that some Employees
+/// failed, which stalls them, not the system.
+fn abnormal(status: &mut PhoneSystemStatus, generation: Option<i64>, now: &Time) {
+    let found = [READY, SYNCED].into_iter().find_map(|type_| {
+        let c = status.conditions.iter().find(|c| c.type_ == type_ && c.status != "True")?;
+        let which = match conditions::abnormal(&c.reason) {
+            _ if c.reason == reason::PBX_UNREACHABLE => return None,
+            _ if c.type_ == SYNCED && c.reason == reason::VALIDATION_FAILED => return None,
+            Abnormal::Reconciling => conditions::RECONCILING,
+            Abnormal::Stalled => conditions::STALLED,
+            Abnormal::Neither => return None,
+        };
+        Some((which, c.reason.clone(), c.message.clone()))
+    });
+    let found = found.as_ref().map(|(which, why, message)| (*which, why.as_str(), message.clone()));
+    conditions::set_abnormal(&mut status.conditions, found, generation, now);
 }
 
 /// Applies the whole status: the passes are its only writer.
@@ -81,6 +118,7 @@ pub async fn rate_limited(
         &mut status.conditions,
         conditions::new(SYNCED, false, reason::RATE_LIMITED, message, generation, &now),
     );
+    abnormal(&mut status, generation, &now);
     status.backend = kind_of(system);
     status.observed_generation = generation;
     status.quota = Some(quota.clone());
@@ -117,6 +155,7 @@ pub async fn unready(
     let before = status.clone();
     conditions::set(&mut status.conditions, conditions::new(READY, false, why, message, generation, &now));
     conditions::set(&mut status.conditions, conditions::new(SYNCED, false, why, message, generation, &now));
+    abnormal(&mut status, generation, &now);
     status.backend = kind_of(system);
     status.observed_generation = generation;
     if status == before {
@@ -207,6 +246,7 @@ pub async fn synced(
         conditions::new(SYNCED, true, reason::SYNCED, "every planned change was applied", generation, &now)
     };
     conditions::set(&mut status.conditions, synced);
+    abnormal(&mut status, generation, &now);
     status.backend = kind_of(system);
     status.counts = Some(report.counts.clone());
     // policy: observe: what the pass planned and did not write.

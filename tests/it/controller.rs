@@ -568,6 +568,11 @@ impl World {
             let patch = json!({"metadata": {"finalizers": null}});
             let _ = employees.patch(&e.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
         }
+        let systems: Api<PhoneSystem> = self.api();
+        for p in systems.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+            let patch = json!({"metadata": {"finalizers": null}});
+            let _ = systems.patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
+        }
         let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.ns, &DeleteParams::default()).await;
     }
 }

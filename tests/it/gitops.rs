@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, io::Write, process::Command, sync::OnceLock};
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube_cel::cel;
 use serde_json::{Value, json};
-use switchboard::api::conditions::{self, reason};
+use switchboard::api::conditions::{self, Abnormal, reason};
 
 fn page() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/gitops.md")).expect("docs/gitops.md")
@@ -174,7 +174,8 @@ fn the_health_checks_read_the_conditions_as_the_page_says() {
     let employee =
         |observed, conditions: &[(&str, bool, &str)]| object("Employee", observed, conditions, json!({}));
     let pbx = |conditions: &[(&str, bool, &str)], spec: Value| object("PhoneSystem", 2, conditions, spec);
-    let settles = [reason::PENDING, reason::RATE_LIMITED, reason::PBX_UNREACHABLE];
+    let settles =
+        [reason::PENDING, reason::RATE_LIMITED, reason::PBX_UNREACHABLE, reason::PASSWORD_SECRET_MISSING];
     let needs_a_person = [
         reason::EXTENSION_TAKEN,
         reason::UPDATE_UNSUPPORTED,
@@ -182,6 +183,8 @@ fn the_health_checks_read_the_conditions_as_the_page_says() {
         reason::VALIDATION_FAILED,
         reason::AUTH_FAILED,
         reason::PHONE_SYSTEM_NOT_FOUND,
+        reason::DELETION_GUARD,
+        reason::UNREADABLE_RECORDS,
     ];
     // (what, kind, object, Argo CD, Flux)
     let mut cases: Vec<(String, &str, Value, &str, Option<&str>)> = vec![
@@ -253,7 +256,14 @@ fn the_health_checks_read_the_conditions_as_the_page_says() {
         (
             "a PhoneSystem waiting for its quota".into(),
             "PhoneSystem",
-            pbx(&[("Ready", true, reason::IN_SYNC), ("Synced", false, reason::RATE_LIMITED)], json!({})),
+            pbx(
+                &[
+                    ("Ready", true, reason::IN_SYNC),
+                    ("Synced", false, reason::RATE_LIMITED),
+                    ("Reconciling", true, reason::RATE_LIMITED),
+                ],
+                json!({}),
+            ),
             "Progressing",
             Some("inProgress"),
         ),
@@ -265,37 +275,91 @@ fn the_health_checks_read_the_conditions_as_the_page_says() {
             Some("current"),
         ),
     ];
+    // Each reason with and without the kstatus condition the operator now writes with it
+    // (`conditions::abnormal`): statuses of older versions have none.
+    let kstatus = |why: &'static str| match conditions::abnormal(why) {
+        Abnormal::Reconciling => Some(("Reconciling", true, why)),
+        Abnormal::Stalled => Some(("Stalled", true, why)),
+        Abnormal::Neither => None,
+    };
     for why in settles {
-        cases.push((
-            format!("an Employee {why}"),
-            "Employee",
-            employee(2, &[("Ready", false, why)]),
-            "Progressing",
-            Some("inProgress"),
-        ));
+        assert_eq!(conditions::abnormal(why), Abnormal::Reconciling, "{why}");
+        for with in [None, kstatus(why)] {
+            let conds: Vec<_> = [("Ready", false, why)].into_iter().chain(with).collect();
+            let o = employee(2, &conds);
+            cases.push((
+                format!("an Employee {why} {with:?}"),
+                "Employee",
+                o,
+                "Progressing",
+                Some("inProgress"),
+            ));
+        }
     }
     for why in needs_a_person {
-        cases.push((
-            format!("an Employee {why}"),
-            "Employee",
-            employee(2, &[("Ready", false, why)]),
-            "Degraded",
-            Some("failed"),
-        ));
+        assert_eq!(conditions::abnormal(why), Abnormal::Stalled, "{why}");
+        for with in [None, kstatus(why)] {
+            let conds: Vec<_> = [("Ready", false, why)].into_iter().chain(with).collect();
+            let o = employee(2, &conds);
+            cases.push((format!("an Employee {why} {with:?}"), "Employee", o, "Degraded", Some("failed")));
+        }
     }
+    cases.push((
+        "an Employee whose generation waits for a pass".into(),
+        "Employee",
+        employee(2, &[("Ready", true, reason::IN_SYNC), ("Reconciling", true, reason::PASS_PENDING)]),
+        "Progressing",
+        Some("inProgress"),
+    ));
     for why in
         [reason::PBX_UNREACHABLE, reason::AUTH_FAILED, reason::CREDENTIALS_MISSING, reason::INVALID_SPEC]
     {
-        let o = pbx(&[("Ready", false, why), ("Synced", false, why)], json!({}));
+        // The PhoneSystem's own PbxUnreachable is left to Ready (`system_status`).
+        let with = kstatus(why).filter(|_| why != reason::PBX_UNREACHABLE);
+        let conds: Vec<_> = [("Ready", false, why), ("Synced", false, why)].into_iter().chain(with).collect();
+        let o = pbx(&conds, json!({}));
         cases.push((format!("a PhoneSystem {why}"), "PhoneSystem", o, "Degraded", Some("failed")));
     }
     for why in [reason::DELETION_GUARD, reason::UNREADABLE_RECORDS] {
-        let o = pbx(&[("Ready", true, reason::IN_SYNC), ("Synced", false, why)], json!({}));
+        let conds: Vec<_> = [("Ready", true, reason::IN_SYNC), ("Synced", false, why)]
+            .into_iter()
+            .chain(kstatus(why))
+            .collect();
+        let o = pbx(&conds, json!({}));
         cases.push((format!("a PhoneSystem {why}"), "PhoneSystem", o, "Degraded", Some("failed")));
     }
+    cases.push((
+        "a PhoneSystem sending its creates".into(),
+        "PhoneSystem",
+        pbx(
+            &[
+                ("Ready", true, reason::IN_SYNC),
+                ("Synced", true, reason::SYNCED),
+                ("Reconciling", true, reason::CREATING),
+            ],
+            json!({}),
+        ),
+        "Progressing",
+        Some("inProgress"),
+    ));
     let mut seen = BTreeMap::new();
     for (what, kind, object, argo, flux) in &cases {
         assert_eq!(flux_health(kind, object), *flux, "Flux, {what}");
+        // Where the operator wrote its kstatus conditions, kstatus alone agrees with the
+        // expressions, but for the two places the page names.
+        let (computed, _) = crate::kstatus::compute(object);
+        let has_kstatus = object["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Reconciling" || c["type"] == "Stalled"));
+        let expected = match *flux {
+            Some("inProgress") => "InProgress",
+            Some("failed") => "Failed",
+            _ => "Current",
+        };
+        let down = what.ends_with(reason::PBX_UNREACHABLE) && *kind == "PhoneSystem";
+        if object.get("status").is_some() && (has_kstatus || expected != "Failed") && !down {
+            assert_eq!(computed, expected, "kstatus, {what}");
+        }
         if let Some((status, message)) = argo_health(kind, object) {
             assert_eq!(status, *argo, "Argo CD, {what}: {message}");
             *seen.entry(status).or_insert(0) += 1;

@@ -3,6 +3,7 @@
 
 mod apiserver;
 mod apiserver_apply;
+mod apiserver_namespaces;
 mod backend_apio;
 mod backend_apio_dialects;
 mod backend_mikopbx;
@@ -20,6 +21,8 @@ mod faults;
 mod footprint;
 mod gitops;
 mod hostile;
+mod kstatus;
+mod late_secrets;
 mod observe;
 mod probe;
 mod production;
@@ -32,6 +35,7 @@ mod sim_mikopbx;
 mod sim_ringostat;
 mod sim_telphin;
 mod sim_thulium;
+mod teardown;
 mod tryit;
 
 // Test support (the fake API server) in `tests/support/`; not every helper is used yet.

@@ -24,6 +24,7 @@ use tokio::{
 use super::{
     Options, RequestRecord,
     managed::{Op, Writer},
+    namespaces,
     resources::{self, RESOURCES, ResourceDef},
     selectors::{FieldSelector, LabelSelector},
     store::{ApiError, Change, ChangeKind, ListQuery, PatchKind, Store, WatchStart},
@@ -150,13 +151,21 @@ async fn handle(
         .unwrap_or_else(|| user_agent.split('/').next().unwrap_or("").to_owned());
     let writer = Writer { manager, subresource: if target.status { "status" } else { "" }, op: Op::Update };
     let mut store = shared.store.lock().unwrap();
+    let namespace_delete = verb == "delete" && namespaces::started_terminating(target.res);
+    let was_terminating = namespace_delete && target.name.as_deref().is_some_and(|n| store.terminating(n));
     let result = serve(&mut store, &target, verb, patch_type, &content_type, &query, &body, &writer);
     record.code = match &result {
         Ok((code, _)) => *code,
         Err(e) => e.code,
     };
+    let terminating =
+        namespace_delete && !was_terminating && target.name.as_deref().is_some_and(|n| store.terminating(n));
     store.requests.push(record);
     drop(store);
+    if let (true, Some(name)) = (terminating, target.name.clone()) {
+        // The namespace controller's part, started once per deletion.
+        tokio::spawn(namespaces::terminate(shared.clone(), name));
+    }
     match result {
         Ok((code, doc)) => {
             let doc = if !partial {

@@ -67,8 +67,11 @@
 //!   of built-ins (Events, Leases) as granular maps and atomic lists.
 //! - Strategic merge patch is accepted for built-ins only, as a JSON merge patch (lists
 //!   replaced, not merged by key); CRDs answer 415 as the real server does.
-//! - No schema validation, defaulting, pruning or CEL rules; no admission; no RBAC or
-//!   authentication; namespaces need not exist; `dryRun` is refused (400);
+//! - No schema validation, defaulting, pruning or CEL rules; no admission (but
+//!   `NamespaceLifecycle`'s 403 on a create in a terminating namespace); no RBAC or
+//!   authentication; namespaces need not exist (`default`, `kube-system`,
+//!   `kube-public` and `kube-node-lease` do, and a Namespace's deletion is the real
+//!   one's: [`namespaces`]); `dryRun` is refused (400);
 //!   `deletecollection` is 405; `gracePeriodSeconds` is ignored; garbage collection is
 //!   immediate and Foreground behaves as Background; `get` ignores `resourceVersion`.
 //! - One history for all resources; a watch or list `resourceVersion` newer than the
@@ -79,6 +82,7 @@
 
 mod http;
 mod managed;
+mod namespaces;
 pub mod resources;
 mod selectors;
 mod store;
@@ -107,11 +111,25 @@ pub struct Options {
     pub history_limit: usize,
     /// How often watches that allow bookmarks get one (the real server: about 1 min).
     pub bookmark_interval: Duration,
+    /// Resource types (`plural.group`) a namespace deletion deletes first, in this
+    /// order; the others follow ([`namespaces`]).
+    pub namespace_deletion_order: Vec<String>,
+    /// The time between two resource types of a namespace deletion (zero: all at once).
+    pub namespace_deletion_gap: Duration,
+    /// How long the namespace controller waits before it looks again at a namespace
+    /// whose content is held by finalizers (the real one: `15/2+1` s).
+    pub namespace_recheck: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { history_limit: 1000, bookmark_interval: Duration::from_secs(1) }
+        Options {
+            history_limit: 1000,
+            bookmark_interval: Duration::from_secs(1),
+            namespace_deletion_order: Vec::new(),
+            namespace_deletion_gap: Duration::ZERO,
+            namespace_recheck: Duration::from_secs(8),
+        }
     }
 }
 
@@ -166,6 +184,18 @@ pub async fn start_with(options: Options) -> FakeApiServer {
         watch_gate: Arc::default(),
         addr,
     });
+    {
+        // The namespaces every cluster has from its start.
+        let mut store = shared.store.lock().unwrap();
+        let writer =
+            managed::Writer { manager: "kube-apiserver".into(), subresource: "", op: managed::Op::Update };
+        let res = resources::find("", "v1", "namespaces").expect("namespaces are served");
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let namespace =
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            store.create(res, "", namespace, &writer).expect("a fresh store takes the initial namespaces");
+        }
+    }
     let app = http::router(shared.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

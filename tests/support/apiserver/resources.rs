@@ -130,7 +130,9 @@ pub const RESOURCES: &[ResourceDef] = &[
         .shape(phone_system_shape),
     ResourceDef::builtin("", "v1", "secrets", "Secret").normalize(secret_string_data).shape(secret_shape),
     ResourceDef::builtin("", "v1", "configmaps", "ConfigMap"),
-    ResourceDef::builtin("", "v1", "namespaces", "Namespace").cluster_scoped(),
+    ResourceDef::builtin("", "v1", "namespaces", "Namespace")
+        .cluster_scoped()
+        .normalize(super::namespaces::defaults),
     ResourceDef::builtin("", "v1", "events", "Event").create_on_update(),
     ResourceDef::builtin("events.k8s.io", "v1", "events", "Event").create_on_update(),
     ResourceDef::builtin("coordination.k8s.io", "v1", "leases", "Lease").create_on_update(),

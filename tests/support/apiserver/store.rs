@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use super::{
     RequestRecord,
     managed::{self, Managers, Op, Shape, Writer},
+    namespaces,
     resources::{RESOURCES, ResourceDef},
     selectors::{FieldSelector, LabelSelector},
 };
@@ -63,7 +64,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError { code, reason, message: message.into(), details: None }
     }
 
@@ -293,6 +294,29 @@ impl Store {
         object
     }
 
+    /// Whether namespace `name` exists and is being deleted (its content goes; nothing
+    /// new may be created in it).
+    pub(crate) fn terminating(&self, name: &str) -> bool {
+        let Some(res) = RESOURCES.iter().position(|r| r.group.is_empty() && r.plural == "namespaces") else {
+            return false;
+        };
+        self.object(res, "", name).is_some_and(|ns| ns.pointer("/metadata/deletionTimestamp").is_some())
+    }
+
+    /// The objects of resource `res` in namespace `ns`, by name.
+    pub(crate) fn names_in(&self, res: usize, ns: &str) -> Vec<String> {
+        self.objects.keys().filter(|k| k.0 == res && k.1 == ns).map(|k| k.2.clone()).collect()
+    }
+
+    /// Removes an object whatever holds it (the namespace controller's last step, once
+    /// its own finalizer is done and the content is gone).
+    pub(crate) fn purge(&mut self, res: usize, namespace: &str, name: &str) {
+        let key = Self::key(res, namespace, name);
+        if let Some(old) = self.objects.get(&key).cloned() {
+            self.remove(key, old, true);
+        }
+    }
+
     pub(crate) fn get(&self, res: usize, namespace: &str, name: &str) -> Result<Value, ApiError> {
         self.object(res, namespace, name).cloned().ok_or_else(|| ApiError::not_found(&RESOURCES[res], name))
     }
@@ -309,6 +333,9 @@ impl Store {
         let meta = meta_mut(&mut obj);
         check_namespace(def, namespace, meta)?;
         let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        if def.namespaced && self.terminating(namespace) {
+            return Err(namespaces::forbidden_in_terminating(def, &name, namespace));
+        }
         if name.is_empty() {
             let prefix = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
             if prefix.is_empty() {
@@ -656,7 +683,7 @@ impl Store {
         }
         let orphan = options.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
             || options.get("orphanDependents").and_then(Value::as_bool) == Some(true);
-        if !finalizers(&old).is_empty() {
+        if !finalizers(&old).is_empty() || namespaces::has_spec_finalizers(def, &old) {
             return Ok(self.mark_deleted(key, old));
         }
         let deleted = self.remove(key, old, !orphan);
@@ -681,6 +708,7 @@ impl Store {
             let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
             meta.insert("generation".into(), json!(generation + 1));
         }
+        namespaces::mark_terminating(def, &mut new);
         self.commit(key, ChangeKind::Modified, new, Some(old))
     }
 
