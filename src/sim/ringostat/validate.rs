@@ -270,8 +270,7 @@ impl RingostatSim {
                 p.rule("fio", "Name may contain only letters and spaces");
             } else if f.chars().count() > c.fio_max_len {
                 p.rule("fio", format!("Name must be at most {} characters long", c.fio_max_len));
-            } else if self.current().fio_unique && others().any(|s| s.fio.to_lowercase() == f.to_lowercase())
-            {
+            } else if self.current().fio_unique && others().any(|s| same_name(&s.fio, f)) {
                 p.clash("fio", format!("An employee named {f} already exists"));
             }
         }
@@ -394,5 +393,22 @@ impl RingostatSim {
             }),
             _ => Err(rpc_err(codes::INVALID_PARAMS, "Invalid params")),
         }
+    }
+}
+
+/// Names equal but for case, compared char by char: lower-casing two `String`s per
+/// employee per save made the simulator the bench's bottleneck at 10,000 employees.
+fn same_name(a: &str, b: &str) -> bool {
+    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_match_whatever_their_case_in_any_alphabet() {
+        assert!(super::same_name("Ivan Petrenko", "ivan PETRENKO"));
+        assert!(super::same_name("Иван Петренко", "иван ПЕТРЕНКО"));
+        assert!(!super::same_name("Иван Петренко", "Иван Петренк"));
+        assert!(!super::same_name("Ivan", "Ivana"));
     }
 }
