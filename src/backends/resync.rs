@@ -22,7 +22,7 @@
 //! listing began ([`Details::read_this_pass`]).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     hash::{DefaultHasher, Hash, Hasher},
     sync::{
         Mutex,
@@ -30,6 +30,8 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+use crate::plan::Field;
 
 /// How much of each record a listing reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,14 @@ pub enum Reading {
     WhenStale,
     /// None: no Employee declares a field only the detail holds.
     Never,
+}
+
+impl Reading {
+    /// What a pass reads when the Employees declare `declared`: the details where any of
+    /// those fields is one only the detail holds (`detail_only`), nothing otherwise.
+    pub fn of(declared: &BTreeSet<Field>, detail_only: impl Fn(&Field) -> bool) -> Self {
+        if declared.iter().any(detail_only) { Reading::WhenStale } else { Reading::Never }
+    }
 }
 
 /// The default of `detailRefreshInterval`.

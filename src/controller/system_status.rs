@@ -23,7 +23,7 @@ use serde_json::json;
 use super::{Context, Error, MANAGER};
 use crate::{
     api::{
-        BackendKind, PhoneSystem, PhoneSystemStatus,
+        PhoneSystem, PhoneSystemStatus,
         conditions::{self, Abnormal, READY, SYNCED, reason},
         phone_system::{PendingCreate, RequestQuota},
     },
@@ -94,8 +94,28 @@ pub async fn apply(ctx: &Context, system: &PhoneSystem, status: PhoneSystemStatu
     }
 }
 
-fn kind_of(system: &PhoneSystem) -> Option<BackendKind> {
-    system.spec.backend().ok().map(|b| b.kind())
+/// `Ready` is true whenever a pass got as far as the system's answer.
+const REACHABLE: (bool, &str, &str) = (true, reason::IN_SYNC, "reachable, credentials accepted");
+
+/// The status `system` gets with these `Ready` and `Synced` conditions (the kstatus
+/// conditions, backend and observedGeneration follow from them), and the one it has, to
+/// tell whether anything changed.
+fn conditioned(
+    system: &PhoneSystem,
+    now: &Time,
+    ready: (bool, &str, &str),
+    synced: (bool, &str, &str),
+) -> (PhoneSystemStatus, PhoneSystemStatus) {
+    let generation = system.metadata.generation;
+    let before = system.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    for (type_, (ok, why, message)) in [(READY, ready), (SYNCED, synced)] {
+        conditions::set(&mut status.conditions, conditions::new(type_, ok, why, message, generation, now));
+    }
+    abnormal(&mut status, generation, now);
+    status.backend = system.spec.backend().ok().map(|b| b.kind());
+    status.observed_generation = generation;
+    (status, before)
 }
 
 /// Records a pass that waits for the system's request quota to reset: the system is
@@ -106,21 +126,8 @@ pub async fn rate_limited(
     quota: &RequestQuota,
     message: &str,
 ) -> Result<(), Error> {
-    let now = ctx.now();
-    let generation = system.metadata.generation;
-    let mut status = system.status.clone().unwrap_or_default();
-    let before = status.clone();
-    conditions::set(
-        &mut status.conditions,
-        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
-    );
-    conditions::set(
-        &mut status.conditions,
-        conditions::new(SYNCED, false, reason::RATE_LIMITED, message, generation, &now),
-    );
-    abnormal(&mut status, generation, &now);
-    status.backend = kind_of(system);
-    status.observed_generation = generation;
+    let (mut status, before) =
+        conditioned(system, &ctx.now(), REACHABLE, (false, reason::RATE_LIMITED, message));
     status.quota = Some(quota.clone());
     if status == before {
         return Ok(());
@@ -149,19 +156,48 @@ pub async fn unready(
     why: &'static str,
     message: &str,
 ) -> Result<(), Error> {
-    let now = ctx.now();
-    let generation = system.metadata.generation;
-    let mut status = system.status.clone().unwrap_or_default();
-    let before = status.clone();
-    conditions::set(&mut status.conditions, conditions::new(READY, false, why, message, generation, &now));
-    conditions::set(&mut status.conditions, conditions::new(SYNCED, false, why, message, generation, &now));
-    abnormal(&mut status, generation, &now);
-    status.backend = kind_of(system);
-    status.observed_generation = generation;
+    let (status, before) = conditioned(system, &ctx.now(), (false, why, message), (false, why, message));
     if status == before {
         return Ok(());
     }
     apply(ctx, system, status).await
+}
+
+/// What `Synced` says of a completed pass: the first thing that kept it from applying
+/// its whole plan, or that it did.
+fn synced_condition(system: &PhoneSystem, report: &Report) -> (bool, &'static str, String) {
+    if report.plan.guard_tripped() {
+        let message = format!(
+            "{} deletions held: more than maxDeletionsPerSync; raise it or annotate {}",
+            report.plan.held_deletes.len(),
+            super::ALLOW_DELETIONS
+        );
+        (false, reason::DELETION_GUARD, message)
+    } else if report.unreadable > 0 {
+        let message = format!(
+            "{} record(s) on the system could not be read (see the events); no account is deleted, nor created on their extensions, until they can be",
+            report.unreadable
+        );
+        (false, reason::UNREADABLE_RECORDS, message)
+    } else if report.rate_limited > 0 {
+        let reset = report.quota.as_ref().and_then(|q| q.reset_time.as_ref());
+        let message = format!(
+            "{} write(s) wait for the request quota to reset{}; see the Employees",
+            report.rate_limited,
+            reset.map(|t| format!(" at {}", t.0)).unwrap_or_default()
+        );
+        (false, reason::RATE_LIMITED, message)
+    } else if !system.spec.policy.writes() && report.pending.total() > 0 {
+        // policy: observe: planned, deliberately not written.
+        let message = format!("policy observe: nothing written; a sync would make {}", report.pending);
+        (false, reason::OBSERVING, message)
+    } else if report.failures > 0 {
+        let message =
+            format!("{} account(s) could not be brought in line; see the Employees", report.failures);
+        (false, reason::VALIDATION_FAILED, message)
+    } else {
+        (true, reason::SYNCED, "every planned change was applied".to_owned())
+    }
 }
 
 /// Records a completed pass, if it changed anything a reader would see.
@@ -173,85 +209,11 @@ pub async fn synced(
     pending: Vec<PendingCreate>,
 ) -> Result<(), Error> {
     let now = ctx.now();
-    let generation = system.metadata.generation;
-    let mut status = system.status.clone().unwrap_or_default();
-    let before = status.clone();
-    conditions::set(
-        &mut status.conditions,
-        conditions::new(READY, true, reason::IN_SYNC, "reachable, credentials accepted", generation, &now),
-    );
-    let synced = if report.plan.guard_tripped() {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::DELETION_GUARD,
-            format!(
-                "{} deletions held: more than maxDeletionsPerSync; raise it or annotate {}",
-                report.plan.held_deletes.len(),
-                super::ALLOW_DELETIONS
-            ),
-            generation,
-            &now,
-        )
-    } else if report.unreadable > 0 {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::UNREADABLE_RECORDS,
-            format!(
-                "{} record(s) on the system could not be read (see the events); no account is deleted, nor created on their extensions, until they can be",
-                report.unreadable
-            ),
-            generation,
-            &now,
-        )
-    } else if report.rate_limited > 0 {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::RATE_LIMITED,
-            format!(
-                "{} write(s) wait for the request quota to reset{}; see the Employees",
-                report.rate_limited,
-                report
-                    .quota
-                    .as_ref()
-                    .and_then(|q| q.reset_time.as_ref())
-                    .map(|t| format!(" at {}", t.0))
-                    .unwrap_or_default()
-            ),
-            generation,
-            &now,
-        )
-    } else if !system.spec.policy.writes() && report.pending.total() > 0 {
-        // policy: observe: planned, deliberately not written.
-        conditions::new(
-            SYNCED,
-            false,
-            reason::OBSERVING,
-            format!("policy observe: nothing written; a sync would make {}", report.pending),
-            generation,
-            &now,
-        )
-    } else if report.failures > 0 {
-        conditions::new(
-            SYNCED,
-            false,
-            reason::VALIDATION_FAILED,
-            format!("{} account(s) could not be brought in line; see the Employees", report.failures),
-            generation,
-            &now,
-        )
-    } else {
-        conditions::new(SYNCED, true, reason::SYNCED, "every planned change was applied", generation, &now)
-    };
-    conditions::set(&mut status.conditions, synced);
-    abnormal(&mut status, generation, &now);
-    status.backend = kind_of(system);
+    let (ok, why, message) = synced_condition(system, report);
+    let (mut status, before) = conditioned(system, &now, REACHABLE, (ok, why, &message));
     status.counts = Some(report.counts.clone());
     // policy: observe: what the pass planned and did not write.
     status.pending_changes = Some(report.pending);
-    status.observed_generation = generation;
     status.pending_creates = pending;
     // The quota goes with any other change, or alone once it moved by a tenth.
     if status != before || report.writes > 0 || quota_moved(before.quota.as_ref(), report.quota.as_ref()) {

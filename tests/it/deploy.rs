@@ -9,13 +9,15 @@ fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn kustomize(dir: &str) -> Vec<Value> {
+/// `kubectl kustomize` of a folder of this repository, as documents.
+pub(crate) fn kustomize(dir: &str) -> Vec<Value> {
     let out = Command::new("kubectl")
         .args(["kustomize", &root().join(dir).display().to_string()])
         .output()
         .expect("kubectl is needed to render deploy/ (CI machines have it)");
     assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap()
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {

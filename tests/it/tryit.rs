@@ -19,6 +19,7 @@ use switchboard::{
 
 use crate::{
     controller::{World, eventually, ready},
+    deploy::kustomize,
     gitops::{argo_health, flux_health},
 };
 
@@ -167,15 +168,6 @@ fn print_manifests_names_the_urls_sim_serves_with_the_same_port() {
         .map(|(kind, url)| (kind.to_string(), url))
         .collect();
     assert_eq!(printed, served, "what --print-manifests points at is what sim served");
-}
-
-fn kustomize(dir: &str) -> Vec<Value> {
-    let out = Command::new("kubectl")
-        .args(["kustomize", &root().join(dir).display().to_string()])
-        .output()
-        .expect("kubectl is needed to render deploy/ (CI machines have it)");
-    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
-    parse(&String::from_utf8(out.stdout).unwrap())
 }
 
 #[test]
@@ -347,36 +339,20 @@ async fn the_examples_turn_ready_on_the_printed_manifests() {
     let claims = dir.with_extension("claims.yaml");
     std::fs::write(&claims, export).expect("write");
     let state = switchboard::state::State::from_cluster_export(&claims).expect("the export");
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let env = Default::default();
-    let verdict = switchboard::cli::run_with(
-        &dir,
-        &state,
-        false,
-        switchboard::cli::Format::Text,
-        &env,
-        &mut out,
-        &mut err,
-    )
-    .await
-    .expect("plan");
-    let text = String::from_utf8_lossy(&out);
-    assert_eq!(verdict, switchboard::cli::Verdict::InLine, "{text}{}", String::from_utf8_lossy(&err));
+    let plan = async |state: &switchboard::state::State| {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let env = Default::default();
+        let format = switchboard::cli::Format::Text;
+        let verdict = switchboard::cli::run_with(&dir, state, false, format, &env, &mut out, &mut err)
+            .await
+            .expect("plan");
+        (verdict, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+    };
+    let (verdict, text, err) = plan(&state).await;
+    assert_eq!(verdict, switchboard::cli::Verdict::InLine, "{text}{err}");
     assert_eq!(text.matches(": in line (").count(), 5, "{text}");
-    let blind = switchboard::state::State::in_memory();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let verdict = switchboard::cli::run_with(
-        &dir,
-        &blind,
-        false,
-        switchboard::cli::Format::Text,
-        &env,
-        &mut out,
-        &mut err,
-    )
-    .await
-    .expect("plan");
-    assert_ne!(verdict, switchboard::cli::Verdict::InLine, "{}", String::from_utf8_lossy(&out));
+    let (verdict, out, _) = plan(&switchboard::state::State::in_memory()).await;
+    assert_ne!(verdict, switchboard::cli::Verdict::InLine, "{out}");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&claims);
     world.finish(controller).await;

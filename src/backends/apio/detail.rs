@@ -116,12 +116,11 @@ impl Detail {
 
 /// How much of each record a pass with these declared fields reads.
 pub(super) fn reading(declared: &BTreeSet<Field>) -> Reading {
-    let detail_only = declared.iter().any(|field| match field {
+    Reading::of(declared, |field| match field {
         Field::Mobile => true,
         Field::Setting(key) => key == LANGUAGE || key == TIME_ZONE,
         _ => false,
-    });
-    if detail_only { Reading::WhenStale } else { Reading::Never }
+    })
 }
 
 #[cfg(test)]

@@ -134,12 +134,11 @@ impl Listed {
 
 /// How much of each record a pass with these declared fields reads.
 pub(super) fn reading(generation: Generation, declared: &BTreeSet<Field>) -> Reading {
-    let detail_only = declared.iter().any(|field| match field {
+    Reading::of(declared, |field| match field {
         Field::Setting(key) => SETTINGS.contains(&key.as_str()),
         Field::Mobile => generation == Generation::V3,
         _ => false,
-    });
-    if detail_only { Reading::WhenStale } else { Reading::Never }
+    })
 }
 
 #[cfg(test)]

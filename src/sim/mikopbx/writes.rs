@@ -23,32 +23,38 @@ impl Store {
         if number.is_empty() {
             return Err(vec![MSG_EMPTY_NUMBER.into()]);
         }
-        if self.save_may_clash(form, &number) {
-            // It may be refused half-way: work on a copy, so a refusal changes nothing.
-            let mut st = self.clone();
-            let ext_id = st.legacy_save_rows(form, cfg, release, rng, number)?;
-            *self = st;
-            Ok(ext_id)
-        } else {
-            // It cannot be refused: no copy of the whole store (an O(N) copy per save
-            // made the simulator, not the client, the bottleneck at thousands of rows).
-            self.legacy_save_rows(form, cfg, release, rng, number)
-        }
+        let uid = get("user_id").parse::<u64>().ok().filter(|u| self.users.contains_key(u));
+        let may_clash = self.may_clash(uid, &number, &digits(get("mobile_number")));
+        self.all_or_nothing(may_clash, |st| st.legacy_save_rows(form, cfg, release, rng, number))
     }
 
-    /// Whether [`Store::legacy_save`] of `form` could be refused: its number, or its
-    /// mobile, held by a row other than the employee's own. Conservative: `false` means
-    /// it cannot be refused.
-    pub(super) fn save_may_clash(&self, form: &HashMap<String, String>, number: &str) -> bool {
-        let get = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-        let uid = match get("user_id").parse::<u64>() {
-            Ok(u) if self.users.contains_key(&u) => u,
-            _ => self.next_user,
-        };
-        let taken = |n: &str, own: Option<u64>| self.ext_with_number(n, own).is_some();
-        let mobile = digits(get("mobile_number"));
-        taken(number, self.sip_ext_of_user(uid))
-            || (!mobile.is_empty() && (mobile == number || taken(&mobile, self.mobile_ext_of_user(uid))))
+    /// Runs `save`, which changes rows one after another and may be refused half-way
+    /// (`may_fail`), so that a refusal changes nothing: on a copy of the store when it
+    /// may fail, in place when it cannot (an O(N) copy per save made the simulator, not
+    /// the client, the bottleneck at thousands of rows).
+    fn all_or_nothing<T>(
+        &mut self,
+        may_fail: bool,
+        save: impl FnOnce(&mut Self) -> Result<T, Vec<String>>,
+    ) -> Result<T, Vec<String>> {
+        if !may_fail {
+            return save(self);
+        }
+        let mut copy = self.clone();
+        let out = save(&mut copy)?;
+        *self = copy;
+        Ok(out)
+    }
+
+    /// Whether a save of employee `uid` (None: a new one) with `number` and `mobile` could
+    /// be refused: either held by a row other than the employee's own. Conservative:
+    /// `false` means it cannot be refused.
+    fn may_clash(&self, uid: Option<u64>, number: &str, mobile: &str) -> bool {
+        let own = |of: fn(&Self, u64) -> Option<u64>| uid.and_then(|u| of(self, u));
+        self.ext_with_number(number, own(Self::sip_ext_of_user)).is_some()
+            || (!mobile.is_empty()
+                && (mobile == number
+                    || self.ext_with_number(mobile, own(Self::mobile_ext_of_user)).is_some()))
     }
 
     /// The row writes of [`Store::legacy_save`], with `number` already settled.
@@ -201,28 +207,9 @@ impl Store {
         rng: &mut StdRng,
     ) -> Result<u64, Vec<String>> {
         self.touched();
-        if self.v3_may_clash(uid, f) {
-            // It may be refused half-way: work on a copy, so a refusal changes nothing.
-            let mut st = self.clone();
-            let uid = st.v3_save_rows(uid, f, cfg, language, rng)?;
-            *self = st;
-            Ok(uid)
-        } else {
-            // It cannot be refused: no O(N) copy of the store per save.
-            self.v3_save_rows(uid, f, cfg, language, rng)
-        }
-    }
-
-    /// Whether [`Store::v3_save`] could be refused: its number or mobile held by a row
-    /// other than the employee's own. Conservative: `false` means it cannot be refused.
-    fn v3_may_clash(&self, uid: Option<u64>, f: &V3Fields) -> bool {
         let number = f.number.as_deref().unwrap_or_default();
-        let own = |of: fn(&Self, u64) -> Option<u64>| uid.and_then(|u| of(self, u));
-        let mobile = f.mobile_number.as_deref().unwrap_or_default();
-        self.ext_with_number(number, own(Self::sip_ext_of_user)).is_some()
-            || (!mobile.is_empty()
-                && (mobile == number
-                    || self.ext_with_number(mobile, own(Self::mobile_ext_of_user)).is_some()))
+        let may_clash = self.may_clash(uid, number, f.mobile_number.as_deref().unwrap_or_default());
+        self.all_or_nothing(may_clash, |st| st.v3_save_rows(uid, f, cfg, language, rng))
     }
 
     /// The row writes of [`Store::v3_save`].
