@@ -45,6 +45,33 @@ pub(super) struct Detail {
 const FORWARDING: [&str; 3] = [FWD_FORWARDING, FWD_FORWARDING_ON_BUSY, FWD_FORWARDING_ON_UNAVAILABLE];
 
 impl Detail {
+    /// Whether a write's answer is the whole record (as the server code answers it), so
+    /// that its detail may stand for a read. An answer without these keys would be
+    /// remembered as blank forwarding, recording and DTMF (and, on v3, no mobile), and
+    /// every later pass would see a difference that is not there and write again.
+    pub(super) fn answered(
+        record: &serde_json::Map<String, serde_json::Value>,
+        generation: Generation,
+    ) -> bool {
+        SETTINGS.iter().all(|key| record.contains_key(*key))
+            && (generation == Generation::Legacy || record.contains_key("mobile_number"))
+    }
+
+    /// The record a create made: its answer when that is the whole record, otherwise
+    /// what was sent with what the answer says (its `id`, at least) on top.
+    pub(super) fn saved(
+        sent: &serde_json::Map<String, serde_json::Value>,
+        answer: serde_json::Map<String, serde_json::Value>,
+        generation: Generation,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        if Detail::answered(&answer, generation) {
+            return answer;
+        }
+        let mut saved = sent.clone();
+        saved.extend(answer);
+        saved
+    }
+
     /// The detail of an account read from its record ([`super::account_of`], which sets
     /// every setting).
     pub(super) fn of(account: &Account, generation: Generation) -> Detail {

@@ -115,11 +115,13 @@ impl MikoPbxLegacy {
     /// Remembers what a saved record holds (saveRecord answers the record as
     /// `getRecord` would [code: `Lib/Extensions/SaveRecord.php`, 2023.2.206;
     /// `SaveRecordAction.php`, 2024.1.114]), or forgets the account when the answer is
-    /// not one.
+    /// not the whole record.
     fn remember_saved(&self, id: &str, saved: &Map<String, Value>) {
         match account_of(id.to_owned(), saved, None) {
-            Ok(account) => self.details.store(id, None, Detail::of(&account, Generation::Legacy)),
-            Err(_) => self.details.forget(id),
+            Ok(account) if Detail::answered(saved, Generation::Legacy) => {
+                self.details.store(id, None, Detail::of(&account, Generation::Legacy))
+            }
+            _ => self.details.forget(id),
         }
     }
 
@@ -375,12 +377,12 @@ impl Backend for MikoPbxLegacy {
         if let Some(password) = password {
             record.insert("sip_secret".into(), Value::String(password.expose().to_owned()));
         }
-        let saved = self.save(Retry::Unsafe, &record, password).await?;
-        let id = saved.get("id").and_then(id_text).unwrap_or_default();
+        let answer = self.save(Retry::Unsafe, &record, password).await?;
+        let id = answer.get("id").and_then(id_text).unwrap_or_default();
+        self.remember_saved(&id, &answer);
+        let saved = Detail::saved(&record, answer, Generation::Legacy);
         // New SIP peers are enabled; the record does not say.
-        let account = account_of(id, &saved, Some(true)).map_err(|e| self.http.protocol(&e))?;
-        self.details.store(&account.id, None, Detail::of(&account, Generation::Legacy));
-        Ok(account)
+        account_of(id, &saved, Some(true)).map_err(|e| self.http.protocol(&e))
     }
 
     async fn update(

@@ -436,6 +436,16 @@ impl MikoPbxV3 {
         }
     }
 
+    /// Remembers what a write's answer holds, when it is the whole record; otherwise the
+    /// next pass that needs the record reads it.
+    fn remember_answer(&self, id: &str, record: &Map<String, Value>) {
+        if Detail::answered(record, Generation::V3) {
+            self.remember(id, record, None);
+        } else {
+            self.details.forget(id);
+        }
+    }
+
     /// What a PATCH of `id` depends on, as the PBX holds it now: read with this pass's
     /// listing, or read now (a remembered copy may be older than a hand edit). `None`
     /// when the employee is gone.
@@ -775,6 +785,15 @@ impl Backend for MikoPbxV3 {
                     .get("id")
                     .and_then(id_text)
                     .ok_or_else(|| self.http.protocol("the saved employee has no id"))?;
+                // The code answers the record as saved; an answer that is not (an id
+                // alone) is read back, once, rather than taken for blank fields.
+                let record = if Detail::answered(&record, Generation::V3) {
+                    record
+                } else {
+                    self.get(&id)
+                        .await?
+                        .ok_or_else(|| self.http.protocol("the created employee cannot be read"))?
+                };
                 self.remember(&id, &record, None);
                 account_of(id, &record, Some(true)).map_err(|e| self.http.protocol(&e))
             }
@@ -835,7 +854,7 @@ impl Backend for MikoPbxV3 {
                 // The PBX answers the record as saved [code: `PatchRecordAction.php`,
                 // through `SaveRecordAction::main`, 2026.1.223].
                 match data {
-                    Value::Object(record) => self.remember(id, &record, None),
+                    Value::Object(record) => self.remember_answer(id, &record),
                     _ => self.details.forget(id),
                 }
                 Ok(())

@@ -23,6 +23,9 @@ pub struct Dialect {
     /// The largest page v3 serves: 1000 as the code caps it; the OpenAPI attributes
     /// advertise 100.
     pub v3_max_limit: usize,
+    /// What a save answers (legacy `saveRecord`, v3 POST and PATCH): the whole record,
+    /// as the code reads, or only its `id` (a guess: a proxy or module that trims it).
+    pub save_answer: SaveAnswer,
 }
 
 impl Default for Dialect {
@@ -33,6 +36,7 @@ impl Default for Dialect {
             integers: Integers::Number,
             v3_not_found: 422,
             v3_max_limit: 1000,
+            save_answer: SaveAnswer::Record,
         }
     }
 }
@@ -91,6 +95,25 @@ pub enum Generation {
 pub enum Language {
     En,
     Ru,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaveAnswer {
+    Record,
+    Id,
+}
+
+impl SaveAnswer {
+    /// A saved record as this dialect answers it.
+    pub(super) fn trim(self, record: serde_json::Value) -> serde_json::Value {
+        match (self, &record) {
+            (SaveAnswer::Id, serde_json::Value::Object(m)) => {
+                serde_json::json!({"id": m.get("id").cloned().unwrap_or_default()})
+            }
+            _ => record,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,7 +37,7 @@ impl MikoPbxSim {
                 let Inner { store, rng, .. } = &mut *st;
                 store
                     .legacy_save(&post, &self.cfg, release, rng)
-                    .map(|ext_id| legacy_record_json(store, ext_id, rng))
+                    .map(|ext_id| dialect.save_answer.trim(legacy_record_json(store, ext_id, rng)))
             }
             ("POST", "deleteRecord") => {
                 self.legacy_delete(post.get("id").map(String::as_str).unwrap_or(""), release)

@@ -357,6 +357,11 @@ impl Store {
         self.exts.find_except(&format!("number:{number}"), except)
     }
 
+    /// Every extension row with this number.
+    pub(super) fn exts_numbered<'a>(&'a self, number: &str) -> impl Iterator<Item = &'a ExtRow> + use<'a> {
+        self.exts.all(&format!("number:{number}"))
+    }
+
     pub(super) fn sip_for(&self, number: &str) -> Option<u64> {
         self.sips.find(&format!("extension:{number}"))
     }

@@ -45,6 +45,11 @@ impl<R: Indexed> Table<R> {
         self.index.get(key).and_then(|ids| ids.iter().copied().find(|id| Some(*id) != except))
     }
 
+    /// Every row holding `key`, in id order.
+    pub(super) fn all<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a R> + use<'a, R> {
+        self.index.get(key).into_iter().flatten().filter_map(|id| self.rows.get(id))
+    }
+
     pub(super) fn insert(&mut self, id: u64, row: R) {
         self.remove(&id);
         for key in row.keys() {

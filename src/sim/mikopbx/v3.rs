@@ -306,7 +306,8 @@ impl MikoPbxSim {
         let mut business = Vec::new();
         let s = &st.store;
         let number = eff.number.clone().unwrap_or_default();
-        if s.exts.values().any(|e| e.number == number && e.userid.is_some() && e.userid != uid) {
+        let held_by_other = |n: &str| s.exts_numbered(n).any(|e| e.userid.is_some() && e.userid != uid);
+        if held_by_other(&number) {
             business.push(t("ex_ValidateNumberIsDouble"));
         }
         if let Some(secret) = eff.sip_secret.as_deref().filter(|s| !s.is_empty()) {
@@ -319,7 +320,7 @@ impl MikoPbxSim {
             business.push(t("ex_ValidateEmailEmpty"));
         }
         if let Some(m) = eff.mobile_number.as_deref().filter(|m| !m.is_empty()) {
-            if s.exts.values().any(|e| e.number == m && e.userid.is_some() && e.userid != uid) {
+            if held_by_other(m) {
                 business.push(t("ex_ValidateMobileNumberIsDouble"));
             }
             if !mobile_pattern(m) {
@@ -345,6 +346,7 @@ impl MikoPbxSim {
             Ok(uid) => {
                 let data =
                     store.record_of_user(uid).map(|r| self.v3_record_json(store, &r)).unwrap_or(Value::Null);
+                let data = self.current().save_answer.trim(data);
                 if op == V3Op::Create {
                     let extra =
                         vec![("httpCode", json!(201)), ("reload", json!(format!("extensions/modify/{uid}")))];

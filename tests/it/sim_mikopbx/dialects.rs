@@ -250,7 +250,7 @@ async fn the_dialect_is_read_and_changed_over_sim() {
     let got: Value = h.http.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(
         got,
-        json!({"generation": "all", "language": "en", "integers": "number", "v3_not_found": 422, "v3_max_limit": 1000})
+        json!({"generation": "all", "language": "en", "integers": "number", "v3_not_found": 422, "v3_max_limit": 1000, "save_answer": "record"})
     );
     let r = h.http.put(&url).json(&json!({"generation": "2023.2", "language": "ru"})).send().await.unwrap();
     assert_eq!(r.status(), 200);
