@@ -866,7 +866,9 @@ async fn the_operator_reports_the_quota_and_finishes_after_its_reset() {
     let mut world = World::new("telphin-quota").await;
     world.add_pbx("cloud-pbx", BackendKind::Telphin, json!({"resyncInterval": "1h"})).await;
     let sim = world.pbx("cloud-pbx").running.sim.clone();
-    let Value::Object(dialect) = json!({"quota": 14, "quota_window_secs": 4}) else { unreachable!() };
+    // A window long enough that the wait is seen under a loaded test machine too (with 4 s
+    // the quota could reset before the Employee's conditions were written).
+    let Value::Object(dialect) = json!({"quota": 14, "quota_window_secs": 10}) else { unreachable!() };
     sim.set_dialect(&dialect).unwrap();
     let names: Vec<String> = (0..10).map(|i| format!("quota{i}")).collect();
     for (i, name) in names.iter().enumerate() {
