@@ -1,10 +1,9 @@
 //! The create checks of the Thulium simulator, shared by `POST agents`, `seed` and
 //! `tamper`, and the agent they make.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value, json};
 
+use super::agents::Agents;
 use super::{ThuliumSim, codes};
 use crate::sim::is_valid_email;
 
@@ -89,7 +88,7 @@ impl ThuliumSim {
     pub(super) fn validate(
         &self,
         input: &Map<String, Value>,
-        agents: &BTreeMap<u64, Agent>,
+        agents: &Agents,
         exclude: Option<u64>,
     ) -> Result<Agent, Vec<ApiError>> {
         let c = &self.config;
@@ -139,8 +138,7 @@ impl ThuliumSim {
                         c.login_max_len
                     ),
                 ));
-            } else if agents.values().any(|a| Some(a.agent_id) != exclude && a.login.eq_ignore_ascii_case(l))
-            {
+            } else if agents.with_login(l).is_some_and(|a| Some(a.agent_id) != exclude) {
                 errors.push(err(codes::DUPLICATE_LOGIN, format!("Agent with login '{l}' already exists.")));
             }
         }
@@ -153,7 +151,7 @@ impl ThuliumSim {
                     format!("Field 'number' must be a string of 1 to {} digits.", c.number_max_digits),
                 ));
             } else if let Ok(value) = n.parse::<u64>() {
-                if agents.values().any(|a| Some(a.agent_id) != exclude && a.number == value) {
+                if agents.with_number(value).is_some_and(|a| Some(a.agent_id) != exclude) {
                     errors.push(err(
                         codes::DUPLICATE_NUMBER,
                         format!("Number {value} is already assigned to another agent."),
