@@ -153,14 +153,13 @@ pub(super) async fn list_extensions(
                 && !w.contains('*')
                 && sim.full_extension_name(w).ok().map(Value::from).as_ref() == e.get("name")
         };
+        let client = json!(client);
         let items = inner
             .extensions
             .values()
-            .filter(|e| e.get("client_id") == Some(&json!(client)))
-            .filter(|e| q.matches(e, |k, w| same_name(e, k, w)))
-            .cloned()
-            .map(Value::Object);
-        Ok::<_, ApiErr>(q.answer(items, dialect.list_shape))
+            .filter(|e| e.get("client_id") == Some(&client))
+            .filter(|e| q.matches(e, |k, w| same_name(e, k, w)));
+        Ok::<_, ApiErr>(q.answer(items, |e| Value::Object(e.clone()), dialect.list_shape))
     })();
     match res {
         Ok(v) => named("listExtensions", axum::Json(v)),

@@ -66,12 +66,24 @@ impl ListQuery {
         })
     }
 
-    /// The page asked of `items`, in the dialect's list shape.
-    pub(super) fn answer(&self, items: impl Iterator<Item = Value>, shape: ListShape) -> Value {
-        let all: Vec<Value> = items.collect();
-        let total = all.len();
-        let page: Vec<Value> =
-            all.into_iter().skip((self.page - 1).saturating_mul(self.per_page)).take(self.per_page).collect();
+    /// The page asked of `items`, in the dialect's list shape. Only the records on the
+    /// page are shown: a listing of 10,000 in pages of 50 would otherwise build every
+    /// record 200 times.
+    pub(super) fn answer<T>(
+        &self,
+        items: impl Iterator<Item = T>,
+        show: impl Fn(T) -> Value,
+        shape: ListShape,
+    ) -> Value {
+        let skip = (self.page - 1).saturating_mul(self.per_page);
+        let mut total = 0;
+        let mut page = Vec::new();
+        for item in items {
+            if total >= skip && page.len() < self.per_page {
+                page.push(show(item));
+            }
+            total += 1;
+        }
         match shape {
             ListShape::Bare => Value::Array(page),
             ListShape::Wrapped => json!({"total_count": total, "result": page}),

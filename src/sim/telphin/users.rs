@@ -168,20 +168,16 @@ pub(super) async fn list_users(State(sim): Sim, Path(cid): Path<String>, RawQuer
         let dialect = sim.dialect_now();
         let q = ListQuery::parse(q.as_deref(), USER_FILTERS, &sim.cfg, &dialect)?;
         let inner = lock(&sim.inner);
+        let client = json!(client);
         let own = |u: &&ExtUser| {
             u.fields
                 .get("extension_id")
                 .and_then(Value::as_u64)
                 .and_then(|e| inner.extensions.get(&e))
-                .is_some_and(|e| e.get("client_id") == Some(&json!(client)))
+                .is_some_and(|e| e.get("client_id") == Some(&client))
         };
-        let items = inner
-            .users
-            .values()
-            .filter(own)
-            .filter(|u| q.matches(&u.fields, |_, _| false))
-            .map(|u| Value::Object(shown(&u.fields, &dialect)));
-        Ok::<_, ApiErr>(q.answer(items, dialect.list_shape))
+        let items = inner.users.values().filter(own).filter(|u| q.matches(&u.fields, |_, _| false));
+        Ok::<_, ApiErr>(q.answer(items, |u| Value::Object(shown(&u.fields, &dialect)), dialect.list_shape))
     })();
     match res {
         Ok(v) => named("listUsers", axum::Json(v)),
