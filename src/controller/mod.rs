@@ -28,6 +28,7 @@
 //! get [`Config::shutdown_timeout`] to finish, and then the Lease is released.
 
 mod employee;
+pub mod events;
 pub mod lease;
 mod pass;
 mod secrets;
@@ -48,7 +49,7 @@ use kube::{
     Api, Client, Resource, ResourceExt,
     runtime::{
         Controller, WatchStreamExt, controller,
-        events::{Recorder, Reporter},
+        events::Reporter,
         reflector::{self, ObjectRef, Store},
         watcher,
     },
@@ -56,6 +57,7 @@ use kube::{
 use tokio::sync::watch;
 
 use self::{
+    events::Recorder,
     secrets::{Passwords, SecretMeta},
     watches::{Cache, Subscriber},
 };
@@ -373,7 +375,7 @@ pub async fn run(client: Client, config: Config, shutdown: BoxFuture<'static, ()
         systems: systems.clone(),
         secrets: secrets_store.clone(),
         passwords: Passwords::default(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), reporter, config.now.clone()),
         backends: Mutex::new(HashMap::new()),
         waits: Mutex::default(),
         planned: Mutex::default(),

@@ -69,6 +69,9 @@ const SECRET_WRITES_AT_ONCE: usize = 16;
 /// Entry writes at once, at the end of a pass.
 const ENTRY_WRITES_AT_ONCE: usize = 16;
 
+/// Events posted at once after a pass.
+const EVENTS_AT_ONCE: usize = 8;
+
 /// Event reasons of the engine that describe a state rather than an action.
 const STANDING: [&str; 4] = ["Conflict", "ManualActionRequired", "SyncFailed", "DeletionGuardTripped"];
 
@@ -383,16 +386,16 @@ async fn pass(
     let guard_was_tripped = system.status.as_ref().is_some_and(|s| {
         s.conditions.iter().any(|c| c.type_ == conditions::SYNCED && c.reason == reason::DELETION_GUARD)
     });
-    for event in &report.events {
-        let news = match (&event.owner, STANDING.contains(&event.reason)) {
-            (_, false) => true,
-            (Some(owner), true) => changed.contains(owner),
-            (None, true) => !guard_was_tripped,
-        };
-        if news {
-            publish(&ctx, &system, event).await;
-        }
-    }
+    let news = report.events.iter().filter(|event| match (&event.owner, STANDING.contains(&event.reason)) {
+        (_, false) => true,
+        (Some(owner), true) => changed.contains(owner),
+        (None, true) => !guard_was_tripped,
+    });
+    // A first pass over 10,000 Employees has 10,000 to post; one at a time they took
+    // longer than the pass.
+    futures_util::stream::iter(news)
+        .for_each_concurrent(EVENTS_AT_ONCE, |event| publish(&ctx, &system, event))
+        .await;
     // From the status as this pass left it (its intents included).
     let system = ctx.systems.fresh(system);
     system_status::synced(&ctx, &system, &report, started.elapsed(), still_pending).await?;

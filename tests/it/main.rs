@@ -17,6 +17,7 @@ mod controller;
 mod crds;
 mod demo;
 mod deploy;
+mod events;
 mod faults;
 mod footprint;
 mod gitops;
