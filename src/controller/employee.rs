@@ -77,9 +77,12 @@ async fn keep(employee: Arc<Employee>, ctx: Arc<Context>) -> Result<Action, Erro
         }
     })
     .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
+    .or_else(|e| match e {
+        // Our copy was behind: an earlier pass removed the finalizer and the Employee is
+        // gone, which is what removing it was for.
+        finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => Err(e),
+        other => Err(Error::Finalizer(other.to_string())),
     })
 }
 
