@@ -152,7 +152,7 @@ impl Recorder {
         now: Timestamp,
     ) -> Result<(), kube::Error> {
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
-        let patch = json!({"series": {"count": count.max(2), "lastObservedTime": MicroTime(now)}});
+        let patch = json!({"series": {"count": count, "lastObservedTime": MicroTime(now)}});
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
     }
 
