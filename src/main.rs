@@ -307,7 +307,7 @@ impl From<SimKind> for BackendKind {
 }
 
 fn main() -> ExitCode {
-    switchboard::engine::memory::limit_arenas();
+    switchboard::engine::memory::tune_malloc();
     let cli = Cli::parse();
     let default_filter = if matches!(cli.command, Command::Run(_)) { "info" } else { "warn" };
     telemetry::init_logs(cli.log_format, default_filter);
