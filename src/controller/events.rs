@@ -98,7 +98,7 @@ impl Recorder {
         event.reason.hash(&mut h);
         self.reporter.controller.hash(&mut h);
         self.reporter.instance.hash(&mut h);
-        for r in std::iter::once(Some(regarding)).chain(std::iter::once(event.secondary.as_ref())) {
+        for r in [Some(regarding), event.secondary.as_ref()] {
             r.map(|r| (&r.api_version, &r.kind, &r.namespace, &r.name, &r.uid)).hash(&mut h);
         }
         h.finish()

@@ -27,6 +27,7 @@
 pub mod apio;
 pub mod mikopbx;
 pub mod ringostat;
+mod table;
 pub mod telphin;
 pub mod thulium;
 

@@ -62,7 +62,6 @@ mod legacy;
 mod reply;
 mod session;
 mod store;
-mod table;
 mod util;
 mod v3;
 mod v3_fields;

@@ -1,9 +1,7 @@
 //! The relational store behind both generations: the tables and the joins that read them.
 
-use super::{
-    table::{Indexed, Table},
-    *,
-};
+use super::*;
+use crate::sim::table::{Indexed, Table};
 
 // ---------------------------------------------------------------------------------------
 // The store

@@ -87,14 +87,12 @@ use serde_json::{Map, Value, json};
 
 use self::{
     dialect::{AddPath, Dialect, ProjectHeader},
-    staff::StaffTable,
-    validate::{RpcError, rpc_err},
+    validate::{RpcError, Staff, rpc_err},
 };
-use super::{OpName, SimError, Simulator, lock, patch_dialect};
+use super::{OpName, SimError, Simulator, lock, patch_dialect, table::Table};
 
 pub mod dialect;
 mod listing;
-mod staff;
 mod validate;
 
 pub const ADD_STAFF: &str = "Api\\V2\\Staff.addStaff";
@@ -161,7 +159,7 @@ impl Default for RingostatConfig {
 }
 
 struct Store {
-    staff: StaffTable,
+    staff: Table<Staff>,
     last_id: u64,
     rng: StdRng,
 }
@@ -176,7 +174,7 @@ impl RingostatSim {
     pub fn new(config: RingostatConfig) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(Store {
-                staff: StaffTable::default(),
+                staff: Table::default(),
                 last_id: config.first_staff_id,
                 rng: StdRng::seed_from_u64(config.seed),
             }),
@@ -196,7 +194,7 @@ impl RingostatSim {
         let step = store.rng.random_range(1..=97);
         store.last_id += step;
         staff.staff_id = store.last_id;
-        store.staff.insert(staff);
+        store.staff.insert(staff.staff_id, staff);
         Ok(store.last_id)
     }
 }
@@ -402,7 +400,7 @@ impl Simulator for RingostatSim {
         ];
         let staff_id = parse_id(id)?;
         let mut store = lock(&self.state);
-        let current = store.staff.get(staff_id).ok_or_else(|| SimError::NotFound(id.to_string()))?;
+        let current = store.staff.get(&staff_id).ok_or_else(|| SimError::NotFound(id.to_string()))?;
         let mut params = current.as_params(&self.config.project_id);
         for (key, value) in patch {
             if !FIELDS.contains(&key.as_str()) {
@@ -412,13 +410,17 @@ impl Simulator for RingostatSim {
         }
         let mut staff = self.validate(&params, &store, Some(staff_id)).map_err(invalid)?;
         staff.staff_id = staff_id;
-        store.staff.insert(staff);
+        store.staff.insert(staff_id, staff);
         Ok(())
     }
 
     fn remove(&self, id: &str) -> Result<(), SimError> {
         let staff_id = parse_id(id)?;
-        lock(&self.state).staff.remove(staff_id).map(|_| ()).ok_or_else(|| SimError::NotFound(id.to_string()))
+        lock(&self.state)
+            .staff
+            .remove(&staff_id)
+            .map(|_| ())
+            .ok_or_else(|| SimError::NotFound(id.to_string()))
     }
 
     fn seed(&self, account: &Value) -> Result<String, SimError> {

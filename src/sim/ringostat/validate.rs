@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::{RingostatSim, Store, codes};
 use crate::sim::is_valid_email;
+use crate::sim::table::Indexed;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Kind {
@@ -255,7 +256,7 @@ impl RingostatSim {
         let staff = &store.staff;
         if let Some(creator) = &creator_id {
             let known = creator == &c.creator_id
-                || creator.parse::<u64>().ok().and_then(|id| staff.get(id)).is_some_and(|s| {
+                || creator.parse::<u64>().ok().and_then(|id| staff.get(&id)).is_some_and(|s| {
                     Some(s.staff_id) != exclude && s.staff_id.to_string() == *creator && s.access == "1"
                 });
             if !known {
@@ -272,14 +273,14 @@ impl RingostatSim {
                 p.rule("fio", "Name may contain only letters and spaces");
             } else if f.chars().count() > c.fio_max_len {
                 p.rule("fio", format!("Name must be at most {} characters long", c.fio_max_len));
-            } else if self.current().fio_unique && staff.name_taken(f, exclude) {
+            } else if self.current().fio_unique && staff.find_except(&name_key(f), exclude).is_some() {
                 p.clash("fio", format!("An employee named {f} already exists"));
             }
         }
         if let Some(e) = &email {
             if !is_valid_email(e) {
                 p.rule("email", "Invalid email format");
-            } else if staff.email_taken(e, exclude) {
+            } else if staff.find_except(&email_key(e), exclude).is_some() {
                 p.clash("email", format!("Email {e} is already used by another employee"));
             }
         }
@@ -296,7 +297,7 @@ impl RingostatSim {
                         c.extension_min_digits, c.extension_max_digits
                     ),
                 );
-            } else if staff.extension_taken(x, exclude) {
+            } else if staff.find_except(&extension_key(x), exclude).is_some() {
                 p.clash("extensionNumber", format!("Internal number {x} is already in use"));
             }
         }
@@ -339,7 +340,7 @@ impl RingostatSim {
         for d in main.iter().chain(&additional).filter(|d| d.kind == Kind::Sip) {
             if seen.contains(&d.direction.as_str()) {
                 p.rule("directions", format!("SIP account {} is listed twice", d.direction));
-            } else if staff.sip_taken(&d.direction, exclude) {
+            } else if staff.find_except(&sip_key(&d.direction), exclude).is_some() {
                 p.clash("directions", format!("SIP account {} already exists", d.direction));
             }
             seen.push(&d.direction);
@@ -395,5 +396,48 @@ impl RingostatSim {
             }),
             _ => Err(rpc_err(codes::INVALID_PARAMS, "Invalid params")),
         }
+    }
+}
+
+/// Names compare case-insensitively in any alphabet.
+fn name_key(fio: &str) -> String {
+    let mut key = String::from("fio:");
+    key.extend(fio.chars().flat_map(char::to_lowercase));
+    key
+}
+
+/// E-mails compare ASCII-case-insensitively.
+fn email_key(email: &str) -> String {
+    format!("email:{}", email.to_ascii_lowercase())
+}
+
+fn extension_key(extension: &str) -> String {
+    format!("ext:{extension}")
+}
+
+fn sip_key(login: &str) -> String {
+    format!("sip:{login}")
+}
+
+/// What the create checks look an employee up by. Names are unique only in one dialect,
+/// so a key may be held by several.
+impl Indexed for Staff {
+    fn keys(&self) -> Vec<String> {
+        let mut keys = vec![name_key(&self.fio), email_key(&self.email), extension_key(&self.extension)];
+        keys.extend(self.sip_logins().map(sip_key));
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_key;
+
+    #[test]
+    fn names_match_whatever_their_case_in_any_alphabet() {
+        assert_eq!(name_key("Ivan Petrenko"), name_key("ivan PETRENKO"));
+        assert_eq!(name_key("Иван Петренко"), name_key("иван ПЕТРЕНКО"));
+        assert_ne!(name_key("Иван Петренко"), name_key("Иван Петренк"));
+        assert_ne!(name_key("Ivan"), name_key("Ivana"));
     }
 }

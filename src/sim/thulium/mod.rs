@@ -52,7 +52,6 @@
 //! - Control plane: an account's id is its `agent_id` as a string; `seed` takes the create
 //!   body; `tamper` takes the create field names plus `group_id`, with the same checks.
 
-mod agents;
 pub mod dialect;
 mod validate;
 
@@ -74,11 +73,10 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Map, Value, json};
 
 use self::{
-    agents::Agents,
     dialect::{CAP, Dialect, Paging},
-    validate::{Agent, ApiError, err},
+    validate::{Agent, ApiError, err, login_key},
 };
-use super::{OpName, SimError, Simulator, lock, patch_dialect};
+use super::{OpName, SimError, Simulator, lock, patch_dialect, table::Table};
 
 /// The simulator's own error codes (the docs publish none).
 pub mod codes {
@@ -133,7 +131,7 @@ impl Default for ThuliumConfig {
 }
 
 struct Store {
-    agents: Agents,
+    agents: Table<Agent>,
     next_id: u64,
     rng: StdRng,
 }
@@ -148,7 +146,7 @@ impl ThuliumSim {
     pub fn new(config: ThuliumConfig) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(Store {
-                agents: Agents::default(),
+                agents: Table::default(),
                 next_id: config.first_agent_id,
                 rng: StdRng::seed_from_u64(config.seed),
             }),
@@ -215,7 +213,7 @@ impl ThuliumSim {
         let mut agent = self.validate(input, &state.agents, None)?;
         agent.agent_id = state.next_id;
         state.next_id += 1;
-        state.agents.insert(agent.clone());
+        state.agents.insert(agent.agent_id, agent.clone());
         Ok(agent)
     }
 }
@@ -316,7 +314,11 @@ async fn get_agent(
         return sim.unauthorized(OP);
     }
     let dialect = sim.current();
-    let found = lock(&sim.state).agents.with_login(&login).map(|a| dialect.agent(a));
+    let found = {
+        let state = lock(&sim.state);
+        let id = state.agents.find(&login_key(&login));
+        id.and_then(|id| state.agents.get(&id)).map(|a| dialect.agent(a))
+    };
     match found {
         Some(agent) => {
             let mut response = Json(agent).into_response();
@@ -370,7 +372,7 @@ impl Simulator for ThuliumSim {
         let agent_id = parse_id(id)?;
         let mut state = lock(&self.state);
         let current =
-            state.agents.get(agent_id).cloned().ok_or_else(|| SimError::NotFound(id.to_string()))?;
+            state.agents.get(&agent_id).cloned().ok_or_else(|| SimError::NotFound(id.to_string()))?;
         let mut input = current.as_input();
         let mut group_id = current.group_id;
         for (key, value) in patch {
@@ -396,7 +398,7 @@ impl Simulator for ThuliumSim {
         let mut agent = self.validate(&input, &state.agents, Some(agent_id)).map_err(invalid)?;
         agent.agent_id = agent_id;
         agent.group_id = group_id;
-        state.agents.insert(agent);
+        state.agents.insert(agent_id, agent);
         Ok(())
     }
 
@@ -404,7 +406,7 @@ impl Simulator for ThuliumSim {
         let agent_id = parse_id(id)?;
         lock(&self.state)
             .agents
-            .remove(agent_id)
+            .remove(&agent_id)
             .map(|_| ())
             .ok_or_else(|| SimError::NotFound(id.to_string()))
     }

@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::agents::Agents;
 use super::{ThuliumSim, codes};
 use crate::sim::is_valid_email;
+use crate::sim::table::{Indexed, Table};
 
 #[derive(Clone, Debug)]
 pub(super) struct Agent {
@@ -72,6 +72,22 @@ impl Agent {
     }
 }
 
+/// Logins compare case-insensitively (ASCII: the only letters a login may hold).
+pub(super) fn login_key(login: &str) -> String {
+    format!("login:{}", login.to_ascii_lowercase())
+}
+
+fn number_key(number: u64) -> String {
+    format!("number:{number}")
+}
+
+/// Logins and numbers are unique: every create checks both.
+impl Indexed for Agent {
+    fn keys(&self) -> Vec<String> {
+        vec![login_key(&self.login), number_key(self.number)]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct ApiError {
     pub(super) message: String,
@@ -88,7 +104,7 @@ impl ThuliumSim {
     pub(super) fn validate(
         &self,
         input: &Map<String, Value>,
-        agents: &Agents,
+        agents: &Table<Agent>,
         exclude: Option<u64>,
     ) -> Result<Agent, Vec<ApiError>> {
         let c = &self.config;
@@ -138,7 +154,7 @@ impl ThuliumSim {
                         c.login_max_len
                     ),
                 ));
-            } else if agents.with_login(l).is_some_and(|a| Some(a.agent_id) != exclude) {
+            } else if agents.find_except(&login_key(l), exclude).is_some() {
                 errors.push(err(codes::DUPLICATE_LOGIN, format!("Agent with login '{l}' already exists.")));
             }
         }
@@ -151,7 +167,7 @@ impl ThuliumSim {
                     format!("Field 'number' must be a string of 1 to {} digits.", c.number_max_digits),
                 ));
             } else if let Ok(value) = n.parse::<u64>() {
-                if agents.with_number(value).is_some_and(|a| Some(a.agent_id) != exclude) {
+                if agents.find_except(&number_key(value), exclude).is_some() {
                     errors.push(err(
                         codes::DUPLICATE_NUMBER,
                         format!("Number {value} is already assigned to another agent."),

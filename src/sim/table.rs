@@ -1,8 +1,9 @@
-//! A table of rows by id with the lookups the PHP code makes by column (`number`,
-//! `extension`, `uniqid`, a user's extensions) indexed, so that a save finds its rows in
-//! O(log N) instead of scanning each table: at 10,000 employees the scans made the
-//! simulator, not the client, the bench's bottleneck. Reads go through `Deref` to the
-//! rows; every change goes through a method here, so the index cannot go stale.
+//! A simulator's table of rows by id, with the columns its rules look rows up by indexed
+//! (MikoPBX: `number`, `extension`, `uniqid`, a user's extensions; Thulium: login and
+//! number; Ringostat: name, e-mail, number, SIP accounts), so that a save finds its rows
+//! in O(log N) instead of scanning: at 10,000 employees the scans made the simulators,
+//! not the clients, the bench's bottleneck. Reads go through `Deref` to the rows; every
+//! change goes through a method here, so the index cannot go stale.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -10,12 +11,12 @@ use std::{
 };
 
 /// The columns a row is looked up by, each as a key string (`column:value`).
-pub(super) trait Indexed {
+pub(in crate::sim) trait Indexed {
     fn keys(&self) -> Vec<String>;
 }
 
 #[derive(Clone, Debug)]
-pub(super) struct Table<R> {
+pub(in crate::sim) struct Table<R> {
     rows: BTreeMap<u64, R>,
     index: HashMap<String, BTreeSet<u64>>,
 }
@@ -36,21 +37,21 @@ impl<R> Deref for Table<R> {
 
 impl<R: Indexed> Table<R> {
     /// The first row, in id order (as the scans it replaces found it), holding `key`.
-    pub(super) fn find(&self, key: &str) -> Option<u64> {
+    pub(in crate::sim) fn find(&self, key: &str) -> Option<u64> {
         self.index.get(key).and_then(|ids| ids.first().copied())
     }
 
     /// The first row holding `key` other than `except`.
-    pub(super) fn find_except(&self, key: &str, except: Option<u64>) -> Option<u64> {
+    pub(in crate::sim) fn find_except(&self, key: &str, except: Option<u64>) -> Option<u64> {
         self.index.get(key).and_then(|ids| ids.iter().copied().find(|id| Some(*id) != except))
     }
 
     /// Every row holding `key`, in id order.
-    pub(super) fn all<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a R> + use<'a, R> {
+    pub(in crate::sim) fn all<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a R> + use<'a, R> {
         self.index.get(key).into_iter().flatten().filter_map(|id| self.rows.get(id))
     }
 
-    pub(super) fn insert(&mut self, id: u64, row: R) {
+    pub(in crate::sim) fn insert(&mut self, id: u64, row: R) {
         self.remove(&id);
         for key in row.keys() {
             self.index.entry(key).or_default().insert(id);
@@ -58,7 +59,7 @@ impl<R: Indexed> Table<R> {
         self.rows.insert(id, row);
     }
 
-    pub(super) fn remove(&mut self, id: &u64) -> Option<R> {
+    pub(in crate::sim) fn remove(&mut self, id: &u64) -> Option<R> {
         let row = self.rows.remove(id)?;
         for key in row.keys() {
             if let Some(ids) = self.index.get_mut(&key) {
@@ -72,7 +73,7 @@ impl<R: Indexed> Table<R> {
     }
 
     /// Row `id` to change in place; the index follows when the guard goes.
-    pub(super) fn get_mut(&mut self, id: &u64) -> Option<RowMut<'_, R>> {
+    pub(in crate::sim) fn get_mut(&mut self, id: &u64) -> Option<RowMut<'_, R>> {
         let Table { rows, index } = self;
         let row = rows.get_mut(id)?;
         let before = row.keys();
@@ -80,19 +81,19 @@ impl<R: Indexed> Table<R> {
     }
 
     /// Changes row `id` in place, if there is one.
-    pub(super) fn update<T>(&mut self, id: &u64, f: impl FnOnce(&mut R) -> T) -> Option<T> {
+    pub(in crate::sim) fn update<T>(&mut self, id: &u64, f: impl FnOnce(&mut R) -> T) -> Option<T> {
         self.get_mut(id).map(|mut row| f(&mut row))
     }
 
     /// Changes every row `keep` selects.
-    pub(super) fn update_where(&mut self, select: impl Fn(&R) -> bool, f: impl Fn(&mut R)) {
+    pub(in crate::sim) fn update_where(&mut self, select: impl Fn(&R) -> bool, f: impl Fn(&mut R)) {
         let ids: Vec<u64> = self.rows.iter().filter(|(_, r)| select(r)).map(|(id, _)| *id).collect();
         for id in ids {
             self.update(&id, &f);
         }
     }
 
-    pub(super) fn retain(&mut self, keep: impl Fn(&R) -> bool) {
+    pub(in crate::sim) fn retain(&mut self, keep: impl Fn(&R) -> bool) {
         let ids: Vec<u64> = self.rows.iter().filter(|(_, r)| !keep(r)).map(|(id, _)| *id).collect();
         for id in ids {
             self.remove(&id);
@@ -101,7 +102,7 @@ impl<R: Indexed> Table<R> {
 }
 
 /// A row being changed: its keys are indexed again when it goes.
-pub(super) struct RowMut<'a, R: Indexed> {
+pub(in crate::sim) struct RowMut<'a, R: Indexed> {
     row: &'a mut R,
     index: &'a mut HashMap<String, BTreeSet<u64>>,
     id: u64,
